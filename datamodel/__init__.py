@@ -1,0 +1,48 @@
+"""The model layer: declarative models stored in KV with SQL metadata tables.
+
+Never imports Django. Built on ``datastore``.
+"""
+
+from . import fields, ids
+from .connection import Connection, get_connection, set_provider
+from .errors import DeclarationError, DoesNotExist, Rejected, SyncError, ValidationError
+from .hooks import HookRegistry
+from .initialize import Report, initialize
+from .manager import Manager, ScopedManager
+from .model import DataModel, Scope
+from .options import Options
+from .query import Page, Query
+from .registry import registry
+from .repair import SyncReport, verify
+from .schema import create_statements, create_tables
+from .seeds import Seed, SeedError
+
+__all__ = [
+    "Connection",
+    "DataModel",
+    "DeclarationError",
+    "DoesNotExist",
+    "HookRegistry",
+    "Manager",
+    "Options",
+    "Page",
+    "Query",
+    "Rejected",
+    "Report",
+    "Scope",
+    "ScopedManager",
+    "Seed",
+    "SeedError",
+    "SyncError",
+    "SyncReport",
+    "ValidationError",
+    "create_statements",
+    "create_tables",
+    "fields",
+    "get_connection",
+    "ids",
+    "initialize",
+    "registry",
+    "set_provider",
+    "verify",
+]

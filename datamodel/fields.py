@@ -1,0 +1,278 @@
+"""Field types: Python value <-> stored JSON <-> SQL column, with validation.
+
+Each field converts an incoming value with ``clean`` (raising ``ValueError`` with a message
+that names the problem), stores it in KV as JSON-ready data, and, if it can be a sync field,
+maps to a SQLite/D1 column type with ``to_sql``/``from_sql``. ``Text`` and ``JSON`` have no SQL
+mapping: they are KV-only (large content).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from datastore import codec
+
+__all__ = [
+    "JSON",
+    "URL",
+    "Array",
+    "Boolean",
+    "Choice",
+    "Field",
+    "Integer",
+    "Number",
+    "String",
+    "Text",
+    "Timestamp",
+]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class Field:
+    """Base field. Subclasses set ``type_name``, ``sql_type`` and ``clean_value``."""
+
+    type_name = "field"
+    sql_type: str | None = "TEXT"
+
+    def __init__(
+        self,
+        *,
+        required: bool = False,
+        default: Any = MISSING,
+        default_factory: Callable[[], Any] | None = None,
+        choices: Sequence[Any] | None = None,
+        max_length: int | None = None,
+        validators: Sequence[Callable[[Any], None]] = (),
+        primary_key: bool = False,
+        generator: Callable[..., str] | None = None,
+        help_text: str = "",
+    ) -> None:
+        if default is not MISSING and default_factory is not None:
+            raise TypeError("give either default or default_factory, not both")
+        if default is not MISSING and isinstance(default, (list, dict, set)):
+            raise TypeError("a mutable default is shared between instances: use default_factory")
+        self.required = required or primary_key
+        self.default = default
+        self.default_factory = default_factory
+        self.choices = tuple(choices) if choices is not None else None
+        self.max_length = max_length
+        self.validators = tuple(validators)
+        self.primary_key = primary_key
+        self.generator = generator
+        self.help_text = help_text
+        self.name = ""  # set by the model class
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return instance._values.get(self.name)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        instance.set(self.name, value)
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not MISSING or self.default_factory is not None
+
+    def get_default(self) -> Any:
+        if self.default_factory is not None:
+            return self.default_factory()
+        return None if self.default is MISSING else self.default
+
+    def clean(self, value: Any) -> Any:
+        """The stored form of ``value``; ``ValueError`` with a readable message if invalid."""
+        if value is None:
+            return None
+        value = self.clean_value(value)
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(repr(choice) for choice in self.choices)
+            raise ValueError(f"{value!r} is not one of {allowed}")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise ValueError(f"is {len(value)} long; the maximum is {self.max_length}")
+        for validator in self.validators:
+            validator(value)
+        return value
+
+    def clean_value(self, value: Any) -> Any:
+        return value
+
+    def to_sql(self, value: Any) -> Any:
+        """The column value for a stored value."""
+        return value
+
+    def from_sql(self, value: Any) -> Any:
+        """The stored value for a column value."""
+        return value
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name or '?'}>"
+
+
+class String(Field):
+    type_name = "string"
+
+    def clean_value(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {type(value).__name__}")
+        return value
+
+
+class Text(String):
+    """Large text, stored in KV only."""
+
+    type_name = "text"
+    sql_type = None
+
+
+_URL_SCHEMES = ("http", "https")
+
+
+class URL(String):
+    type_name = "url"
+
+    def __init__(self, *, max_length: int | None = 2048, **options: Any) -> None:
+        super().__init__(max_length=max_length, **options)
+
+    def clean_value(self, value: Any) -> Any:
+        value = super().clean_value(value)
+        parts = urlsplit(value)
+        if parts.scheme not in _URL_SCHEMES or not parts.netloc or re.search(r"\s", value):
+            raise ValueError(f"{value!r} is not a valid http(s) URL")
+        return value
+
+
+class Choice(String):
+    """A string restricted to ``choices`` (the spec's ``validation: [...]``)."""
+
+    type_name = "choice"
+
+    def __init__(self, choices: Sequence[str], **options: Any) -> None:
+        if not choices:
+            raise TypeError("Choice needs at least one choice")
+        super().__init__(choices=choices, **options)
+
+
+class Integer(Field):
+    type_name = "integer"
+    sql_type = "INTEGER"
+
+    def clean_value(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"expected an integer, got {value!r}")
+        return value
+
+
+class Number(Field):
+    type_name = "number"
+    sql_type = "REAL"
+
+    def clean_value(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return value
+
+
+class Boolean(Field):
+    type_name = "boolean"
+    sql_type = "INTEGER"
+
+    def clean_value(self, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+
+    def to_sql(self, value: Any) -> Any:
+        return None if value is None else int(value)
+
+    def from_sql(self, value: Any) -> Any:
+        return None if value is None else bool(value)
+
+
+class JSON(Field):
+    """Any JSON value, stored in KV only."""
+
+    type_name = "json"
+    sql_type = None
+
+    def clean_value(self, value: Any) -> Any:
+        codec.check_depth(value)
+        # round-trip through the codec so what is kept is exactly what will be stored
+        return codec.loads(codec.dumps(value))
+
+
+class Array(Field):
+    """A JSON array; as a sync field it is a JSON text column (``contains`` uses json_each)."""
+
+    type_name = "array"
+
+    def __init__(self, of: Field | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.of = of
+
+    def clean_value(self, value: Any) -> Any:
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        if self.of is None:
+            return JSON().clean_value(list(value))
+        cleaned = []
+        for index, item in enumerate(value):
+            try:
+                cleaned.append(self.of.clean(item))
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        return cleaned
+
+    def to_sql(self, value: Any) -> Any:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def from_sql(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
+
+
+class Timestamp(Field):
+    """A moment, stored as ISO-8601 UTC text with milliseconds (``2024-09-02T13:45:00.000Z``).
+
+    Accepts ``datetime`` (naive means UTC) or ISO-8601 strings. The fixed format sorts
+    correctly as text, so SQL ordering and range filters work on it.
+    """
+
+    type_name = "timestamp"
+
+    def __init__(self, *, auto_now: bool = False, auto_now_add: bool = False, **options: Any):
+        super().__init__(**options)
+        self.auto_now = auto_now
+        self.auto_now_add = auto_now_add
+
+    def clean_value(self, value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            return codec.isoformat(value)
+        if isinstance(value, str) and _ISO.fullmatch(value):
+            try:
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a valid ISO-8601 timestamp") from exc
+            return codec.isoformat(parsed)
+        raise ValueError(f"expected an ISO-8601 timestamp or datetime, got {value!r}")

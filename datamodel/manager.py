@@ -1,0 +1,169 @@
+"""``Model.objects``: scoped access to a model's objects.
+
+There is no unscoped manager by accident: ``Page.objects.auth(user_id)`` sees what that user
+owns, ``Page.objects.system()`` everything. An object the scope may not see behaves exactly as
+a missing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from datastore.keys import composite_key
+
+from . import sync
+from .connection import Connection, get_connection
+from .errors import DoesNotExist, ValidationError
+
+if TYPE_CHECKING:
+    from .model import DataModel, Scope
+    from .query import Query
+
+__all__ = ["Manager", "ScopedManager"]
+
+M = TypeVar("M", bound="DataModel")
+
+
+class Manager(Generic[M]):
+    """The entry point on every model class (``Model.objects``)."""
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+
+    def auth(self, user_id: str, *, using: Connection | None = None) -> ScopedManager[M]:
+        """Objects visible to ``user_id``."""
+        from .model import Scope
+
+        if not isinstance(user_id, str) or not user_id:
+            raise ValidationError({"user_id": ["a scope needs a user id"]})
+        return ScopedManager(self.model, Scope(using or get_connection(), user_id))
+
+    def system(self, *, using: Connection | None = None) -> ScopedManager[M]:
+        """Every object, for admin and initialization code."""
+        from .model import Scope
+
+        return ScopedManager(self.model, Scope(using or get_connection(), None))
+
+    def bind(self, scope: Scope) -> ScopedManager[M]:
+        return ScopedManager(self.model, scope)
+
+
+class ScopedManager(Generic[M]):
+    """A model's objects as seen by one scope."""
+
+    def __init__(self, model: type[M], scope: Scope) -> None:
+        self.model = model
+        self.scope = scope
+        self.meta = model._meta
+
+    def kv_id(self, object_id: str | None = None, **key_fields: Any) -> str:
+        """The KV id from ``object_id`` or from the key pattern's fields."""
+        if object_id is not None and key_fields:
+            raise TypeError("give an id or the key fields, not both")
+        if object_id is not None:
+            if len(self.meta.key_fields) == 1:
+                return composite_key(str(object_id))
+            return str(object_id)
+        missing = [name for name in self.meta.key_fields if key_fields.get(name) in (None, "")]
+        unknown = set(key_fields) - set(self.meta.key_fields)
+        if missing or unknown:
+            raise TypeError(
+                f"{self.meta.name} objects are found by {', '.join(self.meta.key_fields)}"
+            )
+        return composite_key(*(str(key_fields[name]) for name in self.meta.key_fields))
+
+    def new(self, **values: Any) -> M:
+        """An unsaved instance bound to this scope."""
+        instance = self.model(**values)
+        instance._scope = self.scope
+        return instance
+
+    def create(self, **values: Any) -> M:
+        """Validate, store (KV, then metadata) and return a new object."""
+        instance = self.new(**values)
+        instance.save()
+        return instance
+
+    def bulk_create(self, objects: Iterable[Mapping[str, Any] | M]) -> list[M]:
+        """Create many objects in as few round trips as the stores' batch limits allow."""
+        instances = [
+            self.new(**item) if isinstance(item, Mapping) else self._adopt(item) for item in objects
+        ]
+        for instance in instances:
+            if not instance.is_new():
+                raise ValidationError(f"{self.meta.name} {instance.pk!r} is already stored")
+        sync.bulk_save(instances, self.scope)
+        return instances
+
+    def bulk_save(self, instances: Iterable[M]) -> list[M]:
+        """Create the new and update the stored instances together, in bulk round trips."""
+        adopted = [self._adopt(instance) for instance in instances]
+        sync.bulk_save(adopted, self.scope)
+        return adopted
+
+    def get_many(self, ids: Iterable[str], *, include_deleted: bool = False) -> dict[str, M]:
+        """The visible objects among these KV ids, in one bulk read."""
+        found = self.scope.store(self.meta).read_many(self.meta.kv_class, list(ids))
+        instances = {
+            kv_id: self.model._from_stored(stored.data, stored.version, self.scope)
+            for kv_id, stored in found.items()
+        }
+        return {
+            kv_id: instance  # type: ignore[misc]
+            for kv_id, instance in instances.items()
+            if include_deleted or instance._values.get("deleted_at") is None
+        }
+
+    def _adopt(self, instance: M) -> M:
+        if not isinstance(instance, self.model):
+            raise ValidationError(f"expected {self.model.__name__} instances or dicts")
+        instance._scope = self.scope
+        return instance
+
+    def get_or_none(
+        self, object_id: str | None = None, *, include_deleted: bool = False, **key_fields: Any
+    ) -> M | None:
+        """The object, or ``None`` if it is missing, deleted, or not visible to this scope."""
+        kv_id = self.kv_id(object_id, **key_fields)
+        stored = self.scope.store(self.meta).read(self.meta.kv_class, kv_id)
+        if stored is None:
+            return None
+        instance = self.model._from_stored(stored.data, stored.version, self.scope)
+        if not include_deleted and instance._values.get("deleted_at") is not None:
+            return None
+        return instance  # type: ignore[return-value]
+
+    def get(
+        self, object_id: str | None = None, *, include_deleted: bool = False, **key_fields: Any
+    ) -> M:
+        """The object; ``DoesNotExist`` if it is missing, deleted or not visible (one KV read)."""
+        instance = self.get_or_none(object_id, include_deleted=include_deleted, **key_fields)
+        if instance is None:
+            kv_id = self.kv_id(object_id, **key_fields)
+            raise DoesNotExist(f"{self.meta.name} {kv_id!r} does not exist")
+        return instance
+
+    def exists(self, object_id: str | None = None, **key_fields: Any) -> bool:
+        return self.get_or_none(object_id, **key_fields) is not None
+
+    def delete(self, object_id: str | None = None, **key_fields: Any) -> bool:
+        """Delete by id (soft where the model has soft delete); ``False`` if not visible."""
+        instance = self.get_or_none(object_id, **key_fields)
+        if instance is None:
+            return False
+        instance.delete()
+        return True
+
+    def query(self) -> Query[M]:
+        """A query over the metadata table (see ``datamodel.query``)."""
+        from .query import Query
+
+        return Query(self.model, self.scope)
+
+    def filter(self, **lookups: Any) -> Query[M]:
+        """``query().filter(status="done", created_at__gte=...)``."""
+        return self.query().filter(**lookups)
+
+    def count(self) -> int:
+        return self.query().count()

@@ -1,0 +1,262 @@
+"""Model options (``class Meta``) turned into a validated ``_meta``.
+
+Every declaration mistake is a ``DeclarationError`` raised when the class is created, at
+import, never at first save.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from datastore.keys import validate_class_name, validate_namespace
+from datastore.routing import DEFAULT_CLASS_NAMESPACES
+
+from . import ids
+from .errors import DeclarationError
+from .fields import Array, Field, Integer, String, Timestamp
+from .seeds import Seed
+
+__all__ = ["BUILTIN_NAMES", "Options", "build_options"]
+
+BUILTIN_NAMES = ("user_id", "created_at", "updated_at", "deleted_at", "_auth", "_version")
+RESERVED = {
+    "set",
+    "get",
+    "get_data",
+    "save",
+    "delete",
+    "restore",
+    "load",
+    "is_new",
+    "objects",
+    "hooks",
+    "pk",
+    "kv_id",
+    "scope",
+}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_META_KEYS = {
+    "name",
+    "namespace",
+    "key_pattern",
+    "table",
+    "sync_fields",
+    "indexes",
+    "ordering",
+    "timestamps",
+    "soft_delete",
+    "user_tracking",
+    "auth",
+    "seeds",
+    "default_limit",
+    "max_limit",
+    "abstract",
+}
+
+
+@dataclass
+class Options:
+    """What a model class declares, resolved: ``Model._meta``."""
+
+    name: str
+    fields: dict[str, Field]
+    pk_name: str
+    kv_class: str
+    namespace: str
+    key_pattern: str
+    key_fields: list[str]
+    table: str
+    sync_fields: list[str]
+    indexes: list[tuple[str, ...]]
+    ordering: tuple[str, str]
+    timestamps: bool
+    soft_delete: bool
+    user_tracking: bool
+    auth: bool
+    seeds: list[Any] = field(default_factory=list)
+    default_limit: int = 20
+    max_limit: int = 100
+
+    @property
+    def pk(self) -> Field:
+        return self.fields[self.pk_name]
+
+    @property
+    def columns(self) -> list[str]:
+        """Metadata table columns: the sync fields (built-ins included), in order."""
+        return self.sync_fields
+
+
+def _fail(model: str, message: str) -> DeclarationError:
+    return DeclarationError(f"{model}: {message}")
+
+
+def _builtin_fields(meta: dict[str, Any]) -> dict[str, Field]:
+    builtins: dict[str, Field] = {}
+    if meta["user_tracking"]:
+        builtins["user_id"] = String(required=True)
+    if meta["timestamps"]:
+        builtins["created_at"] = Timestamp(auto_now_add=True)
+        builtins["updated_at"] = Timestamp(auto_now=True)
+    if meta["soft_delete"]:
+        builtins["deleted_at"] = Timestamp()
+    if meta["auth"]:
+        builtins["_auth"] = Array(of=String())
+    builtins["_version"] = Integer(default=0)
+    for name, builtin in builtins.items():
+        builtin.name = name
+    return builtins
+
+
+def _parse_key_pattern(model: str, pattern: str) -> tuple[str, list[str]]:
+    prefix, _, rest = pattern.partition(":")
+    if not rest or not re.fullmatch(r"[a-z][a-z0-9_]*", prefix):
+        raise _fail(
+            model, f"key_pattern {pattern!r} must look like 'prefix:{{field}}[:{{field}}...]'"
+        )
+    key_fields = []
+    for segment in rest.split(":"):
+        match = _PLACEHOLDER.fullmatch(segment)
+        if not match:
+            raise _fail(model, f"key_pattern {pattern!r}: segment {segment!r} is not a {{field}}")
+        key_fields.append(match.group(1))
+    return prefix.upper(), key_fields
+
+
+def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Options:
+    """Resolve and validate ``class Meta`` against the declared fields."""
+    meta = {key: value for key, value in vars(meta_class).items() if not key.startswith("__")}
+    unknown = set(meta) - _META_KEYS
+    if unknown:
+        raise _fail(model, f"unknown Meta option(s): {', '.join(sorted(unknown))}")
+    for flag in ("timestamps", "soft_delete", "user_tracking", "auth"):
+        meta.setdefault(flag, True)
+        if not isinstance(meta[flag], bool):
+            raise _fail(model, f"Meta.{flag} must be True or False")
+
+    name = meta.get("name", model.upper())
+    try:
+        validate_class_name(name)
+    except ValueError as exc:
+        raise _fail(model, f"Meta.name: {exc}") from None
+
+    builtins = _builtin_fields(meta)
+    for field_name in declared:
+        if field_name.startswith("_") or field_name in RESERVED:
+            raise _fail(model, f"field name {field_name!r} is reserved")
+        if field_name in builtins:
+            raise _fail(model, f"{field_name!r} is a built-in field; turn it off in Meta instead")
+
+    primary = [name for name, declared_field in declared.items() if declared_field.primary_key]
+    if len(primary) > 1:
+        raise _fail(model, f"only one primary key field is allowed, found {primary}")
+    fields = dict(declared)
+    if not primary:
+        pk = String(primary_key=True, generator=ids.uuid4)
+        pk.name = "id"
+        fields = {"id": pk, **fields}
+        primary = ["id"]
+    pk_name = primary[0]
+    pk_field = fields[pk_name]
+    if not isinstance(pk_field, String) or pk_field.sql_type is None:
+        raise _fail(model, f"primary key {pk_name!r} must be a string field")
+    fields.update(builtins)
+
+    key_pattern = meta.get("key_pattern", f"{name.lower()}:{{{pk_name}}}")
+    kv_class, key_fields = _parse_key_pattern(model, key_pattern)
+    for key_field in key_fields:
+        if key_field not in fields:
+            raise _fail(model, f"key_pattern field {key_field!r} is not a field")
+        if not fields[key_field].required:
+            raise _fail(model, f"key_pattern field {key_field!r} must be required=True")
+    if pk_name not in key_fields:
+        raise _fail(
+            model, f"key_pattern {key_pattern!r} must contain the primary key {{{pk_name}}}"
+        )
+
+    namespace = meta.get("namespace") or DEFAULT_CLASS_NAMESPACES.get(kv_class)
+    if namespace is None:
+        raise _fail(model, f"no default namespace for class {kv_class!r}: set Meta.namespace")
+    if f"NIMBUS_{namespace}" in DEFAULT_CLASS_NAMESPACES.values():
+        namespace = f"NIMBUS_{namespace}"  # the spec's short form: 'PAGES' -> NIMBUS_PAGES
+    try:
+        validate_namespace(namespace)
+    except ValueError as exc:
+        raise _fail(model, f"Meta.namespace: {exc}") from None
+
+    table = meta.get("table", f"{name.lower()}_meta")
+    if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
+        raise _fail(model, f"Meta.table {table!r} is not a valid SQL table name")
+
+    declared_sync = meta.get("sync_fields", [])
+    if isinstance(declared_sync, str) or not isinstance(declared_sync, Sequence):
+        raise _fail(model, "Meta.sync_fields must be a list of field names")
+    for sync_field in declared_sync:
+        if sync_field not in fields:
+            raise _fail(model, f"sync field {sync_field!r} does not exist")
+        if fields[sync_field].sql_type is None:
+            raise _fail(
+                model,
+                f"sync field {sync_field!r} is of type {fields[sync_field].type_name}, which has "
+                "no SQL mapping (it is stored in KV only)",
+            )
+    always = [pk_name, *key_fields, *(b for b in BUILTIN_NAMES if b in fields)]
+    sync_fields = list(dict.fromkeys([pk_name, *key_fields, *declared_sync, *always]))
+
+    default_order = ("created_at", "desc") if meta["timestamps"] else (pk_name, "asc")
+    ordering = tuple(meta.get("ordering", default_order))
+    if len(ordering) != 2 or ordering[0] not in sync_fields or ordering[1] not in ("asc", "desc"):
+        raise _fail(model, f"Meta.ordering {ordering!r} must be (sync_field, 'asc'|'desc')")
+
+    # The default listing (owner + ordering, the primary key breaking ties) always has an index.
+    order_columns = tuple(dict.fromkeys((ordering[0], pk_name)))
+    indexes: list[tuple[str, ...]] = []
+    if meta["user_tracking"]:
+        indexes.append(("user_id", *order_columns))
+    indexes.append(order_columns)
+    for index in meta.get("indexes", []):
+        index = (index,) if isinstance(index, str) else tuple(index)
+        for column in index:
+            if column not in sync_fields:
+                raise _fail(model, f"index on {column!r}: only sync fields can be indexed")
+        indexes.append(index)
+    indexes = list(dict.fromkeys(indexes))
+
+    seeds = list(meta.get("seeds", []))
+    for seed in seeds:
+        if not isinstance(seed, Seed):
+            raise _fail(model, f"Meta.seeds must hold Seed(...) objects, not {seed!r}")
+        for key_field in seed.key:
+            if key_field not in sync_fields:
+                raise _fail(model, f"seed key field {key_field!r} must be a sync field")
+
+    limits = {
+        key: meta.get(key, default) for key, default in (("default_limit", 20), ("max_limit", 100))
+    }
+    if not 1 <= limits["default_limit"] <= limits["max_limit"]:
+        raise _fail(model, "Meta.default_limit must be between 1 and Meta.max_limit")
+
+    return Options(
+        name=name,
+        fields=fields,
+        pk_name=pk_name,
+        kv_class=kv_class,
+        namespace=namespace,
+        key_pattern=key_pattern,
+        key_fields=key_fields,
+        table=table,
+        sync_fields=sync_fields,
+        indexes=indexes,
+        ordering=(ordering[0], ordering[1]),
+        timestamps=meta["timestamps"],
+        soft_delete=meta["soft_delete"],
+        user_tracking=meta["user_tracking"],
+        auth=meta["auth"],
+        seeds=seeds,
+        default_limit=limits["default_limit"],
+        max_limit=limits["max_limit"],
+    )

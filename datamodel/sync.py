@@ -1,0 +1,284 @@
+"""The save protocol: KV is the source of truth, the metadata row an index rebuilt from it.
+
+1. validate; run ``before_create``/``before_update`` (may modify or reject);
+2. set timestamps and owner, bump ``_version``;
+3. write the full object to KV with compare-and-set on the version read (create-only for new
+   objects): a concurrent update raises ``Conflict`` instead of being lost;
+4. upsert the sync fields with ``ON CONFLICT DO UPDATE ... WHERE excluded._version >=
+   _version``: idempotent, and never regresses however writes are reordered;
+5. a KV failure means no metadata write; a metadata failure raises ``SyncError`` with the object
+   safe in KV, where ``nimbus_sync --repair`` finds it;
+6. ``after_*`` hooks, whose errors are logged, never raised.
+
+A save costs one KV round trip and one SQL round trip.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from datastore import DatastoreError, codec
+from datastore.contract import Statement
+from datastore.sqlbuild import insert_rows, quote_identifier
+
+from .errors import SyncError, ValidationError
+
+if TYPE_CHECKING:
+    from .model import DataModel, Scope
+    from .options import Options
+
+__all__ = ["bulk_save", "delete", "project_row", "restore", "save", "upsert_statements"]
+
+logger = logging.getLogger("datamodel")
+
+
+def now_iso() -> str:
+    return codec.isoformat(dt.datetime.now(dt.UTC))
+
+
+@contextmanager
+def timed(operation: str, meta: Options, scope: Scope, object_id: Any) -> Iterator[None]:
+    """Log one operation: model, id, duration and round trips to each store."""
+    kv_counter = scope.connection.datastore.round_trips
+    sql_counter = scope.connection.sql.round_trips
+    kv_start, sql_start = kv_counter.value, sql_counter.value
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        logger.info(
+            "%s %s %s in %.1f ms (kv %d, sql %d round trips)",
+            operation,
+            meta.name,
+            object_id,
+            (time.perf_counter() - started) * 1000,
+            kv_counter.value - kv_start,
+            sql_counter.value - sql_start,
+        )
+
+
+def project_row(meta: Options, values: dict[str, Any]) -> list[Any]:
+    """The metadata row of an object: its sync fields as column values."""
+    return [meta.fields[column].to_sql(values.get(column)) for column in meta.sync_fields]
+
+
+def upsert_statements(meta: Options, rows: Sequence[Sequence[Any]], max_parameters: int | None):
+    """Version-guarded upserts of metadata rows, split to the backend's parameter limit."""
+    table = quote_identifier(meta.table)
+    updates = ", ".join(
+        f"{quote_identifier(column)} = excluded.{quote_identifier(column)}"
+        for column in meta.sync_fields
+        if column != meta.pk_name
+    )
+    suffix = (
+        f"ON CONFLICT ({quote_identifier(meta.pk_name)}) DO UPDATE SET {updates} "
+        f'WHERE excluded."_version" >= {table}."_version"'
+    )
+    return insert_rows(
+        meta.table, meta.sync_fields, rows, suffix=suffix, max_parameters=max_parameters
+    )
+
+
+def _owner_checks(instance: DataModel, scope: Scope, adding: bool) -> None:
+    meta = instance._meta
+    if not meta.user_tracking:
+        return
+    owner = instance._values.get("user_id")
+    if adding:
+        if owner is None and scope.user_id is not None:
+            instance._values["user_id"] = scope.user_id
+        elif scope.user_id is not None and owner != scope.user_id:
+            raise ValidationError({"user_id": ["must be the current user"]})
+    elif instance._state.saved.get("user_id") != owner and scope.user_id is not None:
+        raise ValidationError({"user_id": ["the owner cannot be changed"]})
+
+
+def _new_owners(instance: DataModel, scope: Scope) -> list[str]:
+    """Who owns a new object: the acting user, else its ``user_id`` field (the built-in, or a
+    model's own key such as USER's)."""
+    if scope.user_id:
+        return [scope.user_id]
+    owner = instance._values.get("user_id")
+    return [owner] if owner else []
+
+
+def _stored_data(instance: DataModel) -> dict[str, Any]:
+    return {**instance._extra, **instance._values}
+
+
+def _stamp(instance: DataModel, scope: Scope, adding: bool, stamp: str) -> None:
+    """Step 2: timestamps, ``_version`` + 1, and the owners (``_auth``) the KV write carries."""
+    meta = instance._meta
+    if meta.timestamps:
+        if adding:
+            instance._values["created_at"] = stamp
+        instance._values["updated_at"] = stamp
+    instance._values["_version"] = (instance._values.get("_version") or 0) + 1
+    if meta.auth:
+        owners = _new_owners(instance, scope) if adding else instance._values.get("_auth")
+        instance._values["_auth"] = list(owners or [])
+
+
+def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
+    """Steps 2-5 for one object; on a KV failure the instance is left as it was."""
+    meta = instance._meta
+    previous = dict(instance._values)
+    _stamp(instance, scope, adding, now_iso())
+    store = scope.store(meta)
+    data = _stored_data(instance)
+    try:
+        version = store.put(
+            meta.kv_class,
+            instance.kv_id,
+            data,
+            if_version=0 if adding else instance._state.kv_version,
+        )
+    except BaseException:
+        instance._values = previous
+        raise
+    instance._state.adding = False
+    instance._state.saved = copy.deepcopy(instance._values)
+    instance._state.kv_version = version
+    sql = scope.connection.sql
+    try:
+        sql.batch(
+            upsert_statements(meta, [project_row(meta, data)], sql.max_bound_parameters),
+            idempotent=True,
+        )
+    except DatastoreError as exc:
+        raise SyncError(
+            f"{meta.name} {instance.pk!r} was saved to KV but its metadata row in "
+            f"{meta.table!r} was not written ({exc}); run `manage.py nimbus_sync --repair` "
+            "to rebuild it from KV"
+        ) from exc
+
+
+def save(instance: DataModel, scope: Scope) -> None:
+    meta = instance._meta
+    adding = instance._state.adding
+    with timed("create" if adding else "update", meta, scope, instance.pk):
+        if adding:
+            pk_field = meta.pk
+            if instance._values.get(meta.pk_name) is None and pk_field.generator is not None:
+                instance._values[meta.pk_name] = pk_field.generator()
+            _owner_checks(instance, scope, adding)
+            instance.hooks.run_before("before_create", instance)
+            instance.full_clean()
+            _write(instance, scope, adding=True)
+            instance.hooks.run_after("after_create", instance)
+            return
+        changes = instance.changes()
+        if not changes:
+            return
+        _owner_checks(instance, scope, adding)
+        instance.hooks.run_before("before_update", instance, changes)
+        instance.full_clean()
+        changes = instance.changes()
+        _write(instance, scope, adding=False)
+        instance.hooks.run_after("after_update", instance, changes)
+
+
+def delete(instance: DataModel, scope: Scope) -> None:
+    meta = instance._meta
+    if instance._state.adding:
+        raise ValidationError(f"this {meta.name} was never saved")
+    with timed("delete", meta, scope, instance.pk):
+        instance.hooks.run_before("before_delete", instance)
+        if meta.soft_delete:
+            if instance._values.get("deleted_at") is None:
+                instance._values["deleted_at"] = now_iso()
+                _write(instance, scope, adding=False)
+        else:
+            scope.store(meta).delete(meta.kv_class, instance.kv_id)
+            scope.connection.sql.execute(
+                f"DELETE FROM {quote_identifier(meta.table)} "
+                f"WHERE {quote_identifier(meta.pk_name)} = ?",
+                [meta.pk.to_sql(instance.pk)],
+                idempotent=True,
+            )
+        instance.hooks.run_after("after_delete", instance)
+
+
+def restore(instance: DataModel, scope: Scope) -> None:
+    meta = instance._meta
+    if not meta.soft_delete:
+        raise ValidationError(f"{meta.name} has no soft delete to restore from")
+    if instance._values.get("deleted_at") is None:
+        return
+    with timed("restore", meta, scope, instance.pk):
+        instance.hooks.run_before("before_restore", instance)
+        instance._values["deleted_at"] = None
+        _write(instance, scope, adding=False)
+        instance.hooks.run_after("after_restore", instance)
+
+
+def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
+    """Create and update many objects: one KV and one SQL round trip per store batch limit.
+
+    Every object is validated and passes its ``before_create``/``before_update`` hooks before
+    anything is written. Each batch's KV write is one compare-and-set: create-only for new
+    objects, on the loaded version for stored ones; it is all-or-nothing.
+    """
+    if not instances:
+        return
+    meta = instances[0]._meta
+    stamp = now_iso()
+    changes: dict[int, dict[str, Any]] = {}
+    for instance in instances:
+        if type(instance)._meta is not meta:
+            raise ValidationError("bulk saves take instances of one model")
+        adding = instance._state.adding
+        if adding and instance._values.get(meta.pk_name) is None and meta.pk.generator:
+            instance._values[meta.pk_name] = meta.pk.generator()
+        _owner_checks(instance, scope, adding)
+        if adding:
+            instance.hooks.run_before("before_create", instance)
+        else:
+            changes[id(instance)] = instance.changes()
+            instance.hooks.run_before("before_update", instance, changes[id(instance)])
+        instance.full_clean()
+    kv_ids = [instance.kv_id for instance in instances]
+    if len(set(kv_ids)) != len(kv_ids):
+        raise ValidationError("a bulk save has the same key more than once")
+    for instance in instances:
+        _stamp(instance, scope, instance._state.adding, stamp)
+    store = scope.store(meta)
+    datastore = scope.connection.datastore
+    batch_size = datastore.kv.limits.max_batch_write if datastore.kv is not None else 1000
+    sql = scope.connection.sql
+    with timed("bulk_save", meta, scope, f"{len(instances)} objects"):
+        for start in range(0, len(instances), batch_size):
+            chunk = instances[start : start + batch_size]
+            versions = store.put_many(
+                meta.kv_class,
+                {instance.kv_id: _stored_data(instance) for instance in chunk},
+                if_versions={
+                    instance.kv_id: 0 if instance._state.adding else instance._state.kv_version
+                    for instance in chunk
+                },
+            )
+            created = {id(instance) for instance in chunk if instance._state.adding}
+            for instance in chunk:
+                instance._state.adding = False
+                instance._state.saved = copy.deepcopy(instance._values)
+                instance._state.kv_version = versions[instance.kv_id]
+            rows = [project_row(meta, _stored_data(instance)) for instance in chunk]
+            statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)
+            try:
+                sql.batch(statements, idempotent=True)
+            except DatastoreError as exc:
+                raise SyncError(
+                    f"{len(chunk)} {meta.name} objects were saved to KV but their metadata rows "
+                    f"were not written ({exc}); run `manage.py nimbus_sync --repair`"
+                ) from exc
+            for instance in chunk:
+                if id(instance) in created:
+                    instance.hooks.run_after("after_create", instance)
+                else:
+                    instance.hooks.run_after("after_update", instance, changes[id(instance)])

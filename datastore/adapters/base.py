@@ -1,0 +1,91 @@
+"""What the facade needs from a storage adapter: raw object and list primitives, no auth.
+
+Auth is decided once, in ``datastore.facade``; adapters only store and fetch. Both adapters
+offer compare-and-set on a per-object version so the facade's read-check-write sequences
+cannot overwrite a concurrent change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..contract import RoundTripCounter
+
+__all__ = ["ObjectAdapter", "ObjectWrite", "StoredList", "StoredObject"]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as stored: its JSON data (including ``_auth``) and version."""
+
+    data: dict[str, Any]
+    version: int
+
+    @property
+    def auth(self) -> list[str]:
+        auth = self.data.get("_auth")
+        return [user for user in auth if isinstance(user, str)] if isinstance(auth, list) else []
+
+
+@dataclass(frozen=True)
+class ObjectWrite:
+    """One object write. ``if_version`` 0 means "must not exist", ``None`` means "any"."""
+
+    object_id: str
+    data: dict[str, Any]
+    if_version: int | None
+
+
+@dataclass(frozen=True)
+class StoredList:
+    """A list's items (in insertion order), its owners and a version for compare-and-set."""
+
+    items: list[str]
+    auth: list[str]
+    version: int
+
+
+class ObjectAdapter(Protocol):
+    """Storage primitives for objects (by class and id) and lists (by name and pointer)."""
+
+    name: str
+    round_trips: RoundTripCounter
+
+    def read(self, class_name: str, object_id: str) -> StoredObject | None: ...
+
+    def read_many(self, class_name: str, object_ids: Sequence[str]) -> dict[str, StoredObject]: ...
+
+    def write_many(
+        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+    ) -> list[int]:
+        """Write all or nothing; ``Conflict`` if any ``if_version`` does not hold."""
+        ...
+
+    def remove_many(self, class_name: str, object_ids: Sequence[str]) -> int: ...
+
+    def list_ids(
+        self, class_name: str, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """One page of the ids of a class's objects and the cursor of the next page."""
+        ...
+
+    def read_list(self, list_name: str, pointer: str) -> StoredList | None: ...
+
+    def add_to_list(
+        self, list_name: str, pointer: str, item: str, *, owner: str | None
+    ) -> bool | None:
+        """Append ``item`` if absent. ``None`` if the list exists and ``owner`` may not write it;
+        otherwise whether the item was added. ``owner=None`` is system access."""
+        ...
+
+    def remove_from_list(
+        self, list_name: str, pointer: str, item: str, *, owner: str | None
+    ) -> bool:
+        """Remove ``item``; ``False`` if absent or not writable by ``owner``."""
+        ...
+
+    def clear_list(self, list_name: str, pointer: str, *, owner: str | None) -> bool:
+        """Delete the list; ``False`` if absent or not writable by ``owner``."""
+        ...

@@ -1,0 +1,168 @@
+"""The KV adapter: objects under ``{class}:{id}``, lists as JSON arrays under ``{list}:{pointer}``.
+
+This is the layout a Worker reads with ``env.NIMBUS_PROJECTS.get("project:proj_456", "json")``.
+A list's owners are kept in the key's metadata (``{"_auth": [...]}``) so the value stays the
+plain array of the spec. List changes are read-modify-write with compare-and-set where the store
+supports it (retried on a concurrent change); without CAS the last writer wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import codec
+from ..contract import KVStore, PutItem
+from ..errors import Conflict, InvalidValue
+from ..keys import list_key, object_key
+from ..routing import Routing
+from .base import ObjectWrite, StoredList, StoredObject
+
+__all__ = ["KVAdapter"]
+
+_LIST_RETRIES = 8
+
+
+class KVAdapter:
+    """Objects and lists on a ``KVStore``."""
+
+    name = "kv"
+
+    def __init__(self, kv: KVStore, routing: Routing) -> None:
+        self.kv = kv
+        self.routing = routing
+        self.round_trips = kv.round_trips
+
+    # -- objects -------------------------------------------------------------------------
+
+    def read(self, class_name: str, object_id: str) -> StoredObject | None:
+        # get_entries with one key: one round trip on every backend, Cloudflare's bulk read
+        # included (its single-key read would need a second request for metadata).
+        key = object_key(class_name, object_id)
+        entry = self.kv.get_entries(self.routing.namespace_for(class_name), [key]).get(key)
+        return _decode(entry.value, entry.version) if entry else None
+
+    def read_many(self, class_name: str, object_ids: Sequence[str]) -> dict[str, StoredObject]:
+        namespace = self.routing.namespace_for(class_name)
+        keys = {object_key(class_name, object_id): object_id for object_id in object_ids}
+        found: dict[str, StoredObject] = {}
+        for chunk in _chunks(list(keys), self.kv.limits.max_batch_get):
+            for key, entry in self.kv.get_entries(namespace, chunk).items():
+                found[keys[key]] = _decode(entry.value, entry.version)
+        return found
+
+    def write_many(
+        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+    ) -> list[int]:
+        namespace = self.routing.namespace_for(class_name)
+        items = [
+            PutItem(
+                object_key(class_name, write.object_id),
+                codec.dumps(write.data),
+                ttl=ttl,
+                if_version=write.if_version if self.kv.supports_cas else None,
+            )
+            for write in writes
+        ]
+        if len(items) == 1:
+            item = items[0]
+            return [
+                self.kv.put(namespace, item.key, item.value, ttl=ttl, if_version=item.if_version)
+            ]
+        versions: list[int] = []
+        for chunk in _chunks(items, self.kv.limits.max_batch_write):
+            versions.extend(self.kv.put_many(namespace, chunk))
+        return versions
+
+    def remove_many(self, class_name: str, object_ids: Sequence[str]) -> int:
+        namespace = self.routing.namespace_for(class_name)
+        keys = [object_key(class_name, object_id) for object_id in object_ids]
+        return sum(
+            self.kv.delete_many(namespace, chunk)
+            for chunk in _chunks(keys, self.kv.limits.max_batch_write)
+        )
+
+    def list_ids(
+        self, class_name: str, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        prefix = f"{class_name.lower()}:"
+        page = self.kv.list(self.routing.namespace_for(class_name), prefix, cursor, limit)
+        return [key[len(prefix) :] for key in page.keys], page.cursor
+
+    # -- lists ---------------------------------------------------------------------------
+
+    def _list_location(self, list_name: str, pointer: str) -> tuple[str, str]:
+        return self.routing.namespace_for_list(list_name), list_key(list_name, pointer)
+
+    def read_list(self, list_name: str, pointer: str) -> StoredList | None:
+        namespace, key = self._list_location(list_name, pointer)
+        entry = self.kv.get_entries(namespace, [key]).get(key)
+        if entry is None:
+            return None
+        items = codec.loads(entry.value)
+        if not isinstance(items, list):
+            raise InvalidValue(f"{key!r} does not hold a list")
+        auth = (entry.metadata or {}).get("_auth", [])
+        return StoredList([str(item) for item in items], list(auth), entry.version)
+
+    def _change_list(
+        self, list_name: str, pointer: str, owner: str | None, change: str, item: str | None
+    ) -> bool | None:
+        """Apply ``change`` (add/remove/clear) with compare-and-set, retrying on a race.
+
+        An empty list has no owner: anyone may add to it and so become its owner.
+        """
+        namespace, key = self._list_location(list_name, pointer)
+        for _ in range(_LIST_RETRIES):
+            current = self.read_list(list_name, pointer)
+            before = current.items if current is not None else []
+            owners = current.auth if current is not None and before else []
+            if before and owner is not None and owner not in owners:
+                return None
+            if change == "clear":
+                return self.kv.delete(namespace, key)
+            if change == "add":
+                if item in before:
+                    return False
+                items = [*before, str(item)]
+            else:
+                if item not in before:
+                    return False
+                items = [existing for existing in before if existing != item]
+            auth = owners if before else ([owner] if owner else [])
+            expected = (current.version if current else 0) if self.kv.supports_cas else None
+            try:
+                self.kv.put(
+                    namespace,
+                    key,
+                    codec.dumps(items),
+                    metadata={"_auth": auth},
+                    if_version=expected,
+                )
+            except Conflict:
+                continue
+            return True
+        raise Conflict(f"list {key!r} kept changing; gave up after {_LIST_RETRIES} attempts")
+
+    def add_to_list(
+        self, list_name: str, pointer: str, item: str, *, owner: str | None
+    ) -> bool | None:
+        return self._change_list(list_name, pointer, owner, "add", item)
+
+    def remove_from_list(
+        self, list_name: str, pointer: str, item: str, *, owner: str | None
+    ) -> bool:
+        return bool(self._change_list(list_name, pointer, owner, "remove", item))
+
+    def clear_list(self, list_name: str, pointer: str, *, owner: str | None) -> bool:
+        return bool(self._change_list(list_name, pointer, owner, "clear", None))
+
+
+def _decode(value: bytes, version: int) -> StoredObject:
+    data = codec.loads(value)
+    if not isinstance(data, dict):
+        raise InvalidValue("stored value is not a JSON object")
+    return StoredObject(data, version)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[index : index + size] for index in range(0, len(items), size)]

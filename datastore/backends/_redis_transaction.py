@@ -1,0 +1,119 @@
+"""A Redis transaction: WATCH what is read, queue what is written, MULTI/EXEC at the end.
+
+Inside the block, reads go through the watching connection (so a concurrent change to any key
+read or written makes EXEC fail) and see the block's own pending writes; writes are checked
+(compare-and-set) when made and queued. At the end all queued writes run in one MULTI/EXEC:
+all of them, or, if a watched key changed meanwhile, none, and ``Conflict`` is raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from ..contract import Entry
+from ..errors import Conflict
+from ._base import parse_counter
+from ._validation import PreparedPut
+
+if TYPE_CHECKING:
+    from .redis import RedisKVStore
+
+__all__ = ["RedisTransaction"]
+
+Pending = tuple[bytes | None, int, dict[str, Any] | None, float | None]
+
+
+class RedisTransaction:
+    def __init__(self, store: RedisKVStore) -> None:
+        self.store = store
+        self.pipe = store._client.pipeline(transaction=True)
+        self.pending: dict[tuple[str, str], Pending] = {}
+        self.ops: list[Callable[[Any], Any]] = []
+        self.watched: set[str] = set()
+
+    def _watch(self, keys: Sequence[str]) -> None:
+        new = [key for key in keys if key not in self.watched]
+        if new:
+            self.store._call(self.pipe.watch, *new)
+            self.watched.update(new)
+
+    def entry(self, namespace: str, key: str) -> Entry | None:
+        if (namespace, key) in self.pending:
+            value, version, metadata, expires_at = self.pending[(namespace, key)]
+            return None if value is None else Entry(value, version, metadata, expires_at)
+        value_key, meta_key = (
+            self.store._value_key(namespace, key),
+            self.store._meta_key(namespace, key),
+        )
+        self._watch([value_key, meta_key])
+        value = self.store._call(self.pipe.get, value_key)
+        version, metadata = self.store._call(self.pipe.hmget, meta_key, ["v", "m"])
+        pttl = self.store._call(self.pipe.pttl, value_key)
+        return self.store._to_entry(value, version, metadata, pttl)
+
+    def apply(self, namespace: str, puts: Sequence[PreparedPut]) -> list[int]:
+        current = {put.key: self.entry(namespace, put.key) for put in puts}
+        failed = [
+            put.key
+            for put in puts
+            if put.if_version is not None
+            and (current[put.key].version if current[put.key] else 0) != put.if_version  # type: ignore[union-attr]
+        ]
+        if failed:
+            raise Conflict(f"version mismatch for {', '.join(map(repr, failed))}", keys=failed)
+        versions = []
+        now = time.time()
+        for put in puts:
+            entry = current[put.key]
+            version = (entry.version if entry else 0) + 1
+            expires_at = now + put.ttl if put.ttl is not None else None
+            self.pending[(namespace, put.key)] = (put.value, version, put.metadata, expires_at)
+            versions.append(version)
+        keys, args = self.store._put_arguments(namespace, puts, check_versions=False)
+        self.ops.append(lambda pipe: self.store._put_script(keys=keys, args=args, client=pipe))
+        return versions
+
+    def delete(self, namespace: str, keys: Sequence[str]) -> int:
+        existing = sum(1 for key in dict.fromkeys(keys) if self.entry(namespace, key) is not None)
+        for key in keys:
+            self.pending[(namespace, key)] = (None, 0, None, None)
+        redis_keys = [self.store._value_key(namespace, key) for key in keys] + [
+            self.store._meta_key(namespace, key) for key in keys
+        ]
+        self.ops.append(lambda pipe: pipe.delete(*redis_keys))
+        return existing
+
+    def incr(self, namespace: str, key: str, amount: int, ttl: float | None) -> int:
+        entry = self.entry(namespace, key)
+        value = parse_counter(entry.value if entry else None, key) + amount
+        expires_at = entry.expires_at if entry else (time.time() + ttl if ttl is not None else None)
+        self.pending[(namespace, key)] = (
+            str(value).encode(),
+            (entry.version if entry else 0) + 1,
+            entry.metadata if entry else None,
+            expires_at,
+        )
+        keys, args = self.store._incr_arguments(namespace, key, amount, ttl)
+        self.ops.append(lambda pipe: self.store._incr_script(keys=keys, args=args, client=pipe))
+        return value
+
+    def commit(self) -> None:
+        if not self.ops:
+            return
+        self.pipe.multi()
+        for op in self.ops:
+            op(self.pipe)
+        try:
+            self.store._call(self.pipe.execute)
+        except redis.WatchError as exc:
+            raise Conflict(
+                "a key this transaction read or wrote changed before it committed; "
+                "nothing was written"
+            ) from exc
+
+    def close(self) -> None:
+        self.pipe.reset()

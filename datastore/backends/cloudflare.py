@@ -1,0 +1,508 @@
+"""Cloudflare Workers KV and D1 over the Cloudflare REST API (httpx).
+
+``CloudflareKVStore`` maps each namespace name (``NIMBUS_PAGES``, ...) to a KV namespace id.
+What differs from the other KV backends, by Cloudflare's design:
+
+* no compare-and-set and no versions (``supports_cas = False``; versions are reported as 0):
+  concurrent writers to one key are last-writer-wins;
+* eventual consistency: a write is usually visible at once where it was made, elsewhere within
+  about 60 s; a key written at most once per second (faster writes get HTTP 429, retried);
+* TTLs are whole seconds, at least 60; ``list`` pages hold 10 to 1000 keys and may be empty
+  while a cursor is returned;
+* ``get_many``/``get_entries`` use the bulk API, which returns values as UTF-8 text: use ``get``
+  for binary values. ``put_many`` sends values base64-encoded, so any bytes are safe there;
+* ``delete``/``delete_many`` read before deleting to report what existed (one extra request).
+
+``CloudflareD1Database`` runs statements through ``/raw`` in one batch per call. At most 100
+bound parameters and 100,000 bytes per statement are accepted; BLOB parameters cannot travel
+over the JSON API. Requests are retried as ``_cloudflare_http`` describes; a D1 call counts as
+idempotent (safe to repeat after a lost response) when every statement is read-only (``SELECT``,
+``EXPLAIN``, introspection ``PRAGMA``s) or a guarded DDL (``CREATE ... IF NOT EXISTS``,
+``DROP ... IF EXISTS``), since running those twice leaves the same state. Callers may declare
+other calls idempotent (``idempotent=True``), e.g. version-guarded upserts that never regress.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ..contract import (
+    Entry,
+    KeyPage,
+    KVLimits,
+    Names,
+    QueryResult,
+    RoundTripCounter,
+    SQLColumn,
+    Statement,
+    Status,
+    Versions,
+)
+from ..errors import DatastoreError, InvalidKey, InvalidValue, QueryError, TooLarge, Unavailable
+from ..keys import validate_kv_key, validate_namespace
+from ._base import BaseKVStore
+from ._cloudflare_http import DEFAULT_BASE_URL, CloudflareHTTP
+from ._cursor import decode_after_key, encode_after_key
+from ._introspection import table_info
+from ._validation import PreparedPut, check_list_args, validate_keys
+
+__all__ = ["CLOUDFLARE_KV_LIMITS", "CloudflareD1Database", "CloudflareKVStore", "is_idempotent"]
+
+CLOUDFLARE_KV_LIMITS = KVLimits(min_ttl_seconds=60, min_list_limit=10)
+BULK_GET_CHUNK = 100
+BULK_WRITE_BYTES = 90 * 1024 * 1024  # Cloudflare takes bulk writes under 100 MB
+MAX_STATEMENT_BYTES = 100_000
+MAX_BOUND_PARAMETERS = 100
+
+_READ_ONLY = re.compile(
+    r"\s*(SELECT|EXPLAIN|PRAGMA\s+(table_info|table_xinfo|table_list|index_list|index_info)\b)",
+    re.IGNORECASE,
+)
+_GUARDED_DDL = re.compile(
+    r"\s*(CREATE\s+(TABLE|(UNIQUE\s+)?INDEX|VIEW|TRIGGER)\s+IF\s+NOT\s+EXISTS"
+    r"|DROP\s+(TABLE|INDEX|VIEW|TRIGGER)\s+IF\s+EXISTS)\b",
+    re.IGNORECASE,
+)
+
+
+def is_idempotent(sql: str) -> bool:
+    """Whether running ``sql`` twice leaves the same state as running it once (see module doc)."""
+    return bool(_READ_ONLY.match(sql) or _GUARDED_DDL.match(sql))
+
+
+_CLOUDFLARE_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _check_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _CLOUDFLARE_ID.fullmatch(value):
+        raise InvalidValue(f"invalid {what} {value!r}")
+    return value
+
+
+class CloudflareKVStore(BaseKVStore):
+    """``KVStore`` on Workers KV namespaces through the REST API."""
+
+    backend_name = "cloudflare"
+    supports_cas = False
+    supports_namespace_management = False  # created in Cloudflare, mapped in configuration
+    supports_ttl = True
+    supports_transactions = False
+
+    def __init__(
+        self,
+        account_id: str,
+        api_token: str,
+        namespaces: Mapping[str, str],
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30.0,
+        max_attempts: int = 4,
+        limits: KVLimits = CLOUDFLARE_KV_LIMITS,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not isinstance(namespaces, Mapping) or not namespaces:
+            raise InvalidValue("namespaces must map namespace names to Cloudflare namespace ids")
+        self.namespace_ids: dict[str, str] = {}
+        for name, namespace_id in namespaces.items():
+            validate_namespace(name)
+            self.namespace_ids[name] = _check_id(namespace_id, f"namespace id for {name}")
+        self.limits = limits
+        self.round_trips = RoundTripCounter()
+        self._http = CloudflareHTTP(
+            account_id=account_id,
+            api_token=api_token,
+            base_url=base_url,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            transport=transport,
+            sleep=sleep,
+            round_trips=self.round_trips,
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _base(self, namespace: str) -> str:
+        validate_namespace(namespace)
+        namespace_id = self.namespace_ids.get(namespace)
+        if namespace_id is None and namespace.startswith("NIMBUS_"):
+            namespace_id = self.namespace_ids.get(namespace.removeprefix("NIMBUS_"))
+        if namespace_id is None:
+            known = ", ".join(sorted(self.namespace_ids))
+            raise InvalidKey(
+                f"namespace {namespace!r} has no Cloudflare KV namespace id configured "
+                f"(configured: {known})"
+            )
+        return f"/storage/kv/namespaces/{namespace_id}"
+
+    def _key_path(self, namespace: str, resource: str, key: str) -> str:
+        validate_kv_key(key, self.limits.max_key_bytes)
+        return f"{self._base(namespace)}/{resource}/{quote(key, safe='')}"
+
+    def _bulk_get(self, namespace: str, keys: Sequence[str], with_metadata: bool) -> dict[str, Any]:
+        validate_keys(namespace, keys, self.limits, self.limits.max_batch_get)
+        base = self._base(namespace)
+        found: dict[str, Any] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BULK_GET_CHUNK):
+            response = self._http.request(
+                "POST",
+                f"{base}/bulk/get",
+                what="KV bulk get",
+                idempotent=True,
+                json={
+                    "keys": unique[start : start + BULK_GET_CHUNK],
+                    "type": "text",
+                    "withMetadata": with_metadata,
+                },
+            )
+            assert response is not None
+            values = self._http.result(response)["values"]
+            found.update({key: value for key, value in values.items() if value is not None})
+        return found
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _get_value(self, namespace: str, key: str) -> bytes | None:
+        response = self._http.request(
+            "GET",
+            self._key_path(namespace, "values", key),
+            what="KV get",
+            idempotent=True,
+            missing_ok=True,
+            envelope=False,
+        )
+        return response.content if response is not None else None
+
+    def get_entry(self, namespace: str, key: str) -> Entry | None:
+        response = self._http.request(
+            "GET",
+            self._key_path(namespace, "values", key),
+            what="KV get",
+            idempotent=True,
+            missing_ok=True,
+            envelope=False,
+        )
+        if response is None:
+            return None
+        expiration = response.headers.get("expiration")
+        return Entry(
+            response.content,
+            0,
+            self.get_metadata(namespace, key),
+            float(expiration) if expiration else None,
+        )
+
+    def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, bytes]:
+        return {
+            key: value.encode("utf-8")
+            for key, value in self._bulk_get(namespace, keys, with_metadata=False).items()
+        }
+
+    def get_entries(self, namespace: str, keys: Sequence[str]) -> dict[str, Entry]:
+        return {
+            key: Entry(
+                item["value"].encode("utf-8"),
+                0,
+                item.get("metadata"),
+                float(item["expiration"]) if item.get("expiration") else None,
+            )
+            for key, item in self._bulk_get(namespace, keys, with_metadata=True).items()
+        }
+
+    def get_metadata(self, namespace: str, key: str) -> dict[str, Any] | None:
+        response = self._http.request(
+            "GET",
+            self._key_path(namespace, "metadata", key),
+            what="KV metadata",
+            idempotent=True,
+            missing_ok=True,
+        )
+        return self._http.result(response) if response is not None else None
+
+    def exists(self, namespace: str, key: str) -> bool:
+        response = self._http.request(
+            "GET",
+            self._key_path(namespace, "metadata", key),
+            what="KV metadata",
+            idempotent=True,
+            missing_ok=True,
+        )
+        return response is not None
+
+    def list(
+        self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
+    ) -> KeyPage:
+        check_list_args(namespace, prefix, limit, self.limits)
+        params: dict[str, Any] = {"limit": limit}
+        if prefix:
+            params["prefix"] = prefix
+        if cursor:
+            params["cursor"] = _decode_cursor(cursor, prefix)
+        response = self._http.request(
+            "GET", f"{self._base(namespace)}/keys", what="KV list", idempotent=True, params=params
+        )
+        assert response is not None
+        body = response.json()
+        next_cursor = (body.get("result_info") or {}).get("cursor") or None
+        return KeyPage(
+            [item["name"] for item in body["result"]],
+            encode_after_key(json.dumps([prefix, next_cursor])) if next_cursor else None,
+        )
+
+    def namespaces(self) -> Names:
+        return sorted(self.namespace_ids)
+
+    def status(self) -> Status:
+        try:
+            response = self._http.request(
+                "GET",
+                "/storage/kv/namespaces",
+                what="KV namespaces",
+                idempotent=True,
+                params={"per_page": 100},
+            )
+        except DatastoreError as exc:
+            return Status(False, self.backend_name, self.namespaces(), None, str(exc))
+        assert response is not None
+        available = {item["id"] for item in self._http.result(response)}
+        missing = sorted(n for n, i in self.namespace_ids.items() if i not in available)
+        detail = f"namespaces not found in the account: {', '.join(missing)}" if missing else ""
+        return Status(not missing, self.backend_name, self.namespaces(), None, detail)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
+        base = self._base(namespace)
+        if len(puts) == 1:
+            self._put_one(base, puts[0])
+        else:
+            for chunk in _size_chunks(puts):
+                self._bulk_write(base, chunk)
+        return [0] * len(puts)
+
+    def _put_one(self, base: str, put: PreparedPut) -> None:
+        params = {"expiration_ttl": math.ceil(put.ttl)} if put.ttl is not None else None
+        path = f"{base}/values/{quote(put.key, safe='')}"
+        # Writing the same value, TTL and metadata again is harmless, so a put is idempotent.
+        if put.metadata_json is None:
+            body: dict[str, Any] = {
+                "content": put.value,
+                "headers": {"Content-Type": "application/octet-stream"},
+            }
+        else:
+            body = {
+                "files": {"value": ("value", put.value, "application/octet-stream")},
+                "data": {"metadata": put.metadata_json},
+            }
+        self._http.request("PUT", path, what="KV put", idempotent=True, params=params, **body)
+
+    def _bulk_write(self, base: str, puts: Sequence[PreparedPut]) -> None:
+        body = []
+        for put in puts:
+            item: dict[str, Any] = {
+                "key": put.key,
+                "value": base64.b64encode(put.value).decode("ascii"),
+                "base64": True,
+            }
+            if put.ttl is not None:
+                item["expiration_ttl"] = math.ceil(put.ttl)
+            if put.metadata is not None:
+                item["metadata"] = put.metadata
+            body.append(item)
+        for _ in range(self._http.max_attempts):
+            response = self._http.request(
+                "PUT", f"{base}/bulk", what="KV bulk write", idempotent=True, json=body
+            )
+            assert response is not None
+            failed = set(self._http.result(response).get("unsuccessful_keys") or [])
+            if not failed:
+                return
+            body = [item for item in body if item["key"] in failed]
+        raise Unavailable(f"Cloudflare KV bulk write kept failing for keys: {sorted(failed)}")
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> int:
+        validate_keys(namespace, keys, self.limits, self.limits.max_batch_write)
+        if not keys:
+            return 0
+        existing = self._bulk_get(namespace, keys, with_metadata=False)
+        response = self._http.request(
+            "POST",
+            f"{self._base(namespace)}/bulk/delete",
+            what="KV bulk delete",
+            idempotent=True,
+            json=list(dict.fromkeys(keys)),
+        )
+        assert response is not None
+        return len(existing)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"CloudflareKVStore({self._http.account_url!r})"
+
+
+def _decode_cursor(cursor: str, prefix: str) -> str:
+    """Our cursor wraps Cloudflare's with the prefix it belongs to, so misuse is caught here."""
+    try:
+        cursor_prefix, cloudflare_cursor = json.loads(decode_after_key(cursor) or "")
+    except (ValueError, TypeError) as exc:
+        raise InvalidValue(f"invalid list cursor {cursor!r}") from exc
+    if cursor_prefix != prefix or not isinstance(cloudflare_cursor, str):
+        raise InvalidValue(f"list cursor {cursor!r} belongs to another prefix")
+    return cloudflare_cursor
+
+
+def _size_chunks(puts: Sequence[PreparedPut]) -> list[list[PreparedPut]]:
+    """Split a batch so each request stays under Cloudflare's bulk size limit."""
+    chunks: list[list[PreparedPut]] = [[]]
+    size = 0
+    for put in puts:
+        item_size = len(put.value) * 4 // 3 + len(put.key) + 200
+        if chunks[-1] and size + item_size > BULK_WRITE_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(put)
+        size += item_size
+    return [chunk for chunk in chunks if chunk]
+
+
+def _has_second_statement(sql: str) -> bool:
+    """Whether ``sql`` holds more than one statement (a ``;`` followed by more SQL).
+
+    String literals, quoted identifiers and comments are skipped, so a ``;`` inside them does
+    not count. D1 would run every statement; the contract, like sqlite3, allows one.
+    """
+    index, length = 0, len(sql)
+    ended = False
+    while index < length:
+        char = sql[index]
+        if char in "'\"`[":
+            close = "]" if char == "[" else char
+            index = sql.find(close, index + 1)
+            # a doubled quote inside a literal is an escaped quote, not its end
+            while index >= 0 and close != "]" and sql.startswith(close, index + 1):
+                index = sql.find(close, index + 2)
+            if index < 0:
+                return False
+        elif sql.startswith("--", index):
+            newline = sql.find("\n", index)
+            index = length if newline < 0 else newline
+        elif sql.startswith("/*", index):
+            end = sql.find("*/", index + 2)
+            index = length if end < 0 else end + 1
+        elif char == ";":
+            ended = True
+        elif not char.isspace() and ended:
+            return True
+        index += 1
+    return False
+
+
+def _d1_param(value: Any, sql: str) -> Any:
+    if value is None or isinstance(value, (str, int, float)):
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidValue("BLOB parameters cannot be sent over the D1 REST API (JSON only)")
+    raise InvalidValue(f"unsupported parameter type {type(value).__name__} in: {sql[:120]}")
+
+
+class CloudflareD1Database:
+    """``SQLDatabase`` on a D1 database through the REST API."""
+
+    backend_name = "d1"
+    max_bound_parameters: int | None = MAX_BOUND_PARAMETERS
+
+    def __init__(
+        self,
+        account_id: str,
+        api_token: str,
+        database_id: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30.0,
+        max_attempts: int = 4,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.database_id = _check_id(database_id, "D1 database id")
+        self.round_trips = RoundTripCounter()
+        self._http = CloudflareHTTP(
+            account_id=account_id,
+            api_token=api_token,
+            base_url=base_url,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            transport=transport,
+            sleep=sleep,
+            round_trips=self.round_trips,
+        )
+
+    def _prepare(self, sql: str, params: Sequence[Any]) -> dict[str, Any]:
+        if not isinstance(sql, str) or not sql.strip():
+            raise QueryError("sql must be a non-empty string")
+        if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
+            raise QueryError(f"params must be a sequence (list or tuple), not {type(params)}")
+        if _has_second_statement(sql):
+            raise QueryError(f"one statement at a time: {sql[:120]}")
+        size = len(sql.encode("utf-8"))
+        if size > MAX_STATEMENT_BYTES:
+            raise TooLarge(f"statement is {size} bytes; D1 accepts at most {MAX_STATEMENT_BYTES}")
+        if len(params) > MAX_BOUND_PARAMETERS:
+            raise QueryError(
+                f"statement binds {len(params)} parameters; D1 accepts at most "
+                f"{MAX_BOUND_PARAMETERS} per statement: {sql[:120]}"
+            )
+        return {"sql": sql, "params": [_d1_param(value, sql) for value in params]}
+
+    def execute(
+        self, sql: str, params: Sequence[Any] = (), *, idempotent: bool | None = None
+    ) -> QueryResult:
+        return self.batch([(sql, params)], idempotent=idempotent)[0]
+
+    def batch(
+        self, statements: Sequence[Statement], *, idempotent: bool | None = None
+    ) -> list[QueryResult]:
+        if not statements:
+            return []
+        body = [self._prepare(sql, params) for sql, params in statements]
+        if idempotent is None:
+            idempotent = all(is_idempotent(item["sql"]) for item in body)
+        response = self._http.request(
+            "POST",
+            f"/d1/database/{self.database_id}/raw",
+            what="D1 query",
+            idempotent=idempotent,
+            json={"batch": body},
+        )
+        assert response is not None
+        return [_query_result(item) for item in self._http.result(response)]
+
+    def table_info(self, table: str) -> list[SQLColumn]:
+        return table_info(self, table)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"CloudflareD1Database({self.database_id!r})"
+
+
+def _query_result(item: Mapping[str, Any]) -> QueryResult:
+    results = item.get("results") or {}
+    columns = results.get("columns") or []
+    rows = [dict(zip(columns, row, strict=True)) for row in results.get("rows") or []]
+    meta = item.get("meta") or {}
+    return QueryResult(
+        rows, changes=int(meta.get("changes") or 0), last_row_id=meta.get("last_row_id")
+    )

@@ -1,0 +1,437 @@
+"""KV store on Redis (redis-py).
+
+Layout, under a configurable ``key_prefix`` (default ``nimbus:``):
+
+* ``{prefix}kv:{namespace}:{key}``  the value, a plain Redis string (readable with ``GET``);
+* ``{prefix}kvm:{namespace}:{key}`` a companion hash: ``v`` (version), ``m`` (metadata JSON);
+* ``{prefix}namespaces``           a set of namespace names.
+
+Writes run as one Lua script per call, so a batch checks every ``if_version`` and writes all
+items atomically in a single round trip. Reads use ``GET``/``MGET`` or a ``MULTI`` pipeline.
+Listing uses ``SCAN``: its order is unspecified, pages may be shorter than ``limit`` (even
+empty) while a cursor is returned, and a key may repeat if Redis resizes its keyspace mid-scan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from ..contract import (
+    DEFAULT_KV_LIMITS,
+    Entry,
+    KeyPage,
+    KVLimits,
+    Names,
+    RoundTripCounter,
+    Status,
+    Versions,
+)
+from ..errors import Conflict, DatastoreError, InvalidValue, Unavailable
+from ..keys import validate_kv_key, validate_namespace
+from ._base import BaseKVStore, check_amount
+from ._redis_transaction import RedisTransaction
+from ._validation import (
+    PreparedPut,
+    check_list_args,
+    validate_keys,
+)
+
+__all__ = ["RedisKVStore"]
+
+T = TypeVar("T")
+
+# KEYS: value key, meta key for each item, then the namespaces set.
+# ARGV: namespace, item count, then per item: value, if_version, ttl_ms, metadata ('' = none).
+_PUT_SCRIPT = """
+local n = tonumber(ARGV[2])
+local versions = {}
+local failed = {}
+for i = 1, n do
+  local current = 0
+  if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
+    current = tonumber(redis.call('HGET', KEYS[2 * i], 'v') or '0')
+  end
+  versions[i] = current
+  local expected = ARGV[3 + (i - 1) * 4 + 1]
+  if expected ~= '' and tonumber(expected) ~= current then
+    failed[#failed + 1] = i
+  end
+end
+if #failed > 0 then
+  return {0, failed}
+end
+for i = 1, n do
+  local base = 3 + (i - 1) * 4
+  local vkey, mkey = KEYS[2 * i - 1], KEYS[2 * i]
+  local ttl, meta = ARGV[base + 2], ARGV[base + 3]
+  versions[i] = versions[i] + 1
+  redis.call('DEL', mkey)
+  if ttl ~= '' then
+    redis.call('SET', vkey, ARGV[base], 'PX', ttl)
+  else
+    redis.call('SET', vkey, ARGV[base])
+  end
+  if meta ~= '' then
+    redis.call('HSET', mkey, 'v', versions[i], 'm', meta)
+  else
+    redis.call('HSET', mkey, 'v', versions[i])
+  end
+  if ttl ~= '' then
+    redis.call('PEXPIRE', mkey, ttl)
+  end
+end
+redis.call('SADD', KEYS[2 * n + 1], ARGV[1])
+return {1, versions}
+"""
+
+# KEYS: value key, meta key, namespaces set. ARGV: amount, ttl_ms ('' = none), namespace.
+_INCR_SCRIPT = """
+local existed = redis.call('EXISTS', KEYS[1])
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if existed == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], 'v', 1)
+  if ARGV[2] ~= '' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  end
+  redis.call('SADD', KEYS[3], ARGV[3])
+else
+  redis.call('HINCRBY', KEYS[2], 'v', 1)
+end
+return value
+"""
+
+_MAX_SCANS_PER_PAGE = 16
+Arguments = list[Any]
+ScriptArguments = tuple[list[str], Arguments]  # a Lua script's KEYS and ARGV
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.-]+:")
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+class RedisKVStore(BaseKVStore):
+    """``KVStore`` on a Redis server. Thread-safe (redis-py pools connections)."""
+
+    backend_name = "redis"
+    supports_cas = True
+    supports_ttl = True
+    supports_transactions = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        key_prefix: str = "nimbus:",
+        limits: KVLimits = DEFAULT_KV_LIMITS,
+        socket_timeout: float = 5.0,
+        retries: int = 2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if key_prefix and not _KEY_PREFIX.fullmatch(key_prefix):
+            raise InvalidValue(
+                f"key_prefix {key_prefix!r} must be letters, digits, '_', '.' or '-' ending in ':'"
+            )
+        self.url = url
+        self.key_prefix = key_prefix
+        self.limits = limits
+        self.clock = clock
+        self.round_trips = RoundTripCounter()
+        # Only connection-level failures are retried: every write here is a whole-value SET
+        # (re-applying it stores the same value) or a DEL, so a repeat cannot corrupt data.
+        # redis-py types replies as bytes | str; with decode_responses off they are bytes.
+        self._client: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            health_check_interval=30,
+        )
+        self._put_script = self._client.register_script(_PUT_SCRIPT)
+        self._incr_script = self._client.register_script(_INCR_SCRIPT)
+        self._namespaces_key = f"{key_prefix}namespaces"
+        self._transactions = threading.local()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _value_key(self, namespace: str, key: str) -> str:
+        return f"{self.key_prefix}kv:{namespace}:{key}"
+
+    def _meta_key(self, namespace: str, key: str) -> str:
+        return f"{self.key_prefix}kvm:{namespace}:{key}"
+
+    def _call(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one client call (one round trip), translating redis-py's errors."""
+        self.round_trips.add()
+        try:
+            return operation(*args, **kwargs)
+        except redis.WatchError:
+            raise  # a transaction's own signal; RedisTransaction turns it into Conflict
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise Unavailable(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
+        except redis.ResponseError as exc:
+            message = str(exc)
+            if message.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
+                raise Unavailable(f"Redis is temporarily unavailable: {message}") from exc
+            raise DatastoreError(f"Redis error: {message}") from exc
+        except redis.RedisError as exc:
+            raise DatastoreError(f"Redis error: {exc}") from exc
+
+    def _safe_url(self) -> str:
+        return self.url.split("@")[-1] if "@" in self.url else self.url
+
+    def _check_one(self, namespace: str, key: str) -> None:
+        validate_namespace(namespace)
+        validate_kv_key(key, self.limits.max_key_bytes)
+
+    def _to_entry(
+        self, value: bytes | None, version: bytes | None, metadata: bytes | None, pttl: int
+    ) -> Entry | None:
+        if value is None:
+            return None
+        expires_at = self.clock() + pttl / 1000 if pttl and pttl > 0 else None
+        return Entry(
+            value,
+            int(version) if version is not None else 0,
+            json.loads(metadata) if metadata is not None else None,
+            expires_at,
+        )
+
+    def _transaction(self) -> RedisTransaction | None:
+        return getattr(self._transactions, "current", None)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """WATCH/MULTI/EXEC: see ``_redis_transaction``. Joins an enclosing transaction."""
+        if self._transaction() is not None:
+            yield
+            return
+        transaction = RedisTransaction(self)
+        self._transactions.current = transaction
+        try:
+            yield
+            transaction.commit()
+        finally:
+            self._transactions.current = None
+            transaction.close()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _get_value(self, namespace: str, key: str) -> bytes | None:
+        self._check_one(namespace, key)
+        if (transaction := self._transaction()) is not None:
+            entry = transaction.entry(namespace, key)
+            return entry.value if entry else None
+        return self._call(self._client.get, self._value_key(namespace, key))
+
+    def get_entry(self, namespace: str, key: str) -> Entry | None:
+        return self.get_entries(namespace, [key]).get(key)
+
+    def get_many(self, namespace: str, keys: Sequence[str]) -> dict[str, bytes]:
+        validate_keys(namespace, keys, self.limits, self.limits.max_batch_get)
+        if not keys:
+            return {}
+        if self._transaction() is not None:
+            return {key: entry.value for key, entry in self.get_entries(namespace, keys).items()}
+        values = self._call(self._client.mget, [self._value_key(namespace, key) for key in keys])
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    def get_entries(self, namespace: str, keys: Sequence[str]) -> dict[str, Entry]:
+        validate_keys(namespace, keys, self.limits, self.limits.max_batch_get)
+        if not keys:
+            return {}
+        if (transaction := self._transaction()) is not None:
+            entries = {key: transaction.entry(namespace, key) for key in keys}
+            return {key: entry for key, entry in entries.items() if entry is not None}
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.mget([self._value_key(namespace, key) for key in keys])
+            for key in keys:
+                pipe.hmget(self._meta_key(namespace, key), ["v", "m"])
+                pipe.pttl(self._value_key(namespace, key))
+            return pipe.execute()
+
+        results = self._call(run)
+        values = results[0]
+        found: dict[str, Entry] = {}
+        for index, key in enumerate(keys):
+            version, metadata = results[1 + 2 * index]
+            entry = self._to_entry(values[index], version, metadata, results[2 + 2 * index])
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def exists(self, namespace: str, key: str) -> bool:
+        self._check_one(namespace, key)
+        if (transaction := self._transaction()) is not None:
+            return transaction.entry(namespace, key) is not None
+        return bool(self._call(self._client.exists, self._value_key(namespace, key)))
+
+    def list(
+        self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
+    ) -> KeyPage:
+        check_list_args(namespace, prefix, limit, self.limits)
+        scan_cursor, skip = _parse_cursor(cursor)
+        value_prefix = self._value_key(namespace, "")
+        pattern = (value_prefix + prefix).translate(_GLOB_SPECIAL) + "*"
+        keys: dict[str, None] = {}
+        for _ in range(_MAX_SCANS_PER_PAGE):
+            start = scan_cursor
+            next_cursor, batch = self._call(
+                self._client.scan, start, match=pattern, count=max(limit, 100)
+            )
+            names = [raw.decode("utf-8")[len(value_prefix) :] for raw in batch][skip:]
+            room = limit - len(keys)
+            if len(names) > room:
+                keys.update(dict.fromkeys(names[:room]))
+                return KeyPage(list(keys), f"{start}.{skip + room}")
+            keys.update(dict.fromkeys(names))
+            skip = 0
+            scan_cursor = int(next_cursor)
+            if scan_cursor == 0:
+                return KeyPage(list(keys), None)
+            if len(keys) >= limit:
+                break
+        return KeyPage(list(keys), f"{scan_cursor}.0")
+
+    def namespaces(self) -> Names:
+        members = self._call(self._client.smembers, self._namespaces_key)
+        return sorted(member.decode("utf-8") for member in members)
+
+    def _register(self, name: str) -> None:
+        self._call(self._client.sadd, self._namespaces_key, name)
+
+    def _unregister(self, name: str) -> None:
+        self._call(self._client.srem, self._namespaces_key, name)
+
+    def status(self) -> Status:
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.ping()
+            pipe.smembers(self._namespaces_key)
+            return pipe.execute()
+
+        try:
+            _, members = self._call(run)
+        except DatastoreError as exc:
+            return Status(False, self.backend_name, detail=str(exc))
+        names = sorted(member.decode("utf-8") for member in members)
+        return Status(True, self.backend_name, names, None, self._safe_url())
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _put_arguments(
+        self, namespace: str, puts: Sequence[PreparedPut], *, check_versions: bool = True
+    ) -> ScriptArguments:
+        keys: Names = []
+        args: Arguments = [namespace, len(puts)]
+        for put in puts:
+            keys.append(self._value_key(namespace, put.key))
+            keys.append(self._meta_key(namespace, put.key))
+            ttl_ms = max(1, round(put.ttl * 1000)) if put.ttl is not None else ""
+            expected = put.if_version if check_versions and put.if_version is not None else ""
+            args.extend([put.value, expected, ttl_ms, put.metadata_json or ""])
+        keys.append(self._namespaces_key)
+        return keys, args
+
+    def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
+        if (transaction := self._transaction()) is not None:
+            return transaction.apply(namespace, puts)
+        keys, args = self._put_arguments(namespace, puts)
+        ok, payload = self._call(self._put_script, keys=keys, args=args)
+        if not ok:
+            failed = [puts[int(index) - 1].key for index in payload]
+            raise Conflict(
+                f"version mismatch for {', '.join(repr(k) for k in failed)}", keys=failed
+            )
+        return [int(version) for version in payload]
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> int:
+        validate_keys(namespace, keys, self.limits, self.limits.max_batch_write)
+        if not keys:
+            return 0
+        unique = list(dict.fromkeys(keys))
+        if (transaction := self._transaction()) is not None:
+            return transaction.delete(namespace, unique)
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(*[self._value_key(namespace, key) for key in unique])
+            pipe.delete(*[self._meta_key(namespace, key) for key in unique])
+            return pipe.execute()
+
+        removed, _ = self._call(run)
+        return int(removed)
+
+    def incr(self, namespace: str, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        self._check_one(namespace, key)
+        check_amount(amount)
+        if ttl is not None and ttl < self.limits.min_ttl_seconds:
+            raise InvalidValue(f"ttl {ttl!r}s is below this backend's minimum")
+        if (transaction := self._transaction()) is not None:
+            return transaction.incr(namespace, key, amount, ttl)
+        keys, args = self._incr_arguments(namespace, key, amount, ttl)
+        try:
+            return int(self._call(self._incr_script, keys=keys, args=args))
+        except DatastoreError as exc:
+            if "not an integer" in str(exc):
+                raise InvalidValue(f"{key!r} does not hold an integer") from exc
+            raise
+
+    def _incr_arguments(
+        self, namespace: str, key: str, amount: int, ttl: float | None
+    ) -> ScriptArguments:
+        keys = [
+            self._value_key(namespace, key),
+            self._meta_key(namespace, key),
+            self._namespaces_key,
+        ]
+        ttl_ms = max(1, round(ttl * 1000)) if ttl is not None else ""
+        return keys, [amount, ttl_ms, namespace]
+
+    def flush_prefix(self) -> int:
+        """Delete every key under ``key_prefix`` (tests and ``clear``); returns the count."""
+        removed = 0
+        cursor = 0
+        while True:
+            start = cursor
+            cursor, batch = self._call(
+                self._client.scan,
+                start,
+                match=self.key_prefix.translate(_GLOB_SPECIAL) + "*",
+                count=1000,
+            )
+            if batch:
+                removed += self._call(self._client.delete, *batch)
+            if int(cursor) == 0:
+                return removed
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisKVStore({self._safe_url()!r}, key_prefix={self.key_prefix!r})"
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, int]:
+    if cursor is None or cursor == "":
+        return 0, 0
+    try:
+        scan_cursor, skip = cursor.split(".")
+        parsed = int(scan_cursor), int(skip)
+    except ValueError as exc:
+        raise InvalidValue(f"invalid list cursor {cursor!r}") from exc
+    if parsed[0] < 0 or parsed[1] < 0:
+        raise InvalidValue(f"invalid list cursor {cursor!r}")
+    return parsed

@@ -1,0 +1,259 @@
+"""KV clients: a general cache, a session cache and a rate limiter, on any ``KVStore``.
+
+All three degrade gracefully: when the store is unavailable the cache falls through to the
+loader, the session cache answers "no session", and the rate limiter lets the request through,
+each logging a warning instead of failing the request.
+
+Rate limits are exact on memory, SQLite and Redis (an atomic increment per request). On
+Cloudflare KV they are approximate: KV has no atomic increment and is eventually consistent,
+and Cloudflare allows one write per second to a key, so concurrent requests in one window can
+be under-counted and a limit can be exceeded. Use Redis where a limit must hold exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from . import codec
+from .contract import KVStore
+from .errors import InvalidValue, Unavailable
+from .keys import validate_id, validate_list_name
+
+__all__ = ["CacheClient", "RateLimitResult", "RateLimiterClient", "SessionCacheClient"]
+
+logger = logging.getLogger("datastore.cache")
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+def _ttl(kv: KVStore, ttl: float) -> float:
+    """A TTL the store accepts: Cloudflare KV's are at least 60 s."""
+    return max(float(ttl), kv.limits.min_ttl_seconds)
+
+
+class _SingleFlight:
+    """At most one loader call per key at a time in this process; the others wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, _Call] = {}
+
+    def run(self, key: str, loader: Callable[[], T]) -> T:
+        with self._lock:
+            call = self._calls.get(key)
+            leader = call is None
+            if call is None:
+                call = self._calls[key] = _Call()
+        if not leader:
+            call.done.wait()
+            if call.error is not None:
+                raise call.error
+            return call.result  # type: ignore[no-any-return]
+        try:
+            call.result = loader()
+            return call.result  # type: ignore[no-any-return]
+        except BaseException as exc:
+            call.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._calls[key]
+            call.done.set()
+
+
+class _Call:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class CacheClient:
+    """A JSON cache under ``cache:{feature}:{key}``. Every entry expires: a TTL is required
+    (``default_ttl`` or per call) unless the client is built with ``require_ttl=False``."""
+
+    def __init__(
+        self,
+        kv: KVStore,
+        feature: str,
+        *,
+        namespace: str = "NIMBUS_CACHE",
+        default_ttl: float | None = 300,
+        require_ttl: bool = True,
+    ) -> None:
+        validate_list_name(feature)
+        self.kv = kv
+        self.feature = feature
+        self.namespace = namespace
+        self.default_ttl = default_ttl
+        self.require_ttl = require_ttl
+        self._flights = _SingleFlight()
+
+    def key(self, key: str) -> str:
+        return f"cache:{self.feature}:{validate_id(key, what='cache key')}"
+
+    def _resolve_ttl(self, ttl: float | Any | None) -> float | None:
+        ttl = self.default_ttl if ttl is _MISSING else ttl
+        if ttl is None:
+            if self.require_ttl:
+                raise InvalidValue("a TTL is required for cache entries (require_ttl=True)")
+            return None
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
+            raise InvalidValue(f"ttl must be a positive number of seconds, not {ttl!r}")
+        return _ttl(self.kv, ttl)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The cached value, or ``default`` if missing (or if the store is unavailable)."""
+        try:
+            raw = self.kv.get(self.namespace, self.key(key))
+        except Unavailable as exc:
+            logger.warning("cache unavailable, reading %s as a miss: %s", key, exc)
+            return default
+        return default if raw is None else codec.loads(raw)
+
+    def set(self, key: str, value: Any, ttl: float | None = _MISSING) -> None:
+        """Store ``value`` (JSON) for ``ttl`` seconds; an unavailable store is only logged."""
+        data = codec.dumps(value)
+        expires = self._resolve_ttl(ttl)
+        try:
+            self.kv.put(self.namespace, self.key(key), data, ttl=expires)
+        except Unavailable as exc:
+            logger.warning("cache unavailable, not caching %s: %s", key, exc)
+
+    def delete(self, key: str) -> bool:
+        return self.kv.delete(self.namespace, self.key(key))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        return self.kv.delete_many(self.namespace, [self.key(key) for key in keys])
+
+    def get_or_set(self, key: str, loader: Callable[[], T], ttl: float | None = _MISSING) -> T:
+        """Read through: the cached value, or the loader's (then cached).
+
+        Concurrent misses for one key in this process call the loader once and share its
+        result. A loader that raises is not cached: the error goes to every waiting caller.
+        If the store is unavailable the loader is called directly.
+        """
+        self._resolve_ttl(ttl)  # a missing TTL is an error before anything is loaded
+        found = self.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
+
+        def load() -> T:
+            cached = self.get(key, _MISSING)  # another flight may have just stored it
+            if cached is not _MISSING:
+                return cached  # type: ignore[no-any-return]
+            value = loader()
+            self.set(key, value, ttl)
+            return value
+
+        return self._flights.run(key, load)
+
+
+class SessionCacheClient:
+    """Session data under ``session:{token}``, expiring with the session."""
+
+    def __init__(
+        self, kv: KVStore, *, namespace: str = "NIMBUS_SESSIONS", default_ttl: float = 86_400
+    ) -> None:
+        self.kv = kv
+        self.namespace = namespace
+        self.default_ttl = default_ttl
+
+    def key(self, token: str) -> str:
+        return f"session:{validate_id(token, what='session token')}"
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        """The session's data, or ``None`` if missing, expired, or the store is unavailable."""
+        try:
+            raw = self.kv.get(self.namespace, self.key(token))
+        except Unavailable as exc:
+            logger.warning("session cache unavailable: %s", exc)
+            return None
+        data = codec.loads(raw) if raw is not None else None
+        return data if isinstance(data, dict) else None
+
+    def set(
+        self, token: str, data: dict[str, Any], ttl: float | None = None, *, create: bool = False
+    ) -> None:
+        """Store the session for ``ttl`` seconds. With ``create`` the token must be new
+        (``Conflict`` otherwise, where the store has compare-and-set)."""
+        self.kv.put(
+            self.namespace,
+            self.key(token),
+            codec.dumps(data),
+            ttl=_ttl(self.kv, ttl or self.default_ttl),
+            if_version=0 if create and self.kv.supports_cas else None,
+        )
+
+    def exists(self, token: str) -> bool:
+        return self.kv.exists(self.namespace, self.key(token))
+
+    def delete(self, token: str) -> bool:
+        return self.kv.delete(self.namespace, self.key(token))
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    allowed: bool
+    remaining: int
+    reset_at: float  # epoch seconds when the current window ends
+    limit: int
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds until a refused caller may try again (0 if allowed)."""
+        return 0 if self.allowed else max(1, math.ceil(self.reset_at - time.time()))
+
+
+class RateLimiterClient:
+    """Fixed-window rate limits: ``check_limit("key_abc", 100, 60)`` counts this request in the
+    current minute and says whether it is within 100. See the module docstring on accuracy."""
+
+    def __init__(
+        self,
+        kv: KVStore,
+        *,
+        namespace: str = "NIMBUS_CACHE",
+        clock: Callable[[], float] = time.time,
+        fail_open: bool = True,
+    ) -> None:
+        self.kv = kv
+        self.namespace = namespace
+        self.clock = clock
+        self.fail_open = fail_open
+
+    def _key(self, identifier: str, window: int, key_prefix: str, start: int) -> str:
+        validate_list_name(key_prefix)
+        return (
+            f"ratelimit:{key_prefix}:{validate_id(identifier, what='identifier')}:{window}:{start}"
+        )
+
+    def check_limit(
+        self, identifier: str, limit: int, window: int, key_prefix: str = "api"
+    ) -> RateLimitResult:
+        """Count one request for ``identifier`` and say whether it is allowed."""
+        if limit < 1 or window < 1:
+            raise InvalidValue("limit and window must be at least 1")
+        now = self.clock()
+        start = int(now // window) * window
+        reset_at = float(start + window)
+        key = self._key(identifier, window, key_prefix, start)
+        try:
+            count = self.kv.incr(self.namespace, key, ttl=_ttl(self.kv, window + 1))
+        except Unavailable as exc:
+            logger.warning("rate limiter unavailable (%s): letting %s through", exc, identifier)
+            if not self.fail_open:
+                raise
+            return RateLimitResult(True, limit, reset_at, limit)
+        return RateLimitResult(count <= limit, max(0, limit - count), reset_at, limit)
+
+    def reset(self, identifier: str, window: int, key_prefix: str = "api") -> None:
+        """Forget the current window's count for ``identifier``."""
+        start = int(self.clock() // window) * window
+        self.kv.delete(self.namespace, self._key(identifier, window, key_prefix, start))

@@ -1,0 +1,134 @@
+"""Key formats and validation.
+
+The formats are the ones Workers read, so they must not drift:
+
+* objects: ``{class_lower}:{id}`` (``project:proj_456``, ``page:proj_1:page_abc``)
+* lists: ``{list_name}:{pointer}`` (``apiKeys:userId:12345``)
+
+An id may be *composite*: several segments joined with ``:``. Each segment is validated on its
+own and may not itself contain ``:``, so two different part sequences can never produce the same
+key (``composite_key("a:b", "c")`` is refused instead of colliding with ``("a", "b:c")``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidKey, TooLarge
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "composite_key",
+    "list_key",
+    "object_key",
+    "validate_class_name",
+    "validate_id",
+    "validate_kv_key",
+    "validate_list_name",
+    "validate_namespace",
+]
+
+MAX_ID_LENGTH = 256
+MAX_KEY_BYTES = 512
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# RFC 3986 unreserved characters plus a few that appear in natural ids (emails: @ +).
+_SEGMENT = re.compile(r"[A-Za-z0-9._~@+=-]+")
+
+
+def validate_namespace(name: str) -> str:
+    """A namespace is 1-64 letters, digits, ``_`` or ``-`` (so never ``/``, ``:`` or ``*``)."""
+    if not isinstance(name, str) or not _NAMESPACE.fullmatch(name):
+        raise InvalidKey(
+            f"invalid namespace {name!r}: use 1-64 letters, digits, '_' or '-' "
+            "(no '/', ':', '*' or spaces)"
+        )
+    return name
+
+
+def _identifier(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise InvalidKey(
+            f"invalid {what} {name!r}: must start with a letter and contain only "
+            "letters, digits and '_' (max 64 characters)"
+        )
+    return name
+
+
+def validate_class_name(name: str) -> str:
+    """A class name is an identifier: a letter, then letters, digits or ``_`` (max 64)."""
+    return _identifier(name, "class name")
+
+
+def validate_list_name(name: str) -> str:
+    """List names follow the class-name rule (``apiKeys``, ``projects``)."""
+    return _identifier(name, "list name")
+
+
+def _validate_segment(segment: str, what: str, whole: str) -> None:
+    if not segment:
+        raise InvalidKey(f"invalid {what} {whole!r}: empty segment")
+    if segment in (".", ".."):
+        raise InvalidKey(f"invalid {what} {whole!r}: '.' and '..' are not allowed as segments")
+    if not _SEGMENT.fullmatch(segment):
+        raise InvalidKey(
+            f"invalid {what} {whole!r}: only letters, digits and . _ ~ @ + = - are allowed "
+            "(':' separates composite parts)"
+        )
+
+
+def validate_id(object_id: str, *, what: str = "id") -> str:
+    """Validate an object id or list pointer (possibly composite, ``a:b``)."""
+    if not isinstance(object_id, str):
+        raise InvalidKey(f"invalid {what} {object_id!r}: must be a string")
+    if len(object_id) > MAX_ID_LENGTH:
+        raise InvalidKey(f"invalid {what}: longer than {MAX_ID_LENGTH} characters")
+    for segment in object_id.split(":"):
+        _validate_segment(segment, what, object_id)
+    return object_id
+
+
+def composite_key(*parts: str) -> str:
+    """Join id parts with ``:`` (``composite_key(project_id, page_id)``).
+
+    Each part must be a single valid segment: a part containing ``:`` is refused because it
+    would make two different part sequences produce the same key.
+    """
+    if not parts:
+        raise InvalidKey("composite_key needs at least one part")
+    for part in parts:
+        if not isinstance(part, str):
+            raise InvalidKey(f"invalid composite key part {part!r}: must be a string")
+        if ":" in part:
+            raise InvalidKey(f"invalid composite key part {part!r}: parts may not contain ':'")
+        _validate_segment(part, "composite key part", part)
+    return validate_id(":".join(parts))
+
+
+def validate_kv_key(key: str, max_bytes: int = MAX_KEY_BYTES) -> str:
+    """The raw-key rule every KV backend applies: non-empty, not ``.``/``..``, no control chars."""
+    if not isinstance(key, str) or not key:
+        raise InvalidKey(f"invalid key {key!r}: must be a non-empty string")
+    if key in (".", ".."):
+        raise InvalidKey(f"invalid key {key!r}: '.' and '..' are not allowed")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        raise InvalidKey(f"invalid key {key!r}: control characters are not allowed")
+    size = len(key.encode("utf-8"))
+    if size > max_bytes:
+        raise TooLarge(f"key is {size} bytes; the limit is {max_bytes} bytes")
+    return key
+
+
+def object_key(class_name: str, object_id: str) -> str:
+    """``{class_lower}:{id}``, validated."""
+    validate_class_name(class_name)
+    validate_id(object_id)
+    return validate_kv_key(f"{class_name.lower()}:{object_id}")
+
+
+def list_key(list_name: str, pointer: str) -> str:
+    """``{list_name}:{pointer}``, validated (the list name keeps its case)."""
+    validate_list_name(list_name)
+    validate_id(pointer, what="pointer")
+    return validate_kv_key(f"{list_name}:{pointer}")

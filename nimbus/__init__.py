@@ -1,0 +1,1 @@
+"""The Nimbus Django project and app: settings, configuration of the datastore, API, admin."""

@@ -1,0 +1,1 @@
+"""The Nimbus REST API (Django REST framework)."""

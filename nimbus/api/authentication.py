@@ -1,0 +1,95 @@
+"""API-key authentication (``Authorization: Bearer sk_live_...``) and who is acting.
+
+The key's SHA-256 is its id (``apikey:{hash}``) and the owner's data is embedded in it, so
+authenticating a request is exactly one KV lookup. Staff signed in with a Django session act as
+``django_{pk}``, so the browsable API works for them too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from ..models import ApiKey, key_hash
+
+__all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user"]
+
+_KEY_FORMAT = re.compile(r"sk_live_[0-9a-f]{32}")
+
+
+@dataclass
+class NimbusUser:
+    """The user behind a request: an API key's owner or a staff session."""
+
+    user_id: str
+    email: str | None = None
+    is_admin: bool = False
+    permissions: list[str] = field(default_factory=list)
+    rate_limit: int | None = None
+    key_id: str | None = None  # the API key's hash, when authenticated by key
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_staff(self) -> bool:
+        return self.is_admin
+
+    @property
+    def pk(self) -> str:
+        return self.user_id
+
+    def can(self, permission: str) -> bool:
+        return self.key_id is None or permission in self.permissions or "admin" in self.permissions
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[NimbusUser, dict[str, Any]] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed(
+                "Invalid Authorization header: expected 'Bearer sk_live_<32 hex digits>'."
+            )
+        token = header[1].decode("latin-1")
+        if not _KEY_FORMAT.fullmatch(token):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        digest = key_hash(token)
+        stored = ApiKey.objects.system().get_or_none(digest, include_deleted=True)
+        # Look-up by hash is exact; the comparison is constant-time all the same.
+        if stored is None or not hmac.compare_digest(str(stored.pk), digest):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if not stored.get("active") or stored.get("deleted_at"):
+            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        user = NimbusUser(
+            user_id=stored.get("user_id"),
+            email=stored.get("user_email"),
+            is_admin=bool(stored.get("user_is_admin")),
+            permissions=list(stored.get("permissions") or []),
+            rate_limit=stored.get("rate_limit"),
+            key_id=digest,
+        )
+        return user, stored.get_data()
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+def acting_user(request: Request) -> NimbusUser:
+    """The Nimbus user of an authenticated request (API key, or a staff session)."""
+    user = request.user
+    if isinstance(user, NimbusUser):
+        return user
+    if getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False):
+        return NimbusUser(
+            user_id=f"django_{user.pk}", email=getattr(user, "email", "") or None, is_admin=True
+        )
+    raise exceptions.NotAuthenticated()

@@ -1,0 +1,37 @@
+"""Who may call what. Kept free of ``rest_framework.views`` so DRF settings can import it."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, permissions
+from rest_framework.request import Request
+
+from .authentication import NimbusUser, acting_user
+
+__all__ = ["IsNimbusAdmin", "IsNimbusUser"]
+
+
+class IsNimbusUser(permissions.BasePermission):
+    """An API key, or a staff session; read-only keys may not write."""
+
+    message = "Authenticate with 'Authorization: Bearer sk_live_...' (or sign in as staff)."
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        try:
+            user = acting_user(request)
+        except exceptions.NotAuthenticated:
+            return False
+        if request.method in permissions.SAFE_METHODS:
+            return user.can("read")
+        return user.can("write")
+
+
+class IsNimbusAdmin(permissions.BasePermission):
+    """Staff sessions and API keys of admin users (or with the ``admin`` permission)."""
+
+    message = "Only administrators may do this."
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        user = request.user
+        if isinstance(user, NimbusUser):
+            return user.is_admin or "admin" in user.permissions
+        return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False))

@@ -1,0 +1,256 @@
+"""Projects and everything inside one: pages, batches, the queue and page logs.
+
+Every object is scoped to its owner: another user's project, page or batch answers 404,
+exactly as a missing one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from datamodel import Scope
+from datamodel.sync import now_iso
+
+from .. import conf, workflows
+from ..models import Batch, Page, PageLog, Project
+from ..models.project import default_settings
+from . import serializers as bodies
+from .authentication import acting_user
+from .support import EnvelopePagination, IsNimbusUser, int_param, listing, public
+
+PAGE_FILTERS = [
+    OpenApiParameter("status", str, enum=["uploaded", "queued", "processing", "done", "failed"]),
+    OpenApiParameter("batch_id", str),
+    OpenApiParameter("ordering", str, description="created_at, priority, source_path; - reverses"),
+    OpenApiParameter("limit", int),
+    OpenApiParameter("page", int),
+    OpenApiParameter("cursor", str, description="pagination.next_cursor of the previous page"),
+]
+LIST_PARAMETERS = PAGE_FILTERS[3:]
+
+
+class ObjectSerializer(serializers.Serializer):
+    """A stored object as JSON (every field of the model)."""
+
+    def to_representation(self, instance: Any) -> Any:
+        return instance
+
+
+class NimbusViewSet(viewsets.ViewSet):
+    permission_classes = [IsNimbusUser]
+    pagination_class = EnvelopePagination
+
+    def scope(self) -> Scope:
+        return Scope(conf.get_connection(), acting_user(self.request).user_id)
+
+    def project(self, project_id: str) -> Project:
+        """The caller's project (one KV read), or 404."""
+        return Project.objects.bind(self.scope()).get(project_id)
+
+
+class ProjectViewSet(NimbusViewSet):
+    """Projects: list, create, read, update, delete (soft)."""
+
+    serializer_class = bodies.ProjectSerializer
+
+    @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        return listing(request, Project.objects.bind(self.scope()).query(), ("created_at", "name"))
+
+    @extend_schema(request=bodies.ProjectSerializer, responses={201: ObjectSerializer})
+    def create(self, request: Request) -> Response:
+        body = bodies.ProjectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = acting_user(request)
+        project = Project.objects.bind(self.scope()).create(
+            name=body.validated_data["name"],
+            settings={**default_settings(), **body.validated_data.get("settings", {})},
+            user_email=user.email,
+        )
+        return Response(public(project.get_data()), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ObjectSerializer)
+    def retrieve(self, request: Request, project_id: str) -> Response:
+        return Response(public(self.project(project_id).get_data()))
+
+    @extend_schema(request=bodies.ProjectSerializer, responses=ObjectSerializer)
+    def partial_update(self, request: Request, project_id: str) -> Response:
+        body = bodies.ProjectSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        project = self.project(project_id)
+        if "name" in body.validated_data:
+            project.set("name", body.validated_data["name"])
+        if "settings" in body.validated_data:
+            project.set("settings", {**project.get("settings"), **body.validated_data["settings"]})
+        project.save()
+        return Response(public(project.get_data()))
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, project_id: str) -> Response:
+        self.project(project_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PageViewSet(NimbusViewSet):
+    """Pages of a project: list with filters, create, read the full object, move its status."""
+
+    serializer_class = bodies.PageSerializer
+
+    def page(self, project_id: str, page_id: str) -> Page:
+        return Page.objects.bind(self.scope()).get(project_id=project_id, page_id=page_id)
+
+    @extend_schema(parameters=PAGE_FILTERS, responses=ObjectSerializer(many=True))
+    def list(self, request: Request, project_id: str) -> Response:
+        self.project(project_id)
+        query = Page.objects.bind(self.scope()).query().where("project_id", project_id)
+        for name in ("status", "batch_id"):
+            if request.query_params.get(name):
+                query = query.where(name, request.query_params[name])
+        return listing(request, query, ("created_at", "priority", "source_path"))
+
+    @extend_schema(request=bodies.PageSerializer, responses={201: ObjectSerializer})
+    def create(self, request: Request, project_id: str) -> Response:
+        body = bodies.PageSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        self.project(project_id)
+        page = Page.objects.bind(self.scope()).create(
+            project_id=project_id, uploaded=now_iso(), **body.validated_data
+        )
+        return Response(public(page.get_data()), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ObjectSerializer)
+    def retrieve(self, request: Request, project_id: str, page_id: str) -> Response:
+        return Response(public(self.page(project_id, page_id).get_data()))
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, project_id: str, page_id: str) -> Response:
+        self.page(project_id, page_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=bodies.StatusSerializer,
+        responses={200: ObjectSerializer, 409: OpenApiResponse(description="Not allowed")},
+    )
+    def set_status(self, request: Request, project_id: str, page_id: str) -> Response:
+        body = bodies.StatusSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        page = workflows.transition(
+            self.scope(),
+            self.page(project_id, page_id),
+            body.validated_data["status"],
+            error=body.validated_data.get("error"),
+        )
+        return Response(public(page.get_data()))
+
+
+class BatchViewSet(NimbusViewSet):
+    """Batches: upload many pages in one request, list, read with the summary."""
+
+    serializer_class = bodies.BatchUploadSerializer
+
+    @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
+    def list(self, request: Request, project_id: str) -> Response:
+        self.project(project_id)
+        query = Batch.objects.bind(self.scope()).query().where("project_id", project_id)
+        return listing(request, query, ("created_at",))
+
+    @extend_schema(request=bodies.BatchUploadSerializer, responses={201: ObjectSerializer})
+    def create(self, request: Request, project_id: str) -> Response:
+        body = bodies.BatchUploadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        project = self.project(project_id)
+        limit = project.get("settings").get("max_pages_per_batch", bodies.MAX_BATCH_PAGES)
+        pages = body.validated_data["pages"]
+        if len(pages) > limit:
+            raise serializers.ValidationError(
+                {"pages": [f"this project takes at most {limit} pages per batch"]}
+            )
+        batch = workflows.upload_batch(self.scope(), project, pages)
+        return Response(public(batch.get_data()), status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ObjectSerializer)
+    def retrieve(self, request: Request, project_id: str, batch_id: str) -> Response:
+        batch = Batch.objects.bind(self.scope()).get(project_id=project_id, batch_id=batch_id)
+        return Response(public(batch.get_data()))
+
+
+class QueueViewSet(NimbusViewSet):
+    """The project's processing queue: claim the next page, then ack or fail it."""
+
+    serializer_class = bodies.FailSerializer
+
+    @extend_schema(
+        request=None,
+        responses={200: ObjectSerializer, 204: OpenApiResponse(description="Queue empty")},
+    )
+    def claim(self, request: Request, project_id: str) -> Response:
+        self.project(project_id)
+        item = workflows.claim(self.scope(), project_id)
+        if item is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(item)
+
+    @extend_schema(request=bodies.AckSerializer, responses=ObjectSerializer)
+    def ack(self, request: Request, project_id: str, page_id: str) -> Response:
+        body = bodies.AckSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        self.project(project_id)
+        page = workflows.ack(self.scope(), project_id, page_id, body.validated_data.get("result"))
+        return Response(public(page.get_data()))
+
+    @extend_schema(request=bodies.FailSerializer, responses=ObjectSerializer)
+    def fail(self, request: Request, project_id: str, page_id: str) -> Response:
+        body = bodies.FailSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        self.project(project_id)
+        page, retry = workflows.fail(
+            self.scope(), project_id, page_id, body.validated_data["error"]
+        )
+        return Response({"retry": retry, "page": public(page.get_data())})
+
+
+class LogViewSet(NimbusViewSet):
+    """A page's log: list entries (newest last), append one."""
+
+    serializer_class = bodies.LogEntrySerializer
+
+    @extend_schema(parameters=LIST_PARAMETERS[:2], responses=ObjectSerializer(many=True))
+    def list(self, request: Request, project_id: str, page_id: str) -> Response:
+        scope = self.scope()
+        Page.objects.bind(scope).get(project_id=project_id, page_id=page_id)
+        log = PageLog.objects.bind(scope).get_or_none(project_id=project_id, page_id=page_id)
+        entries = log.get("entries") if log is not None else []
+        limit = int_param(request, "limit", 100, 1, 1000)
+        page = int_param(request, "page", 1, 1, 1_000_000)
+        total = len(entries)
+        chunk = entries[(page - 1) * limit : page * limit]
+        pages = -(-total // limit)
+        return Response(
+            {
+                "data": chunk,
+                "pagination": {
+                    "total": total,
+                    "limit": limit,
+                    "offset": (page - 1) * limit,
+                    "page": page,
+                    "pages": pages,
+                    "has_next": page < pages,
+                    "has_prev": page > 1,
+                    "next_cursor": None,
+                },
+            }
+        )
+
+    @extend_schema(request=bodies.LogEntrySerializer, responses={201: ObjectSerializer})
+    def create(self, request: Request, project_id: str, page_id: str) -> Response:
+        body = bodies.LogEntrySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        scope = self.scope()
+        Page.objects.bind(scope).get(project_id=project_id, page_id=page_id)
+        entry = workflows.append_log(scope, project_id, page_id, dict(body.validated_data))
+        return Response(entry, status=status.HTTP_201_CREATED)

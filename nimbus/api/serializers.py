@@ -1,0 +1,105 @@
+"""Request bodies: validated field by field, so a bad request is a 400 naming each field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from ..models.logs import LOG_LEVELS
+from ..models.page import PAGE_STATUSES
+
+MAX_BATCH_PAGES = 1000
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare (a typo is a 400, not silently ignored)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class ProjectSettingsSerializer(StrictSerializer):
+    tone = serializers.ChoiceField(["premium", "professional", "casual"], required=False)
+    max_pages_per_batch = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    default_concurrency = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    ai_model = serializers.CharField(max_length=64, required=False)
+    domain = serializers.CharField(max_length=253, required=False, allow_blank=True)
+
+
+class ProjectSerializer(StrictSerializer):
+    """Create or update a project."""
+
+    name = serializers.CharField(max_length=200)
+    settings = ProjectSettingsSerializer(required=False)
+
+
+class BlockSerializer(StrictSerializer):
+    id = serializers.CharField(max_length=100)
+    type = serializers.CharField(max_length=32)
+    content = serializers.CharField(allow_blank=True, max_length=100_000)
+    attributes = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False
+    )
+    optimized_content = serializers.CharField(allow_blank=True, required=False)
+
+
+class ExtractionSerializer(StrictSerializer):
+    engine = serializers.CharField(max_length=32, required=False)
+    main_selector = serializers.CharField(max_length=200, required=False)
+    head = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    dimensions = serializers.DictField(required=False)
+    above_fold_blocks = BlockSerializer(many=True, required=False)
+    rest_of_page_blocks = BlockSerializer(many=True, required=False)
+    selector_map = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class PageSerializer(StrictSerializer):
+    """A page to upload."""
+
+    source_path = serializers.RegexField(
+        r"^[^\x00-\x1f]{1,1024}$", help_text="e.g. dist/local/rolex-repair.html"
+    )
+    extraction = ExtractionSerializer(required=False)
+    priority = serializers.IntegerField(min_value=1, max_value=10, default=5)
+
+
+class BatchUploadSerializer(StrictSerializer):
+    """A batch of pages, created in one request."""
+
+    pages = PageSerializer(many=True, allow_empty=False, max_length=MAX_BATCH_PAGES)
+
+
+class StatusSerializer(StrictSerializer):
+    status = serializers.ChoiceField(PAGE_STATUSES)
+    error = serializers.CharField(max_length=2000, required=False)
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    permissions = serializers.MultipleChoiceField(
+        choices=["read", "write", "admin"], default=["read", "write"]
+    )
+
+    def validate_permissions(self, value: Any) -> list[str]:
+        return sorted(value)
+
+
+class LogEntrySerializer(StrictSerializer):
+    level = serializers.ChoiceField(LOG_LEVELS, default="info")
+    step = serializers.CharField(max_length=64)
+    message = serializers.CharField(max_length=10_000)
+    data = serializers.JSONField(required=False)
+    duration_ms = serializers.IntegerField(min_value=0, required=False)
+
+
+class AckSerializer(StrictSerializer):
+    result = serializers.JSONField(required=False, help_text="The optimization result, if any.")
+
+
+class FailSerializer(StrictSerializer):
+    error = serializers.CharField(max_length=2000)

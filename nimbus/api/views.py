@@ -1,0 +1,166 @@
+"""API views about the service and the caller: root, status, me, API keys, initialize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import permissions, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from datamodel import Scope, SeedError, ids, initialize
+from datastore import DatastoreError
+
+from .. import conf
+from ..models import ApiKey, key_hash
+from . import serializers as bodies
+from .authentication import acting_user
+from .projects import ObjectSerializer
+from .support import EnvelopePagination, IsNimbusAdmin, IsNimbusUser, listing, public
+
+
+class APIRootView(APIView):
+    """Nimbus DataModel API."""
+
+    permission_classes = [permissions.AllowAny]
+
+    def get_view_name(self) -> str:
+        return "Nimbus API"
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, format: str | None = None) -> Response:
+        links = {
+            name: reverse(f"api:{route}", request=request, format=format)
+            for name, route in [
+                ("me", "me"),
+                ("keys", "keys"),
+                ("projects", "projects"),
+                ("status", "status"),
+                ("system/initialize", "initialize"),
+                ("schema", "schema"),
+                ("docs", "docs"),
+            ]
+        }
+        return Response(links)
+
+
+class StatusView(APIView):
+    """Health of the configured datastore. Staff also see backends and namespaces."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses={200: ObjectSerializer, 503: ObjectSerializer})
+    def get(self, request: Request, format: str | None = None) -> Response:
+        kv_status = conf.kv_store().status()
+        try:
+            conf.sql_database().execute("SELECT 1")
+            sql_healthy, sql_detail = True, ""
+        except DatastoreError as exc:
+            sql_healthy, sql_detail = False, str(exc)
+        healthy = kv_status.healthy and sql_healthy
+        body: dict[str, Any] = {"healthy": healthy}
+        if request.user.is_staff:
+            body["kv"] = {
+                "backend": kv_status.backend,
+                "healthy": kv_status.healthy,
+                "namespaces": kv_status.namespaces,
+                "size": kv_status.size,
+                "detail": kv_status.detail,
+            }
+            body["d1"] = {
+                "backend": conf.sql_database().backend_name,
+                "healthy": sql_healthy,
+                "detail": sql_detail,
+            }
+            body["adapter"] = conf.load_settings().adapter
+        return Response(body, status=200 if healthy else 503)
+
+
+class MeView(APIView):
+    """Who is calling, and with which key."""
+
+    permission_classes = [IsNimbusUser]
+
+    @extend_schema(responses=ObjectSerializer)
+    def get(self, request: Request, format: str | None = None) -> Response:
+        user = acting_user(request)
+        body: dict[str, Any] = {
+            "user_id": user.user_id,
+            "email": user.email,
+            "is_admin": user.is_admin,
+            "authenticated_by": "api_key" if user.key_id else "session",
+        }
+        if user.key_id is not None and isinstance(request.auth, dict):
+            body["key"] = {
+                "id": user.key_id,
+                "name": request.auth.get("name"),
+                "prefix": request.auth.get("prefix"),
+                "permissions": user.permissions,
+                "rate_limit": user.rate_limit,
+            }
+        return Response(body)
+
+
+class ApiKeyViewSet(viewsets.ViewSet):
+    """Your API keys. A new key is shown once, in the response that creates it."""
+
+    permission_classes = [IsNimbusUser]
+    pagination_class = EnvelopePagination
+    serializer_class = bodies.ApiKeyCreateSerializer
+
+    def scope(self) -> Scope:
+        return Scope(conf.get_connection(), acting_user(self.request).user_id)
+
+    @extend_schema(responses=ObjectSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        return listing(request, ApiKey.objects.bind(self.scope()).query(), ("created_at", "name"))
+
+    @extend_schema(request=bodies.ApiKeyCreateSerializer, responses={201: ObjectSerializer})
+    def create(self, request: Request) -> Response:
+        body = bodies.ApiKeyCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = acting_user(request)
+        if "admin" in body.validated_data["permissions"] and not user.is_admin:
+            return Response(
+                {"permissions": ["only administrators may create admin keys"]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        secret = ids.api_key()
+        key = ApiKey.objects.bind(self.scope()).create(
+            key_hash=key_hash(secret),
+            name=body.validated_data["name"],
+            prefix=secret[:12],
+            permissions=body.validated_data["permissions"],
+            user_email=user.email,
+            user_is_admin=user.is_admin,
+        )
+        return Response({**public(key.get_data()), "key": secret}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None, 404: OpenApiResponse(description="No such key")})
+    def destroy(self, request: Request, key_id: str) -> Response:
+        key = ApiKey.objects.bind(self.scope()).get(key_id)
+        key.set("active", False)
+        key.save()
+        key.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InitializeView(APIView):
+    """The spec's ``system.initialize``: create and migrate the metadata tables, run seeds.
+
+    POST ``{"dry_run": true}`` to only see what would change. Administrators only.
+    """
+
+    permission_classes = [IsNimbusAdmin]
+
+    @extend_schema(request=None, responses=ObjectSerializer)
+    def post(self, request: Request, format: str | None = None) -> Response:
+        dry_run = request.data.get("dry_run") in (True, "true", "1", 1)
+        try:
+            report = initialize(conf.get_connection(), dry_run=dry_run)
+        except (DatastoreError, SeedError) as exc:
+            return Response({"success": False, "error": str(exc)}, status=500)
+        return Response({"success": True, "data": report.to_json()})

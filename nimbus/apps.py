@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class NimbusConfig(AppConfig):
+    name = "nimbus"
+    verbose_name = "Nimbus"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        import datamodel
+
+        # Importing conf connects its setting_changed receiver (override_settings(NIMBUS=...)).
+        from . import checks, conf  # noqa: F401  (checks register themselves)
+        from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+
+        datamodel.set_provider(conf.get_connection)

@@ -1,0 +1,105 @@
+"""System checks for the datastore configuration and the DataModel declarations.
+
+Run by ``manage.py check`` (and before most commands). Declaration mistakes inside one model
+already fail at import; these checks cover what only shows against the configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from datamodel import registry
+from datastore.backends.cloudflare import MAX_BOUND_PARAMETERS
+
+from . import conf
+
+D1_MAX_COLUMNS = 100
+
+
+@register(Tags.compatibility, "nimbus")
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """nimbus.E001-E003: NIMBUS settings and environment URLs."""
+    try:
+        settings = conf.load_settings()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                f"Invalid datastore configuration: {exc}",
+                hint="See README, 'Configuration': NIMBUS = {'KV': {...}, 'D1': {...}}.",
+                id="nimbus.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for role, spec in (("KV", settings.kv), ("D1", settings.d1)):
+        try:
+            import_string(spec.backend)
+        except ImportError as exc:
+            errors.append(
+                Error(
+                    f"NIMBUS[{role!r}] backend {spec.backend!r} cannot be imported: {exc}",
+                    hint="Use a class from datastore.backends (memory, sqlite, redis, cloudflare).",
+                    id="nimbus.E002",
+                )
+            )
+    namespaces = settings.kv.options.get("namespaces")
+    if settings.kv.backend.endswith("CloudflareKVStore") and isinstance(namespaces, dict):
+        for model in registry:
+            namespace = model._meta.namespace
+            if namespace not in namespaces and namespace.removeprefix("NIMBUS_") not in namespaces:
+                errors.append(
+                    Error(
+                        f"{model._meta.name} stores objects in {namespace}, which has no "
+                        "Cloudflare KV namespace id configured",
+                        hint=f"Add {namespace}=<namespace id> to NIMBUS_KV_NAMESPACES.",
+                        obj=model,
+                        id="nimbus.E003",
+                    )
+                )
+    return errors
+
+
+@register(Tags.models, "nimbus")
+def check_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """nimbus.E004-E005, W001: DataModel declarations against D1's limits and the settings."""
+    messages: list[CheckMessage] = []
+    overrides: dict[str, str] = {}
+    with contextlib.suppress(ImproperlyConfigured):  # reported by check_configuration
+        overrides = dict(conf.load_settings().namespaces or {})
+    for model in registry:
+        meta = model._meta
+        if len(meta.sync_fields) > min(D1_MAX_COLUMNS, MAX_BOUND_PARAMETERS):
+            messages.append(
+                Error(
+                    f"{meta.name} syncs {len(meta.sync_fields)} columns; D1 allows at most "
+                    f"{D1_MAX_COLUMNS} columns and {MAX_BOUND_PARAMETERS} parameters per row",
+                    hint="Keep large or rarely queried fields KV-only.",
+                    obj=model,
+                    id="nimbus.E004",
+                )
+            )
+        routed = overrides.get(meta.kv_class)
+        if routed is not None and routed != meta.namespace:
+            messages.append(
+                Error(
+                    f"NIMBUS['NAMESPACES'] routes {meta.kv_class} to {routed}, but "
+                    f"{meta.name} declares {meta.namespace}",
+                    hint="Change one of them so that both agree.",
+                    obj=model,
+                    id="nimbus.E005",
+                )
+            )
+    if os.environ.get("ADMIN_EMAIL") and not os.environ.get("ADMIN_PASSWORD"):
+        messages.append(
+            Warning(
+                "ADMIN_EMAIL is set but ADMIN_PASSWORD is not: the admin user seed will fail",
+                hint="Set ADMIN_PASSWORD, or unset ADMIN_EMAIL to skip the admin seed.",
+                id="nimbus.W001",
+            )
+        )
+    return messages

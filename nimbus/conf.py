@@ -1,0 +1,279 @@
+"""The configured datastore: ``settings.NIMBUS`` plus environment URLs, built once per process.
+
+``settings.NIMBUS`` has the shape of ``CACHES``/``STORAGES``::
+
+    NIMBUS = {
+        "KV": {"BACKEND": "datastore.backends.redis.RedisKVStore",
+               "OPTIONS": {"url": "redis://127.0.0.1:6379/0"}},
+        "D1": {"BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
+               "OPTIONS": {"path": "var/metadata.sqlite3"}},
+        "ADAPTER": "kv",          # objects in KV keys; "sql" puts them in the D1 tables
+        "NAMESPACES": {...},      # optional: class -> KV namespace
+    }
+
+For deploys the environment wins: ``NIMBUS_KV_URL``, ``NIMBUS_D1_URL``, ``NIMBUS_ADAPTER``.
+Backends are thread-safe, so one instance serves the whole process; a change of the ``NIMBUS``
+setting (``override_settings``, pytest-django's ``settings``) closes and rebuilds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from datamodel import Connection, registry
+from datastore import Datastore, DatastoreError, KVStore, Routing, SQLDatabase
+from datastore.routing import DEFAULT_CLASS_NAMESPACES
+
+__all__ = [
+    "BackendSpec",
+    "NimbusSettings",
+    "get_connection",
+    "get_datastore",
+    "kv_store",
+    "load_settings",
+    "parse_url",
+    "reset",
+    "sql_database",
+]
+
+KV_URL_ENV = "NIMBUS_KV_URL"
+D1_URL_ENV = "NIMBUS_D1_URL"
+ADAPTER_ENV = "NIMBUS_ADAPTER"
+TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+KV_NAMESPACES_ENV = "NIMBUS_KV_NAMESPACES"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A backend class path and the keyword arguments it is built with."""
+
+    backend: str
+    options: Mapping[str, Any]
+
+    def build(self, role: str) -> Any:
+        try:
+            backend_class = import_string(self.backend)
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"NIMBUS[{role!r}]['BACKEND'] = {self.backend!r} cannot be imported: {exc}"
+            ) from exc
+        try:
+            return backend_class(**self.options)
+        except TypeError as exc:
+            raise ImproperlyConfigured(
+                f"NIMBUS[{role!r}]['OPTIONS'] do not fit {self.backend}: {exc}"
+            ) from exc
+        except DatastoreError as exc:
+            raise ImproperlyConfigured(f"NIMBUS[{role!r}] cannot be opened: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class NimbusSettings:
+    kv: BackendSpec
+    d1: BackendSpec
+    adapter: str
+    namespaces: Mapping[str, str] | None
+
+
+def _sqlite_path(url: str, netloc: str, path: str) -> str:
+    # sqlite:///var/kv.sqlite3 is relative to the working directory, sqlite:////abs is absolute
+    if netloc:
+        raise ImproperlyConfigured(f"{url!r}: use sqlite:///relative/path or sqlite:////abs/path")
+    if path in ("", "/"):
+        raise ImproperlyConfigured(f"{url!r} names no database file")
+    return path[1:] if path.startswith("/") else path
+
+
+def _cloudflare_token() -> str:
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise ImproperlyConfigured(f"Cloudflare backends need the API token in {TOKEN_ENV}")
+    return token
+
+
+def _kv_namespaces() -> dict[str, str]:
+    """``NIMBUS_KV_NAMESPACES``: ``NIMBUS_PAGES=<id>,NIMBUS_PROJECTS=<id>`` or a JSON object."""
+    raw = os.environ.get(KV_NAMESPACES_ENV, "").strip()
+    if not raw:
+        raise ImproperlyConfigured(
+            f"Cloudflare KV needs {KV_NAMESPACES_ENV}, e.g. NIMBUS_PAGES=<namespace id>,..."
+        )
+    if raw.startswith("{"):
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{KV_NAMESPACES_ENV} is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ImproperlyConfigured(f"{KV_NAMESPACES_ENV} must be a JSON object")
+        return {str(name): str(namespace_id) for name, namespace_id in parsed.items()}
+    namespaces = {}
+    for pair in raw.split(","):
+        name, sep, namespace_id = pair.strip().partition("=")
+        if not sep or not name or not namespace_id:
+            raise ImproperlyConfigured(f"{KV_NAMESPACES_ENV}: expected NAME=id, got {pair!r}")
+        namespaces[name] = namespace_id
+    return namespaces
+
+
+def parse_url(url: str, role: str) -> BackendSpec:
+    """Turn ``NIMBUS_KV_URL`` / ``NIMBUS_D1_URL`` into a backend spec.
+
+    KV: ``memory://``, ``sqlite:///path``, ``redis://host:port/db`` (``rediss://`` too;
+    ``?key_prefix=app:`` sets the Redis key prefix), ``cloudflare://ACCOUNT_ID`` (token in
+    ``CLOUDFLARE_API_TOKEN``, namespace ids in ``NIMBUS_KV_NAMESPACES``). D1: ``memory://``,
+    ``sqlite:///path``, ``d1://ACCOUNT_ID/DATABASE_ID``. Cloudflare URLs take
+    ``?base_url=...`` to point at another API endpoint.
+    """
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    scheme = parts.scheme.lower()
+    if role == "KV":
+        if scheme == "memory":
+            return BackendSpec("datastore.backends.memory.MemoryKVStore", {})
+        if scheme == "sqlite":
+            path = _sqlite_path(url, parts.netloc, parts.path)
+            return BackendSpec("datastore.backends.sqlite.SQLiteKVStore", {"path": path})
+        if scheme in ("redis", "rediss"):
+            options: dict[str, Any] = {"url": url.split("?", 1)[0]}
+            if "key_prefix" in query:
+                options["key_prefix"] = query["key_prefix"]
+            return BackendSpec("datastore.backends.redis.RedisKVStore", options)
+        if scheme == "cloudflare":
+            if not parts.netloc:
+                raise ImproperlyConfigured(f"{url!r}: use cloudflare://ACCOUNT_ID")
+            options = {
+                "account_id": parts.netloc,
+                "api_token": _cloudflare_token(),
+                "namespaces": _kv_namespaces(),
+                **({"base_url": query["base_url"]} if "base_url" in query else {}),
+            }
+            return BackendSpec("datastore.backends.cloudflare.CloudflareKVStore", options)
+    else:
+        if scheme == "memory":
+            return BackendSpec("datastore.backends.memory.MemorySQLDatabase", {})
+        if scheme == "sqlite":
+            path = _sqlite_path(url, parts.netloc, parts.path)
+            return BackendSpec("datastore.backends.sqlite.SQLiteDatabase", {"path": path})
+        if scheme == "d1":
+            database_id = parts.path.strip("/")
+            if not parts.netloc or not database_id or "/" in database_id:
+                raise ImproperlyConfigured(f"{url!r}: use d1://ACCOUNT_ID/DATABASE_ID")
+            options = {
+                "account_id": parts.netloc,
+                "api_token": _cloudflare_token(),
+                "database_id": database_id,
+                **({"base_url": query["base_url"]} if "base_url" in query else {}),
+            }
+            return BackendSpec("datastore.backends.cloudflare.CloudflareD1Database", options)
+    env = KV_URL_ENV if role == "KV" else D1_URL_ENV
+    raise ImproperlyConfigured(f"{env}={url!r}: unsupported scheme {parts.scheme!r}")
+
+
+def _spec(config: Mapping[str, Any], role: str) -> BackendSpec:
+    env = KV_URL_ENV if role == "KV" else D1_URL_ENV
+    if os.environ.get(env):
+        return parse_url(os.environ[env], role)
+    entry = config.get(role)
+    if not isinstance(entry, Mapping) or "BACKEND" not in entry:
+        raise ImproperlyConfigured(
+            f"NIMBUS[{role!r}] must be a dict with a 'BACKEND' (and optional 'OPTIONS'), "
+            f"or set {env}"
+        )
+    options = entry.get("OPTIONS", {})
+    if not isinstance(options, Mapping):
+        raise ImproperlyConfigured(f"NIMBUS[{role!r}]['OPTIONS'] must be a dict")
+    return BackendSpec(str(entry["BACKEND"]), dict(options))
+
+
+def load_settings() -> NimbusSettings:
+    """Read and validate ``settings.NIMBUS`` and the environment overrides."""
+    config = getattr(settings, "NIMBUS", None)
+    if not isinstance(config, Mapping):
+        raise ImproperlyConfigured("settings.NIMBUS must be a dict with 'KV' and 'D1' entries")
+    adapter = os.environ.get(ADAPTER_ENV) or config.get("ADAPTER", "kv")
+    if adapter not in ("kv", "sql"):
+        raise ImproperlyConfigured(f"NIMBUS adapter {adapter!r} must be 'kv' or 'sql'")
+    namespaces = config.get("NAMESPACES")
+    if namespaces is not None and not isinstance(namespaces, Mapping):
+        raise ImproperlyConfigured("NIMBUS['NAMESPACES'] must map class names to namespaces")
+    return NimbusSettings(_spec(config, "KV"), _spec(config, "D1"), adapter, namespaces)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.kv: KVStore | None = None
+        self.sql: SQLDatabase | None = None
+        self.datastore: Datastore | None = None
+
+
+_state = _State()
+
+
+def kv_store() -> KVStore:
+    """The process-wide KV store."""
+    with _state.lock:
+        if _state.kv is None:
+            _state.kv = load_settings().kv.build("KV")
+        return _state.kv
+
+
+def sql_database() -> SQLDatabase:
+    """The process-wide SQL database (local SQLite or D1)."""
+    with _state.lock:
+        if _state.sql is None:
+            _state.sql = load_settings().d1.build("D1")
+        return _state.sql
+
+
+def get_datastore() -> Datastore:
+    """The process-wide ``Datastore`` facade, on the configured adapter."""
+    with _state.lock:
+        if _state.datastore is None:
+            config = load_settings()
+            # Default Nimbus classes, then every declared DataModel, then explicit settings.
+            classes = {**DEFAULT_CLASS_NAMESPACES, **registry.routes(), **(config.namespaces or {})}
+            try:
+                routing = Routing(classes=classes)
+            except DatastoreError as exc:
+                raise ImproperlyConfigured(f"NIMBUS['NAMESPACES']: {exc}") from exc
+            if config.adapter == "sql":
+                datastore = Datastore(sql=sql_database(), adapter="sql", routing=routing)
+                # CREATE TABLE IF NOT EXISTS: one idempotent batch per process.
+                datastore.adapter.create_tables()  # type: ignore[attr-defined]
+                _state.datastore = datastore
+            else:
+                _state.datastore = Datastore(kv_store(), sql=None, routing=routing)
+        return _state.datastore
+
+
+def get_connection() -> Connection:
+    """The stores DataModels use: the datastore for objects, the SQL database for metadata."""
+    return Connection(get_datastore(), sql_database())
+
+
+def reset() -> None:
+    """Close the backends; the next call builds them again from the current settings."""
+    with _state.lock:
+        for store in (_state.kv, _state.sql):
+            if store is not None:
+                store.close()
+        _state.kv = _state.sql = _state.datastore = None
+
+
+@receiver(setting_changed)
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "NIMBUS":
+        reset()

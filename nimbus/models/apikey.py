@@ -1,0 +1,37 @@
+"""API keys (``apikey:{sha256}`` in NIMBUS_KEYS).
+
+The key itself (``sk_live_<hex32>``) is shown once, at creation; only its SHA-256 is stored, as
+the key id, with the owner's data embedded so that authenticating costs one KV lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from datamodel import DataModel, fields
+
+
+def key_hash(api_key: str) -> str:
+    """The stored id of an API key: its SHA-256 in hex."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+class ApiKey(DataModel):
+    key_hash = fields.String(primary_key=True, max_length=64)
+    name = fields.String(required=True, max_length=100)
+    prefix = fields.String(max_length=16)  # "sk_live_ab12", to recognise a key in lists
+    active = fields.Boolean(default=True)
+    permissions = fields.Array(of=fields.Choice(["read", "write", "admin"]), default_factory=list)
+    rate_limit = fields.Integer(default=1000)  # requests per minute
+    last_used = fields.Timestamp()
+    # the owner, embedded (denormalized) so one lookup authenticates a request
+    user_email = fields.String()
+    user_is_admin = fields.Boolean(default=False)
+    usage = fields.JSON(default_factory=lambda: {"requests_today": 0, "requests_total": 0})
+
+    class Meta:
+        name = "APIKEY"
+        namespace = "NIMBUS_KEYS"
+        key_pattern = "apikey:{key_hash}"
+        table = "apikey_meta"
+        sync_fields = ["name", "prefix", "active", "last_used"]

@@ -1,0 +1,43 @@
+"""Pages (``page:{project_id}:{page_id}`` in NIMBUS_PAGES): extraction and optimization blocks.
+
+``page_id`` is deterministic, ``page_`` + md5(project_id + source_path)[:12], so uploading the
+same file again addresses the same page.
+"""
+
+from __future__ import annotations
+
+from datamodel import DataModel, fields, ids
+
+PAGE_STATUSES = ["uploaded", "queued", "processing", "done", "failed"]
+# The only moves a page's status may make; anything else is a 409.
+TRANSITIONS = {
+    "uploaded": {"queued"},
+    "queued": {"processing"},
+    "processing": {"done", "failed"},
+    "done": set(),
+    "failed": set(),
+}
+
+
+class Page(DataModel):
+    page_id = fields.String(primary_key=True, max_length=40)
+    project_id = fields.String(required=True)
+    batch_id = fields.String()
+    source_path = fields.String(required=True, max_length=1024)
+    uploaded = fields.Timestamp()
+    status = fields.Choice(PAGE_STATUSES, default="uploaded")
+    priority = fields.Integer(default=5)
+    extraction = fields.JSON(default_factory=dict)
+    optimization = fields.JSON()
+
+    class Meta:
+        name = "PAGE"
+        namespace = "NIMBUS_PAGES"
+        key_pattern = "page:{project_id}:{page_id}"
+        table = "page_meta"
+        sync_fields = ["batch_id", "source_path", "status", "priority", "uploaded"]
+        indexes = [("project_id", "status"), ("project_id", "batch_id")]
+
+    def before_create(self) -> None:
+        if not self.get("page_id"):
+            self.set("page_id", ids.page_id(self.get("project_id"), self.get("source_path")))

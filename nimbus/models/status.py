@@ -1,0 +1,25 @@
+"""Real-time page status (``status:{project_id}:{page_id}`` in NIMBUS_STATUS)."""
+
+from __future__ import annotations
+
+from datamodel import DataModel, fields
+
+from .page import PAGE_STATUSES
+
+
+class PageStatus(DataModel):
+    page_id = fields.String(primary_key=True)
+    project_id = fields.String(required=True)
+    status = fields.Choice(PAGE_STATUSES, required=True)
+    batch_id = fields.String()
+    updated = fields.Timestamp()
+    processing = fields.JSON()
+    result = fields.JSON()
+    error = fields.JSON()
+
+    class Meta:
+        name = "STATUS"
+        namespace = "NIMBUS_STATUS"
+        key_pattern = "status:{project_id}:{page_id}"
+        table = "status_meta"
+        sync_fields = ["status", "batch_id"]

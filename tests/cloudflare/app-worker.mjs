@@ -1,0 +1,84 @@
+// An application Worker written the way the datastore spec's JS Datastore/KVAdapter is: it
+// reads and writes `{class}:{id}` keys in the NIMBUS_* namespaces through its own bindings and
+// checks the `_auth` array. The interop tests use it to prove that Python and Workers share data.
+//
+//   GET /app/{userId}/{CLASS}/{id}   -> {"data": <object or null>}
+//   PUT /app/{userId}/{CLASS}/{id}   body: JSON object -> stored with _auth: [userId]
+
+class KVAdapter {
+  constructor(env) {
+    this.env = env;
+    this.authContext = null;
+  }
+
+  auth(userId) {
+    const scoped = new KVAdapter(this.env);
+    scoped.authContext = userId;
+    return scoped;
+  }
+
+  async get(cls, id) {
+    const kv = this.getNamespace(cls);
+    const key = this.makeKey(cls, id);
+    const data = await kv.get(key, "json");
+    if (data && data._auth && !data._auth.includes(this.authContext)) {
+      return null; // No access
+    }
+    return data;
+  }
+
+  async put(cls, id, data) {
+    const kv = this.getNamespace(cls);
+    const key = this.makeKey(cls, id);
+    const dataWithAuth = { ...data, _auth: [this.authContext] };
+    await kv.put(key, JSON.stringify(dataWithAuth));
+  }
+
+  getNamespace(cls) {
+    const mapping = {
+      USER: this.env.NIMBUS_USERS,
+      PROJECT: this.env.NIMBUS_PROJECTS,
+      PAGE: this.env.NIMBUS_PAGES,
+      APIKEY: this.env.NIMBUS_KEYS,
+      SESSION: this.env.NIMBUS_SESSIONS,
+      CACHE: this.env.NIMBUS_CACHE,
+      EMAIL: this.env.NIMBUS_EMAILS,
+      LIST: this.env.NIMBUS_LISTS,
+      BATCH: this.env.NIMBUS_BATCHES,
+    };
+    if (!mapping[cls]) {
+      throw new Error(`Unknown class: ${cls}`);
+    }
+    return mapping[cls];
+  }
+
+  makeKey(cls, id) {
+    return `${cls.toLowerCase()}:${id}`;
+  }
+}
+
+class Datastore {
+  constructor(env) {
+    this.KV = new KVAdapter(env);
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const DATASTORE = new Datastore(env);
+    const parts = new URL(request.url).pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    if (parts[0] !== "app" || parts.length !== 4) return new Response("not found", { status: 404 });
+    const [, userId, cls, id] = parts;
+    const db = DATASTORE.KV.auth(userId);
+    try {
+      if (request.method === "GET") return Response.json({ data: await db.get(cls, id) });
+      if (request.method === "PUT") {
+        await db.put(cls, id, await request.json());
+        return Response.json({ ok: true });
+      }
+    } catch (error) {
+      return Response.json({ error: String(error.message || error) }, { status: 400 });
+    }
+    return new Response("method not allowed", { status: 405 });
+  },
+};

@@ -1,0 +1,132 @@
+"""Models used by the datamodel tests (the spec's examples)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datamodel import DataModel, Rejected, Seed, fields, ids
+
+WEBHOOKS: list[dict[str, Any]] = []
+
+
+class Page(DataModel):
+    """The spec's PageModel."""
+
+    page_id = fields.String(primary_key=True, generator=ids.uuid4)
+    project_id = fields.String(required=True)
+    url = fields.URL(required=True)
+    title = fields.String(max_length=200)
+    status = fields.Choice(["pending", "processing", "completed", "failed"], default="pending")
+    priority = fields.Integer(default=5)
+    score = fields.Number()
+    archived = fields.Boolean(default=False)
+    tags = fields.Array(of=fields.String(), default_factory=list)
+    content = fields.Text()
+    extracted_data = fields.JSON()
+    metadata = fields.JSON()
+    last_processed = fields.Timestamp()
+
+    class Meta:
+        name = "WEBPAGE"
+        namespace = "PAGES"
+        key_pattern = "webpage:{project_id}:{page_id}"
+        table = "webpage_meta"
+        sync_fields = [
+            "url",
+            "title",
+            "status",
+            "priority",
+            "score",
+            "archived",
+            "tags",
+            "last_processed",
+        ]
+        indexes = [("project_id", "status")]
+
+    def after_update(self, changes: dict[str, Any]) -> None:
+        if changes.get("status") == "completed":
+            WEBHOOKS.append(
+                {
+                    "event": "page.completed",
+                    "page_id": self.get("page_id"),
+                    "project_id": self.get("project_id"),
+                    "url": self.get("url"),
+                }
+            )
+
+
+class Note(DataModel):
+    """A model with hooks that modify and reject."""
+
+    note_id = fields.String(primary_key=True, generator=ids.uuid4)
+    body = fields.String(required=True)
+    slug = fields.String()
+    locked = fields.Boolean(default=False)
+
+    class Meta:
+        name = "NOTE"
+        namespace = "NIMBUS_NOTES"
+        table = "note_meta"
+        sync_fields = ["slug", "locked"]
+
+    def before_create(self) -> None:
+        if not self.get("slug"):
+            self.set("slug", self.get("body").lower().replace(" ", "-")[:40])
+
+    def before_update(self, changes: dict[str, Any]) -> None:
+        if self._state.saved.get("locked"):
+            raise Rejected("this note is locked")
+
+    def before_delete(self) -> None:
+        if self.get("locked"):
+            raise Rejected("a locked note cannot be deleted")
+
+
+class Setting(DataModel):
+    """Public, untracked, hard-deleted: every option turned off."""
+
+    key = fields.String(primary_key=True)
+    value = fields.String()
+
+    class Meta:
+        name = "SETTING"
+        namespace = "NIMBUS_SETTINGS"
+        table = "setting_meta"
+        sync_fields = ["value"]
+        timestamps = False
+        soft_delete = False
+        user_tracking = False
+        auth = False
+
+
+class Plan(DataModel):
+    """A model with seeds."""
+
+    code = fields.String(primary_key=True)
+    label = fields.String()
+
+    class Meta:
+        name = "PLAN"
+        namespace = "NIMBUS_PLANS"
+        table = "plan_meta"
+        sync_fields = ["label"]
+        user_tracking = False
+        seeds = [
+            Seed(
+                "if_missing",
+                {"code": "free", "label": "${PLAN_FREE_LABEL}"},
+                key=["code"],
+                when_env="PLAN_FREE_LABEL",
+            ),
+            Seed("if_empty", {"code": "starter", "label": "Starter"}),
+            Seed(
+                "always",
+                {"code": "pro", "label": "Pro ${PLAN_YEAR}"},
+                key=["code"],
+                when_env="PLAN_YEAR",
+            ),
+        ]
+
+
+TEST_MODELS = [Page, Note, Setting]
+ALL_TEST_MODELS = [*TEST_MODELS, Plan]

@@ -1,0 +1,140 @@
+"""Backup and restore between backends: every key, value, metadata and list comes back."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import pytest
+
+from datamodel.backup import backup, restore, verify_file
+from datastore import Datastore, InvalidValue, KVStore, PutItem
+from datastore.backends.memory import MemoryKVStore
+from datastore.backends.sqlite import SQLiteKVStore
+from tests.datamodel.conftest import routing
+from tests.support import make_kv
+
+
+def everything(kv: KVStore) -> dict[tuple[str, str], tuple[bytes, Any]]:
+    found = {}
+    for namespace in kv.namespaces():
+        cursor = None
+        while True:
+            page = kv.list(namespace, cursor=cursor, limit=1000)
+            for key, entry in kv.get_entries(namespace, page.keys).items() if page.keys else []:
+                found[(namespace, key)] = (entry.value, entry.metadata)
+            cursor = page.cursor
+            if cursor is None:
+                break
+    return found
+
+
+def store(name: str, path, cloudflare=None) -> KVStore:
+    """A store on the real clock: expiry times in a backup are absolute."""
+    if name == "memory":
+        return MemoryKVStore()
+    if name == "sqlite":
+        path.mkdir(parents=True, exist_ok=True)
+        return SQLiteKVStore(path / "kv.sqlite3")
+    return make_kv(name, path, cloudflare).store
+
+
+def fill(kv: KVStore) -> None:
+    ds = Datastore(kv, routing=routing())
+    alice = ds.auth("alice")
+    alice.put_many("PROJECT", {f"proj_{i}": {"name": f"p{i}", "n": i} for i in range(120)})
+    alice.list_add("projects", "alice", "proj_1")
+    alice.list_add("projects", "alice", "proj_2")
+    kv.put(
+        "NIMBUS_CACHE", "cache:x:blob", b'{"bytes":"\\u00ff"}', metadata={"kind": "blob"}, ttl=3600
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [("sqlite", "redis"), ("redis", "cloudflare"), ("memory", "sqlite")]
+)
+def test_round_trip_between_backends(source: str, target: str, tmp_path, request) -> None:
+    cloudflare = (
+        request.getfixturevalue("cloudflare_api") if "cloudflare" in (source, target) else None
+    )
+    origin = store(source, tmp_path / "a", cloudflare)
+    fill(origin)
+    path = tmp_path / "nimbus.jsonl.gz"
+    made = backup(origin, None, path, source=source)
+    assert made.kv_keys == 122 and len(made.sha256) == 64
+    expected = everything(origin)
+    if source == "redis":
+        origin.close()  # the target may share the test Redis db: start it empty
+    destination = store(target, tmp_path / "b", cloudflare)
+    restored = restore(destination, None, path)
+    assert restored.kv_keys == 122
+    assert everything(destination) == expected
+    entry = destination.get_entry("NIMBUS_CACHE", "cache:x:blob")
+    assert entry is not None and entry.expires_at is not None
+    assert Datastore(destination, routing=routing()).auth("alice").get_list(
+        "projects", "alice"
+    ) == [
+        "proj_1",
+        "proj_2",
+    ]
+
+
+def test_restore_refuses_a_non_empty_target_unless_told(tmp_path) -> None:
+    origin = MemoryKVStore()
+    fill(origin)
+    path = tmp_path / "b.jsonl.gz"
+    backup(origin, None, path)
+    target = MemoryKVStore()
+    target.put("NIMBUS_PROJECTS", "project:proj_1", b'{"mine": true}')
+    with pytest.raises(InvalidValue, match="already holds data"):
+        restore(target, None, path)
+    assert target.list("NIMBUS_PROJECTS").keys == ["project:proj_1"]
+    skipped = restore(target, None, path, merge="skip")
+    assert (
+        skipped.skipped == 1
+        and target.get("NIMBUS_PROJECTS", "project:proj_1") == b'{"mine": true}'
+    )
+    restore(target, None, path, merge="overwrite")
+    assert target.get("NIMBUS_PROJECTS", "project:proj_1") == origin.get(
+        "NIMBUS_PROJECTS", "project:proj_1"
+    )
+
+
+def test_a_damaged_file_is_refused_before_anything_is_written(tmp_path) -> None:
+    origin = MemoryKVStore()
+    origin.put_many("NIMBUS_CACHE", [PutItem(f"k{i}", b"v") for i in range(10)])
+    path = tmp_path / "b.jsonl.gz"
+    backup(origin, None, path)
+    lines = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
+    lines[3] = lines[3].replace(b'"k', b'"K', 1)
+    damaged = tmp_path / "damaged.jsonl.gz"
+    damaged.write_bytes(gzip.compress(b"".join(lines)))
+    target = MemoryKVStore()
+    with pytest.raises(InvalidValue, match="checksum mismatch"):
+        restore(target, None, damaged)
+    truncated = tmp_path / "truncated.jsonl.gz"
+    truncated.write_bytes(gzip.compress(b"".join(lines[:-1])))
+    with pytest.raises(InvalidValue, match="truncated"):
+        verify_file(truncated)
+    assert target.namespaces() == []
+
+
+def test_sql_adapter_objects_and_migration_log(tmp_path) -> None:
+    from datamodel import Connection, initialize
+    from datastore.backends.sqlite import SQLiteDatabase
+    from tests.datamodel.models import TEST_MODELS
+
+    sql = SQLiteDatabase(tmp_path / "a.sqlite3")
+    ds = Datastore(sql=sql, adapter="sql", routing=routing())
+    initialize(Connection(ds, sql), TEST_MODELS, seeds=False)
+    ds.auth("alice").put("PROJECT", "proj_1", {"name": "x"})
+    ds.auth("alice").list_add("projects", "alice", "proj_1")
+    path = tmp_path / "sql.jsonl.gz"
+    report = backup(None, sql, path)
+    assert report.sql_rows >= 3
+    target = SQLiteDatabase(tmp_path / "b.sqlite3")
+    restore(None, target, path)
+    copy = Datastore(sql=target, adapter="sql", routing=routing())
+    assert copy.auth("alice").get("PROJECT", "proj_1") == {"name": "x", "_auth": ["alice"]}
+    assert copy.auth("alice").get_list("projects", "alice") == ["proj_1"]
+    assert target.execute("SELECT count(*) AS n FROM _nimbus_migrations")[0]["n"] > 0

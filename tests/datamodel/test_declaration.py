@@ -1,0 +1,144 @@
+"""Declaration mistakes fail when the class is created, never at first save."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datamodel import DataModel, DeclarationError, fields, registry
+
+
+def declare(meta: dict[str, Any] | None = None, **model_fields: Any) -> type[DataModel]:
+    attrs: dict[str, Any] = dict(model_fields)
+    if meta is not None:
+        attrs["Meta"] = type("Meta", (), meta)
+    try:
+        return type("Widget", (DataModel,), attrs)
+    finally:
+        registry.unregister("WIDGET")
+
+
+BASE = {"namespace": "NIMBUS_WIDGETS"}
+
+
+@pytest.mark.parametrize(
+    ("meta", "model_fields", "message"),
+    [
+        ({**BASE, "sync_fields": ["nope"]}, {}, "sync field 'nope' does not exist"),
+        (
+            {**BASE, "sync_fields": ["body"]},
+            {"body": fields.Text()},
+            "type text, which has no SQL mapping",
+        ),
+        (
+            {**BASE, "sync_fields": ["blob"]},
+            {"blob": fields.JSON()},
+            "type json, which has no SQL mapping",
+        ),
+        (
+            {**BASE, "key_pattern": "widget:{group}:{id}"},
+            {"group": fields.String()},
+            "key_pattern field 'group' must be required",
+        ),
+        ({**BASE, "key_pattern": "widget:{missing}:{id}"}, {}, "'missing' is not a field"),
+        (
+            {**BASE, "key_pattern": "widget:{group}"},
+            {"group": fields.String(required=True)},
+            "primary key",
+        ),
+        ({**BASE, "key_pattern": "Widget-{id}"}, {}, "must look like"),
+        ({**BASE, "colour": "blue"}, {}, "unknown Meta option"),
+        ({**BASE, "ordering": ("nope", "asc")}, {}, "Meta.ordering"),
+        ({**BASE, "indexes": [("colour",)]}, {"colour": fields.String()}, "only sync fields"),
+        ({**BASE, "table": "bad table"}, {}, "not a valid SQL table name"),
+        ({"namespace": "bad/ns"}, {}, "Meta.namespace"),
+        ({}, {}, "no default namespace"),
+        (
+            BASE,
+            {"a": fields.String(primary_key=True), "b": fields.String(primary_key=True)},
+            "only one primary key",
+        ),
+        (BASE, {"n": fields.Integer(primary_key=True)}, "must be a string field"),
+        (BASE, {"user_id": fields.String()}, "built-in field"),
+        (BASE, {"save": fields.String()}, "reserved"),
+        (BASE, {"_secret": fields.String()}, "reserved"),
+        ({**BASE, "timestamps": "yes"}, {}, "must be True or False"),
+        ({**BASE, "default_limit": 500}, {}, "default_limit"),
+    ],
+)
+def test_declaration_errors(meta: dict, model_fields: dict, message: str) -> None:
+    with pytest.raises(DeclarationError, match=message):
+        declare(meta, **model_fields)
+
+
+def test_field_declaration_errors() -> None:
+    with pytest.raises(TypeError, match="mutable default"):
+        fields.Array(default=[])
+    with pytest.raises(TypeError, match="either default or default_factory"):
+        fields.String(default="a", default_factory=str)
+    with pytest.raises(TypeError, match="at least one choice"):
+        fields.Choice([])
+
+
+def test_defaults_and_built_ins() -> None:
+    model = declare({**BASE, "sync_fields": ["colour"]}, colour=fields.String())
+    meta = model._meta
+    assert meta.name == "WIDGET" and meta.table == "widget_meta"
+    assert meta.pk_name == "id" and meta.key_pattern == "widget:{id}"
+    assert meta.kv_class == "WIDGET" and meta.namespace == "NIMBUS_WIDGETS"
+    assert list(meta.fields) == [
+        "id",
+        "colour",
+        "user_id",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "_auth",
+        "_version",
+    ]
+    assert meta.sync_fields == [
+        "id",
+        "colour",
+        "user_id",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "_auth",
+        "_version",
+    ]
+    assert meta.ordering == ("created_at", "desc")
+    assert meta.indexes == [("user_id", "created_at", "id"), ("created_at", "id")]
+
+
+def test_options_turn_built_ins_off() -> None:
+    model = declare(
+        {**BASE, "timestamps": False, "soft_delete": False, "user_tracking": False, "auth": False}
+    )
+    assert list(model._meta.fields) == ["id", "_version"]
+    assert model._meta.ordering == ("id", "asc")
+    assert model._meta.indexes == [("id",)]
+
+
+def test_short_namespace_names_follow_the_spec() -> None:
+    model = declare({"namespace": "PAGES", "name": "WIDGET", "table": "w"})
+    assert model._meta.namespace == "NIMBUS_PAGES"
+
+
+def test_models_are_registered_and_names_must_be_unique() -> None:
+    from tests.datamodel.models import Page
+
+    assert registry.get("WEBPAGE") is Page
+    with pytest.raises(DeclarationError, match="model name 'WEBPAGE' is used by both"):
+        type(
+            "Other",
+            (DataModel,),
+            {"Meta": type("Meta", (), {"name": "WEBPAGE", "table": "o", **BASE})},
+        )
+    with pytest.raises(DeclarationError, match="both use table 'webpage_meta'"):
+        type(
+            "Other",
+            (DataModel,),
+            {"Meta": type("Meta", (), {"name": "OTHER", "table": "webpage_meta", **BASE})},
+        )
+    registry.unregister("OTHER")

@@ -1,0 +1,174 @@
+"""CacheClient, SessionCacheClient and RateLimiterClient on every KV backend."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from datastore import (
+    CacheClient,
+    Conflict,
+    InvalidValue,
+    KVStore,
+    RateLimiterClient,
+    SessionCacheClient,
+)
+from tests.support import KV_BACKENDS, Backend, FaultyStore, make_kv
+
+
+def test_cache_get_set_delete(kv: KVStore) -> None:
+    cache = CacheClient(kv, "content")
+    assert cache.get("home") is None and cache.get("home", "dflt") == "dflt"
+    cache.set("home", {"title": "Hi", "items": [1, 2]})
+    assert cache.get("home") == {"title": "Hi", "items": [1, 2]}
+    assert kv.exists("NIMBUS_CACHE", "cache:content:home")
+    entry = kv.get_entry("NIMBUS_CACHE", "cache:content:home")
+    assert entry is not None and entry.expires_at is not None  # every entry expires
+    cache.set("other", 1)
+    assert cache.delete_many(["home", "other", "nope"]) == 2
+    assert cache.delete("home") is False
+
+
+def test_a_ttl_is_required_unless_disabled(kv: KVStore) -> None:
+    with pytest.raises(InvalidValue, match="TTL is required"):
+        CacheClient(kv, "x", default_ttl=None).set("k", 1)
+    with pytest.raises(InvalidValue):
+        CacheClient(kv, "x").set("k", 1, ttl=-5)
+    forever = CacheClient(kv, "x", default_ttl=None, require_ttl=False)
+    forever.set("k", 1)
+    assert kv.get_entry("NIMBUS_CACHE", "cache:x:k").expires_at is None  # type: ignore[union-attr]
+
+
+def test_entries_expire(kv_backend: Backend) -> None:
+    kv = kv_backend.store
+    if kv.limits.min_ttl_seconds > 1:
+        pytest.skip(f"{kv.backend_name} TTLs are at least {kv.limits.min_ttl_seconds}s")
+    cache = CacheClient(kv, "short", default_ttl=1)
+    cache.set("k", "v")
+    kv_backend.advance(1.2)
+    assert cache.get("k") is None
+
+
+def test_get_or_set_calls_the_loader_once_under_concurrent_misses(kv: KVStore) -> None:
+    cache = CacheClient(kv, "expensive")
+    calls = []
+    gate = threading.Event()
+
+    def loader() -> dict:
+        calls.append(1)
+        gate.wait(2)
+        return {"answer": 42}
+
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_set("q", loader)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert results == [{"answer": 42}] * 8
+    assert cache.get("q") == {"answer": 42}
+
+
+def test_a_loader_failure_is_never_cached(kv: KVStore) -> None:
+    cache = CacheClient(kv, "flaky")
+    attempts = []
+
+    def loader() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("upstream down")
+        return "ok"
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_set("k", loader)
+    assert cache.get("k") is None
+    assert cache.get_or_set("k", loader) == "ok" and len(attempts) == 2
+
+
+def test_an_unavailable_cache_falls_through_to_the_loader(
+    kv: KVStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    faulty = FaultyStore(kv)
+    faulty.failing = {"get", "put", "incr"}
+    cache = CacheClient(faulty, "content")  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="datastore.cache"):
+        assert cache.get_or_set("k", lambda: "fresh") == "fresh"
+    assert "cache unavailable" in caplog.text
+    limiter = RateLimiterClient(faulty)  # type: ignore[arg-type]
+    assert limiter.check_limit("user_1", 1, 60).allowed
+    sessions = SessionCacheClient(faulty)  # type: ignore[arg-type]
+    assert sessions.get("tok") is None
+
+
+def test_sessions(kv: KVStore) -> None:
+    sessions = SessionCacheClient(kv)
+    sessions.set("tok_abc", {"user_id": "u1", "email": "u1@example.com"}, ttl=3600)
+    assert sessions.get("tok_abc") == {"user_id": "u1", "email": "u1@example.com"}
+    assert kv.exists("NIMBUS_SESSIONS", "session:tok_abc") and sessions.exists("tok_abc")
+    if kv.supports_cas:
+        with pytest.raises(Conflict):
+            sessions.set("tok_abc", {}, create=True)
+    assert sessions.delete("tok_abc") is True
+    assert sessions.get("tok_abc") is None
+
+
+def test_rate_limit_counts_and_resets(kv: KVStore) -> None:
+    now = [1_700_000_000.0]
+    limiter = RateLimiterClient(kv, clock=lambda: now[0])
+    results = [limiter.check_limit("key_1", 3, 60) for _ in range(5)]
+    assert [r.allowed for r in results] == [True, True, True, False, False]
+    assert [r.remaining for r in results] == [2, 1, 0, 0, 0]
+    assert results[0].reset_at == 1_700_000_040.0  # the end of the current 60 s window
+    assert limiter.check_limit("key_2", 3, 60).allowed  # identifiers are independent
+    limiter.reset("key_1", 60)
+    assert limiter.check_limit("key_1", 3, 60).remaining == 2
+    now[0] += 60
+    assert limiter.check_limit("key_1", 3, 60).remaining == 2  # a new window
+
+
+def test_rate_limit_is_exact_under_concurrency(kv: KVStore) -> None:
+    if not kv.supports_cas:
+        pytest.skip(f"{kv.backend_name}: rate limits are approximate (no atomic increment)")
+    limiter = RateLimiterClient(kv)
+    allowed = []
+
+    def hammer() -> None:
+        for _ in range(20):
+            allowed.append(limiter.check_limit("shared", 50, 3600).allowed)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == 50 and len(allowed) == 160
+
+
+def _hammer_process(store: KVStore, results: object) -> None:
+    limiter = RateLimiterClient(store)
+    count = sum(limiter.check_limit("proc", 30, 3600).allowed for _ in range(20))
+    results.put(count)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", [b for b in KV_BACKENDS if b in ("sqlite", "redis")])
+def test_rate_limit_is_exact_across_processes(name: str, tmp_path) -> None:
+    store = make_kv(name, tmp_path).store
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    workers = [context.Process(target=_hammer_process, args=(store, results)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sum(results.get(timeout=5) for _ in workers) == 30
+    store.close()

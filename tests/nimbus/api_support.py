@@ -1,0 +1,34 @@
+"""A signed-in API client per user, on fresh in-memory stores with the domain tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework.test import APIClient
+
+from datamodel import ids
+from tests.nimbus.factories import ApiKeyFactory
+
+
+@dataclass
+class ApiUser:
+    user_id: str
+    secret: str
+    client: APIClient
+
+
+def api_user(
+    user_id: str | None = None, permissions: list[str] | None = None, admin: bool = False
+) -> ApiUser:
+    user_id = user_id or ids.user_id()
+    secret = ids.api_key()
+    ApiKeyFactory.create(
+        owner=user_id,
+        secret=secret,
+        permissions=permissions or ["read", "write"],
+        user_email=f"{user_id}@example.com",
+        user_is_admin=admin,
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return ApiUser(user_id, secret, client)

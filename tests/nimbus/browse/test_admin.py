@@ -1,0 +1,140 @@
+"""The read-only admin over DataModels: index, permissions, change list, detail (SQLite, D1)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from datamodel import initialize
+from nimbus import conf
+from nimbus.models import DOMAIN_MODELS, Page
+from tests.nimbus.factories import PageFactory, ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+BASE = "/admin/nimbus_data/page/"
+
+
+def seed_pages(count: int = 30) -> list[Page]:
+    project = ProjectFactory.create(owner="alice")
+    pages = [
+        PageFactory.create(
+            owner="alice",
+            project_id=project.pk,
+            source_path=f"dist/{'rolex' if i % 3 == 0 else 'omega'}-{i:02d}.html",
+            status=["uploaded", "queued", "processing", "done"][i % 4],
+        )
+        for i in range(count)
+    ]
+    return pages
+
+
+@pytest.fixture(params=["sqlite", "d1"])
+def backend(request, settings, tmp_path) -> str:
+    """Metadata on local SQLite, or on D1 through the local Cloudflare API."""
+    if request.param == "sqlite":
+        settings.NIMBUS = {
+            "KV": {
+                "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
+                "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
+            },
+            "D1": {
+                "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
+                "OPTIONS": {"path": str(tmp_path / "meta.sqlite3")},
+            },
+        }
+    else:
+        cloudflare = request.getfixturevalue("cloudflare_api")
+        cloudflare.reset()
+        settings.NIMBUS = {
+            "KV": {
+                "BACKEND": "datastore.backends.cloudflare.CloudflareKVStore",
+                "OPTIONS": cloudflare.kv_options(),
+            },
+            "D1": {
+                "BACKEND": "datastore.backends.cloudflare.CloudflareD1Database",
+                "OPTIONS": cloudflare.d1_options(),
+            },
+        }
+    initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
+    return request.param
+
+
+def test_index_lists_every_datamodel(admin_client: Client) -> None:
+    html = admin_client.get("/admin/").content.decode()
+    assert "Nimbus data" in html
+    for name in ["Pages", "Projects", "Batches", "API keys", "Page statuses", "Page logs", "Users"]:
+        assert name in html, name
+
+
+@pytest.mark.usefixtures("domain")
+def test_staff_without_view_permission_see_nothing(client: Client, django_user_model) -> None:
+    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert "Nimbus data" not in client.get("/admin/").content.decode()
+    assert client.get(BASE).status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_page"))
+    staff = django_user_model.objects.get(pk=staff.pk)
+    client.force_login(staff)
+    html = client.get("/admin/").content.decode()
+    assert "Pages" in html and "Projects" not in html
+    assert client.get(BASE).status_code == 200
+
+
+@pytest.mark.usefixtures("domain")
+def test_read_only(admin_client: Client) -> None:
+    assert admin_client.get(f"{BASE}add/").status_code == 404  # no add view at all
+    seed_pages(1)
+    row = conf.sql_database().execute("SELECT project_id, page_id FROM page_meta")[0]
+    detail = admin_client.get(f"{BASE}{row['project_id']}:{row['page_id']}/").content.decode()
+    assert "<form" not in detail.split('id="content-main"')[1] or "Save" not in detail
+
+
+def test_change_list(backend: str, admin_client: Client) -> None:
+    seed_pages(30)
+    page = admin_client.get(BASE)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert '<strong id="result-total">30</strong>' in html
+    assert "Page 1 of 2" in html and 'id="next-page"' in html
+    for column in ["source_path", "status", "priority", "created_at"]:
+        assert f">{column}</a></th>" in html
+    queued = admin_client.get(f"{BASE}?status=queued").content.decode()
+    assert '<strong id="result-total">8</strong>' in queued  # i % 4 == 1 for i < 30
+    rolex = admin_client.get(f"{BASE}?q=ROLEX").content.decode()
+    assert '<strong id="result-total">10</strong>' in rolex
+    sorted_page = admin_client.get(f"{BASE}?o=-source_path").content.decode()
+    assert sorted_page.index("rolex-27") < sorted_page.index("rolex-24")
+    second = admin_client.get(f"{BASE}?p=2").content.decode()
+    assert "Page 2 of 2" in second and 'id="previous-page"' in second
+
+
+def test_deleted_toggle(backend: str, admin_client: Client) -> None:
+    pages = seed_pages(3)
+    Page.objects.auth("alice").get(pages[0].kv_id).delete()
+    assert '<strong id="result-total">2</strong>' in admin_client.get(BASE).content.decode()
+    both = admin_client.get(f"{BASE}?deleted=include").content.decode()
+    assert '<strong id="result-total">3</strong>' in both
+    only = admin_client.get(f"{BASE}?deleted=only").content.decode()
+    assert '<strong id="result-total">1</strong>' in only
+
+
+def test_detail_shows_kv_object_and_row_and_flags_drift(backend: str, admin_client: Client) -> None:
+    page = seed_pages(1)[0]
+    page.set("extraction", {"engine": "html", "big": "x" * 5000})
+    page.save()
+    url = f"{BASE}{page.kv_id}/"
+    html = admin_client.get(url).content.decode()
+    assert "The metadata row matches the KV object." in html
+    assert f"page:{page.kv_id}" in html and "NIMBUS_PAGES" in html
+    assert "<details><summary><strong>extraction</strong>" in html  # large field folded
+    conf.sql_database().execute(
+        "UPDATE page_meta SET status = ? WHERE page_id = ?", ["done", page.pk]
+    )
+    drifted = admin_client.get(url).content.decode()
+    assert "the metadata row differs from the KV object" in drifted
+    assert 'class="differs"' in drifted
+    conf.sql_database().execute("DELETE FROM page_meta WHERE page_id = ?", [page.pk])
+    assert "has no metadata row" in admin_client.get(url).content.decode()
+    assert admin_client.get(f"{BASE}proj_x:page_missing/").status_code == 404

@@ -1,0 +1,111 @@
+"""Bad input across the API and the model layer: each gets a clear 4xx or error, and nothing
+stored changes (the stores are compared before and after)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from datamodel import ValidationError
+from nimbus import conf
+from nimbus.models import Page
+from tests.nimbus.api_support import api_user
+
+pytestmark = pytest.mark.usefixtures("domain")
+
+
+def snapshot() -> tuple[dict, dict]:
+    kv = conf.kv_store()
+    values = {}
+    for namespace in kv.namespaces():
+        if namespace == "NIMBUS_CACHE":  # the rate limiter's counters move with every request
+            continue
+        keys = kv.list(namespace, limit=1000).keys
+        values.update({(namespace, k): v for k, v in kv.get_many(namespace, keys).items()})
+    sql = conf.sql_database()
+    tables = [
+        row["name"] for row in sql.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    ]
+    rows = {table: sql.execute(f'SELECT * FROM "{table}" ORDER BY 1') for table in tables}
+    return values, {table: [dict(r) for r in result] for table, result in rows.items()}
+
+
+def test_bad_requests_change_nothing(settings) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 200_000
+    alice = api_user("alice")
+    project = alice.client.post("/api/projects/", {"name": "p"}, format="json").json()["project_id"]
+    page_id = alice.client.post(
+        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
+    ).json()["page_id"]
+    before = snapshot()
+    deep: object = "x"
+    for _ in range(200):
+        deep = [deep]
+    base = f"/api/projects/{project}"
+    bad = [
+        ("post", "/api/projects/", {"name": "x" * 300_000}, 413),
+        (
+            "post",
+            f"{base}/pages/",
+            {"source_path": "b.html", "extraction": {"dimensions": {"d": deep}}},
+            400,
+        ),
+        (
+            "post",
+            f"{base}/batches/",
+            {"pages": [{"source_path": f"{i}.html"} for i in range(1001)]},
+            400,
+        ),
+        ("post", f"{base}/pages/", {"source_path": "c.html", "colour": "red"}, 400),
+        ("patch", f"{base}/", {"name": "n", "owner": "bob"}, 400),
+        ("get", "/api/projects/proj_x:evil/", None, 404),
+        ("get", f"{base}/pages/page%00id/", None, 404),
+        ("get", f"{base}/pages/?status=' OR 1=1 --", None, 400),
+        ("post", f"{base}/pages/{page_id}/status/", {"status": "done; DROP TABLE page_meta"}, 400),
+        ("post", f"{base}/pages/{page_id}/logs/", {"step": "s", "message": "m", "level": []}, 400),
+    ]
+    for method, url, body, status in bad:
+        response = getattr(alice.client, method)(url, body, format="json")
+        assert response.status_code == status, (method, url, response.status_code)
+    invalid = alice.client.generic(
+        "POST", "/api/projects/", "{not json", content_type="application/json"
+    )
+    assert invalid.status_code == 400
+    nested = alice.client.generic(
+        "POST",
+        "/api/projects/",
+        '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        content_type="application/json",
+    )
+    assert nested.status_code in (400, 413)
+    sqlish = alice.client.get(f"{base}/pages/?batch_id=' OR '1'='1")
+    assert sqlish.status_code == 200 and sqlish.json()["data"] == []
+    assert snapshot() == before
+
+
+def test_bad_values_through_the_model_layer_change_nothing() -> None:
+    pages = Page.objects.auth("alice")
+    page = pages.create(project_id="proj_1", source_path="a.html")
+    before = snapshot()
+    for values in [
+        {"status": "nope"},
+        {"priority": "high"},
+        {"extraction": {"x": float("nan")}},
+        {"source_path": "x" * 2000},
+        {"unknown_field": 1},
+        {"_auth": ["mallory"]},
+    ]:
+        with pytest.raises(ValidationError):
+            page.set(values)
+    with pytest.raises(ValidationError):
+        pages.create(
+            project_id="proj_1",
+            source_path="a.html",
+            extraction={"big": "x" * (26 * 1024 * 1024)},
+            page_id="p:bad",
+        )
+    with pytest.raises(ValidationError, match="not a sync field"):
+        pages.query().where("extraction", "x")
+    assert json.dumps(page.get_data())  # the instance is unchanged and still serializable
+    assert snapshot() == before

@@ -1,0 +1,142 @@
+"""nimbus_initialize, nimbus_sync, system checks and the HTTP system.initialize."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.auth.hashers import check_password
+from django.core.management import call_command
+from django.core.management.base import CommandError, SystemCheckError
+
+from nimbus import conf
+from nimbus.models import User
+
+
+def run(*args: str, **options) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO(), **options)
+    return out.getvalue()
+
+
+def test_initialize_is_idempotent_and_says_so() -> None:
+    first = run("nimbus_initialize", "--model", "USER")
+    assert "created table user_meta" in first and "Initialized" in first
+    second = run("nimbus_initialize", "--model", "USER")
+    assert "No changes: the database is up to date." in second
+    log = conf.sql_database().execute("SELECT model, change FROM _nimbus_migrations")
+    assert {"model": "USER", "change": "create_table"} in log
+
+
+def test_initialize_json_report() -> None:
+    report = json.loads(run("nimbus_initialize", "--model", "USER", "--json"))
+    assert set(report) >= {
+        "tablesCreated",
+        "columnsAdded",
+        "indexesCreated",
+        "seedsRun",
+        "warnings",
+        "duration",
+    }
+    assert report["tablesCreated"] == ["user_meta"]
+
+
+def test_dry_run_prints_sql_and_changes_nothing() -> None:
+    output = run("nimbus_initialize", "--model", "USER", "--dry-run")
+    assert 'CREATE TABLE IF NOT EXISTS "user_meta"' in output
+    assert conf.sql_database().table_info("user_meta") == []
+
+
+def test_unknown_model_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match=r"no model named 'NOPE'.*known models"):
+        run("nimbus_initialize", "--model", "nope")
+
+
+def test_admin_user_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_EMAIL", "Admin@Example.com")
+    monkeypatch.setenv("ADMIN_PASSWORD", "s3cret-pass")
+    run("nimbus_initialize", "--model", "USER")
+    rows = conf.sql_database().execute("SELECT user_id, email, is_admin FROM user_meta")
+    assert len(rows) == 1 and rows[0]["email"] == "admin@example.com" and rows[0]["is_admin"] == 1
+    admin = User.objects.system().get(rows[0]["user_id"])
+    assert admin.get("password_hash").startswith("pbkdf2_sha256$")
+    assert "s3cret-pass" not in json.dumps(admin.get_data())
+    assert check_password("s3cret-pass", admin.get("password_hash"))
+    run("nimbus_initialize", "--model", "USER")  # if_missing: not seeded twice
+    assert conf.sql_database().execute("SELECT count(*) AS n FROM user_meta") == [{"n": 1}]
+    monkeypatch.delenv("ADMIN_PASSWORD")
+    monkeypatch.setenv("ADMIN_EMAIL", "other@example.com")
+    with pytest.raises(CommandError, match="ADMIN_PASSWORD is not set"):
+        run("nimbus_initialize", "--model", "USER")
+
+
+def test_nimbus_sync_reports_and_repairs() -> None:
+    run("nimbus_initialize", "--model", "USER")
+    users = User.objects.system()
+    users.create(email="a@example.com")
+    user = users.create(email="b@example.com")
+    conf.sql_database().execute("DELETE FROM user_meta WHERE user_id = ?", [user.pk])
+    report = run("nimbus_sync", "--model", "USER")
+    assert "USER: 2 checked, 1 missing, 0 stale, 0 orphan" in report
+    with pytest.raises(CommandError, match="1 rows drifted") as info:
+        run("nimbus_sync", "--model", "USER", "--check")
+    assert info.value.returncode == 1
+    repaired = json.loads(run("nimbus_sync", "--model", "USER", "--repair", "--json"))
+    assert repaired["models"][0]["repaired"] == 1
+    assert "0 missing" in run("nimbus_sync", "--model", "USER")
+
+
+def test_system_checks(settings) -> None:
+    call_command("check")
+    settings.NIMBUS = {"KV": {"BACKEND": "datastore.backends.memory.MemoryKVStore"}}
+    with pytest.raises(SystemCheckError, match=r"nimbus\.E001"):
+        call_command("check")
+    settings.NIMBUS = {
+        "KV": {
+            "BACKEND": "datastore.backends.cloudflare.CloudflareKVStore",
+            "OPTIONS": {"account_id": "a", "api_token": "t", "namespaces": {"PAGES": "x"}},
+        },
+        "D1": {"BACKEND": "datastore.backends.memory.MemorySQLDatabase"},
+        "NAMESPACES": {"USER": "NIMBUS_ELSEWHERE"},
+    }
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check")
+    assert "nimbus.E003" in str(info.value) and "NIMBUS_USERS" in str(info.value)
+    assert "nimbus.E005" in str(info.value)
+
+
+@pytest.mark.django_db
+def test_initialize_over_http(client, admin_client, django_user_model) -> None:
+    assert client.post("/api/system/initialize/").status_code == 401
+    django_user_model.objects.create_user("plain", password="pw")
+    client.login(username="plain", password="pw")
+    assert client.post("/api/system/initialize/").status_code == 403
+    response = admin_client.post(
+        "/api/system/initialize/", {"dry_run": True}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True and body["data"]["dryRun"] is True
+    assert "user_meta" in body["data"]["tablesCreated"]
+    applied = admin_client.post("/api/system/initialize/").json()["data"]
+    assert "user_meta" in applied["tablesCreated"]
+    assert conf.sql_database().table_info("user_meta")
+
+
+def test_backup_and_restore_commands(tmp_path, settings) -> None:
+    run("nimbus_initialize", "--model", "USER")
+    User.objects.system().create(email="a@example.com")
+    path = str(tmp_path / "nimbus.jsonl.gz")
+    assert "Backed up 1 KV keys" in run("nimbus_backup", path)
+    with pytest.raises(CommandError, match="already holds data"):
+        run("nimbus_restore", path)
+    settings.NIMBUS = {  # a fresh, empty target
+        "KV": {"BACKEND": "datastore.backends.memory.MemoryKVStore"},
+        "D1": {"BACKEND": "datastore.backends.memory.MemorySQLDatabase"},
+    }
+    report = json.loads(run("nimbus_restore", path, "--json"))
+    assert report["kv_keys"] == 1 and report["metadata_rows_rebuilt"] == 1
+    assert conf.sql_database().execute("SELECT email FROM user_meta") == [
+        {"email": "a@example.com"}
+    ]

@@ -1,0 +1,192 @@
+"""settings.NIMBUS, environment URLs and override_settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from datastore.backends.memory import MemoryKVStore, MemorySQLDatabase
+from datastore.backends.redis import RedisKVStore
+from datastore.backends.sqlite import SQLiteDatabase, SQLiteKVStore
+from nimbus import conf
+from tests.support import REDIS_URL, redis_or_skip
+
+
+def test_defaults_in_tests_are_memory() -> None:
+    assert isinstance(conf.kv_store(), MemoryKVStore)
+    assert isinstance(conf.sql_database(), MemorySQLDatabase)
+    assert conf.get_datastore().kv is conf.kv_store()
+
+
+def test_project_default_is_embedded_sqlite() -> None:
+    from nimbus import settings as project_settings
+
+    nimbus: dict[str, Any] = project_settings.NIMBUS
+    assert nimbus["KV"]["BACKEND"] == "datastore.backends.sqlite.SQLiteKVStore"
+    assert nimbus["D1"]["BACKEND"] == "datastore.backends.sqlite.SQLiteDatabase"
+    assert nimbus["KV"]["OPTIONS"]["path"].endswith("kv.sqlite3")
+
+
+def test_override_settings_rebuilds_the_backends(tmp_path) -> None:
+    before = conf.kv_store()
+    path = str(tmp_path / "kv.sqlite3")
+    override = {
+        "KV": {"BACKEND": "datastore.backends.sqlite.SQLiteKVStore", "OPTIONS": {"path": path}},
+        "D1": {"BACKEND": "datastore.backends.memory.MemorySQLDatabase"},
+    }
+    with override_settings(NIMBUS=override):
+        inside = conf.kv_store()
+        assert isinstance(inside, SQLiteKVStore) and inside.path == path
+        conf.get_datastore().auth("u1").put("PROJECT", "p1", {"n": 1})
+    after = conf.kv_store()
+    assert after is not before and isinstance(after, MemoryKVStore)
+    assert SQLiteKVStore(path).get("NIMBUS_PROJECTS", "project:p1") is not None
+
+
+def test_env_urls_override_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv(conf.KV_URL_ENV, f"sqlite:///{tmp_path}/env-kv.sqlite3")
+    monkeypatch.setenv(conf.D1_URL_ENV, f"sqlite:///{tmp_path}/env-meta.sqlite3")
+    conf.reset()
+    kv, sql = conf.kv_store(), conf.sql_database()
+    assert isinstance(kv, SQLiteKVStore) and kv.path == f"{tmp_path}/env-kv.sqlite3"
+    assert isinstance(sql, SQLiteDatabase) and sql.path == f"{tmp_path}/env-meta.sqlite3"
+
+
+def test_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_or_skip()
+    monkeypatch.setenv(conf.KV_URL_ENV, f"{REDIS_URL}?key_prefix=conftest:")
+    conf.reset()
+    kv = conf.kv_store()
+    assert isinstance(kv, RedisKVStore)
+    assert (kv.url, kv.key_prefix) == (REDIS_URL, "conftest:")
+    ds = conf.get_datastore()
+    ds.auth("u1").put("PROJECT", "from-env", {"ok": True})
+    assert ds.auth("u1").get("PROJECT", "from-env") == {"ok": True, "_auth": ["u1"]}
+    assert ds.system().delete("PROJECT", "from-env")
+
+
+@pytest.mark.parametrize(
+    ("kv_url", "message"),
+    [
+        ("ftp://example", "unsupported scheme 'ftp'"),
+        ("sqlite://host/path", "sqlite:///relative/path"),
+        ("sqlite:///", "names no database file"),
+    ],
+)
+def test_bad_urls_are_clear_errors(monkeypatch: pytest.MonkeyPatch, kv_url: str, message) -> None:
+    monkeypatch.setenv(conf.KV_URL_ENV, kv_url)
+    conf.reset()
+    with pytest.raises(ImproperlyConfigured, match=message):
+        conf.kv_store()
+
+
+MEMORY_D1 = {"BACKEND": "datastore.backends.memory.MemorySQLDatabase"}
+MEMORY_KV = {"BACKEND": "datastore.backends.memory.MemoryKVStore"}
+
+
+@pytest.mark.parametrize(
+    ("nimbus", "message"),
+    [
+        ({"D1": MEMORY_D1}, r"NIMBUS\['KV'\] must be a dict with a 'BACKEND'"),
+        ({"KV": MEMORY_KV, "D1": {}}, r"NIMBUS\['D1'\] must be a dict"),
+        ({"KV": {"BACKEND": "no.such.Backend"}, "D1": MEMORY_D1}, "cannot be imported"),
+        ({"KV": {**MEMORY_KV, "OPTIONS": {"x": 1}}, "D1": MEMORY_D1}, "do not fit"),
+        ({"KV": {**MEMORY_KV, "OPTIONS": "path"}, "D1": MEMORY_D1}, "must be a dict"),
+        ({"KV": MEMORY_KV, "D1": MEMORY_D1, "ADAPTER": "s3"}, "must be 'kv' or 'sql'"),
+        ("not a dict", "settings.NIMBUS must be a dict"),
+    ],
+)
+def test_bad_settings_are_clear_errors(settings, nimbus: dict, message: str) -> None:
+    settings.NIMBUS = nimbus
+    with pytest.raises(ImproperlyConfigured, match=message):
+        conf.kv_store()
+
+
+def test_sql_adapter_is_chosen_by_configuration(settings) -> None:
+    """The same calling code runs on the D1 objects/lists tables."""
+
+    def app_code() -> object:
+        db = conf.get_datastore().auth("user_123")
+        db.put("PROJECT", "proj_456", {"name": "My Project"})
+        db.list_add("projects", "user_123", "proj_456")
+        return db.get("PROJECT", "proj_456"), db.get_list("projects", "user_123")
+
+    on_kv = app_code()
+    settings.NIMBUS = {**settings.NIMBUS, "ADAPTER": "sql"}
+    on_sql = app_code()
+    assert on_kv == on_sql
+    rows = conf.sql_database().execute("SELECT class, id FROM objects")
+    assert rows == [{"class": "project", "id": "proj_456"}]
+
+
+def test_cloudflare_urls(monkeypatch: pytest.MonkeyPatch, cloudflare_api) -> None:
+    """KV and D1 on the local Cloudflare API, configured only through the environment."""
+    from urllib.parse import quote
+
+    from datastore.backends.cloudflare import CloudflareD1Database, CloudflareKVStore
+    from tests.cloudflare import local_api
+
+    cloudflare_api.reset()
+    base = quote(cloudflare_api.base_url, safe="")
+    namespaces = ",".join(f"{name}={id_}" for name, id_ in local_api.NAMESPACE_IDS.items())
+    monkeypatch.setenv(conf.TOKEN_ENV, local_api.API_TOKEN)
+    monkeypatch.setenv(conf.KV_NAMESPACES_ENV, namespaces)
+    monkeypatch.setenv(conf.KV_URL_ENV, f"cloudflare://{local_api.ACCOUNT_ID}?base_url={base}")
+    monkeypatch.setenv(
+        conf.D1_URL_ENV,
+        f"d1://{local_api.ACCOUNT_ID}/{local_api.D1_DATABASE_ID}?base_url={base}",
+    )
+    conf.reset()
+    assert isinstance(conf.kv_store(), CloudflareKVStore)
+    assert isinstance(conf.sql_database(), CloudflareD1Database)
+    assert conf.kv_store().status().healthy
+
+    def app_code() -> object:
+        db = conf.get_datastore().auth("user_123")
+        db.put("PROJECT", "proj_456", {"name": "My Project"})
+        db.list_add("projects", "user_123", "proj_456")
+        return db.get("PROJECT", "proj_456"), db.get_list("projects", "user_123")
+
+    on_kv = app_code()
+    monkeypatch.setenv(conf.ADAPTER_ENV, "sql")
+    conf.reset()
+    assert app_code() == on_kv
+    assert conf.sql_database().execute("SELECT id FROM objects") == [{"id": "proj_456"}]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({conf.KV_URL_ENV: "cloudflare://acct"}, "CLOUDFLARE_API_TOKEN"),
+        ({conf.KV_URL_ENV: "cloudflare://acct", conf.TOKEN_ENV: "t"}, "NIMBUS_KV_NAMESPACES"),
+        (
+            {
+                conf.KV_URL_ENV: "cloudflare://acct",
+                conf.TOKEN_ENV: "t",
+                conf.KV_NAMESPACES_ENV: "NIMBUS_PAGES",
+            },
+            "expected NAME=id",
+        ),
+        ({conf.KV_URL_ENV: "cloudflare://", conf.TOKEN_ENV: "t"}, "cloudflare://ACCOUNT_ID"),
+        ({conf.D1_URL_ENV: "d1://acct", conf.TOKEN_ENV: "t"}, "d1://ACCOUNT_ID/DATABASE_ID"),
+    ],
+)
+def test_bad_cloudflare_config(monkeypatch: pytest.MonkeyPatch, env: dict, message: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    conf.reset()
+    with pytest.raises(ImproperlyConfigured, match=message):
+        conf.kv_store() if conf.KV_URL_ENV in env else conf.sql_database()
+
+
+def test_datamodels_use_the_configured_stores() -> None:
+    from datamodel import create_tables
+    from tests.datamodel.models import Note
+
+    create_tables(conf.sql_database(), [Note])
+    note = Note.objects.auth("u1").create(body="configured")  # no explicit connection
+    assert conf.kv_store().get("NIMBUS_NOTES", f"note:{note.pk}") is not None
+    assert conf.sql_database().execute("SELECT slug FROM note_meta") == [{"slug": "configured"}]

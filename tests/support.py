@@ -1,0 +1,178 @@
+"""Helpers shared by the test suite: backend factories and a controllable clock."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+REDIS_URL = os.environ.get("NIMBUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def require_service(name: str, reason: str) -> None:
+    """Fail in CI, skip with the reason on a laptop."""
+    message = f"{name} is not available: {reason}"
+    if IN_CI:
+        pytest.fail(f"{message} (with CI=true a missing service is a failure, not a skip)")
+    pytest.skip(message)
+
+
+_redis_checked: dict[str, str | None] = {}
+
+
+def redis_or_skip() -> None:
+    """Make sure the test Redis answers; in CI a missing Redis fails the test."""
+    if REDIS_URL not in _redis_checked:
+        import redis
+
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+            _redis_checked[REDIS_URL] = None
+        except redis.RedisError as exc:
+            _redis_checked[REDIS_URL] = str(exc)
+    error = _redis_checked[REDIS_URL]
+    if error is not None:
+        require_service("Redis", f"{REDIS_URL}: {error}")
+
+
+def flush_test_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@dataclass
+class Backend:
+    """A store under test plus a way to let time pass for TTL tests."""
+
+    name: str
+    store: Any
+    advance: Callable[[float], None]
+    ordered_list: bool = True
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+
+def make_kv(name: str, tmp_path: Any, cloudflare: Any = None) -> Backend:
+    """Build a fresh, empty KV store of the named kind (``cloudflare``: a running local API)."""
+    if name == "memory":
+        from datastore.backends.memory import MemoryKVStore
+
+        clock = FakeClock()
+        return Backend(name, MemoryKVStore(clock=clock), clock.advance)
+    if name == "sqlite":
+        from datastore.backends.sqlite import SQLiteKVStore
+
+        clock = FakeClock()
+        return Backend(name, SQLiteKVStore(tmp_path / "kv.sqlite3", clock=clock), clock.advance)
+    if name == "redis":
+        from datastore.backends.redis import RedisKVStore
+
+        redis_or_skip()
+        flush_test_redis()
+        return Backend(
+            name,
+            RedisKVStore(REDIS_URL, key_prefix="nimbus-test:"),
+            lambda seconds: time.sleep(seconds),
+            ordered_list=False,
+        )
+    if name == "cloudflare":
+        from datastore.backends.cloudflare import CloudflareKVStore
+
+        cloudflare.reset()
+        return Backend(
+            name,
+            CloudflareKVStore(**cloudflare.kv_options()),
+            lambda seconds: time.sleep(seconds),
+            ordered_list=True,
+        )
+    raise ValueError(name)
+
+
+KV_BACKENDS = ["memory", "sqlite", "redis", "cloudflare"]
+
+
+FACADE_BACKENDS = [
+    "kv-memory",
+    "kv-sqlite",
+    "kv-redis",
+    "kv-cloudflare",
+    "sql-memory",
+    "sql-sqlite",
+    "sql-d1",
+]
+SQL_BACKENDS = ["memory", "sqlite", "d1"]
+
+
+def make_sql(name: str, tmp_path: Any, cloudflare: Any = None) -> Any:
+    """A fresh, empty SQLDatabase of the named kind."""
+    if name == "memory":
+        from datastore.backends.memory import MemorySQLDatabase
+
+        return MemorySQLDatabase()
+    if name == "sqlite":
+        from datastore.backends.sqlite import SQLiteDatabase
+
+        return SQLiteDatabase(tmp_path / "meta.sqlite3")
+    if name == "d1":
+        from datastore.backends.cloudflare import CloudflareD1Database
+
+        cloudflare.reset()
+        return CloudflareD1Database(**cloudflare.d1_options())
+    raise ValueError(name)
+
+
+def needs_cloudflare(name: str) -> bool:
+    return name.endswith(("cloudflare", "d1"))
+
+
+def make_datastore(name: str, tmp_path: Any, cloudflare: Any = None) -> tuple[Any, Backend]:
+    """A ``Datastore`` on the named adapter and backend, with tables created."""
+    from datastore import Datastore
+
+    adapter, kind = name.split("-")
+    if adapter == "kv":
+        backend = make_kv(kind, tmp_path, cloudflare)
+        return Datastore(backend.store), backend
+    clock = FakeClock()
+    sql = make_sql(kind, tmp_path, cloudflare)
+    datastore = Datastore(sql=sql, adapter="sql", clock=clock)
+    datastore.adapter.create_tables()  # type: ignore[attr-defined]
+    return datastore, Backend(name, sql, clock.advance)
+
+
+class FaultyStore:
+    """Wraps a KV store or SQL database; methods named in ``failing`` raise ``Unavailable``."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.failing: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if name in self.failing and callable(attribute):
+
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                from datastore import Unavailable
+
+                raise Unavailable(f"injected failure in {name}")
+
+            return fail
+        return attribute

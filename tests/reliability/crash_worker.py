@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from datamodel import Connection, create_tables
-from datastore import Datastore
+from datastore import Datastore, KVStore
 from datastore.backends.redis import RedisKVStore
 from datastore.backends.sqlite import SQLiteDatabase, SQLiteKVStore
 from tests.datamodel.conftest import routing
@@ -14,6 +14,7 @@ from tests.datamodel.models import TEST_MODELS, Page
 
 
 def main(kind: str, directory: str, prefix: str, redis_url: str) -> None:
+    kv: KVStore
     if kind == "redis":
         kv = RedisKVStore(redis_url, key_prefix="nimbus-test:")
     else:

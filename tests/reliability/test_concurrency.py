@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from datamodel import Connection, DoesNotExist, create_tables
-from datastore import Conflict, Datastore
+from datastore import Conflict, Datastore, KVStore
 from datastore.backends.sqlite import SQLiteDatabase
 from tests.datamodel.conftest import routing
 from tests.datamodel.models import TEST_MODELS, Page
@@ -22,6 +22,7 @@ WORKERS, ATTEMPTS = 4, 15
 
 def connect(name: str, tmp_path: Path, cloudflare=None, *, fresh: bool = True) -> Connection:
     """Stores on files or servers every process can open; ``fresh`` empties them first."""
+    kv: KVStore
     if name == "sqlite":
         from datastore.backends.sqlite import SQLiteKVStore
 

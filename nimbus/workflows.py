@@ -16,7 +16,7 @@ from datamodel import DataModel, Rejected, Scope, ids
 from datamodel.sync import now_iso
 from datastore import Conflict
 
-from .models import Batch, Page, PageLog, PageStatus, Project, Queue
+from .models import ApiKey, Batch, Page, PageLog, PageStatus, Project, Queue, key_hash
 from .models.batch import batch_status, summarize
 from .models.logs import MAX_ENTRIES
 from .models.page import TRANSITIONS
@@ -27,6 +27,7 @@ __all__ = [
     "append_log",
     "claim",
     "fail",
+    "issue_api_key",
     "transition",
     "upload_batch",
 ]
@@ -344,3 +345,28 @@ def append_log(
 
     _retry(update)
     return entry
+
+
+def issue_api_key(
+    scope: Scope,
+    *,
+    name: str,
+    permissions: list[str],
+    user_email: str | None,
+    user_is_admin: bool = False,
+    rate_limit: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create an API key owned by ``scope``'s user. Returns the key and its secret
+    (``sk_live_<hex32>``), which is not stored and cannot be shown again."""
+    secret = ids.api_key()
+    values: dict[str, Any] = {
+        "key_hash": key_hash(secret),
+        "name": name,
+        "prefix": secret[:12],
+        "permissions": permissions,
+        "user_email": user_email,
+        "user_is_admin": user_is_admin,
+    }
+    if rate_limit is not None:
+        values["rate_limit"] = rate_limit
+    return ApiKey.objects.bind(scope).create(**values), secret

@@ -11,11 +11,12 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from datamodel import Scope, SeedError, ids, initialize
+from datamodel import Scope, SeedError, initialize
 from datastore import DatastoreError
 
 from .. import conf
-from ..models import ApiKey, key_hash
+from ..models import ApiKey
+from ..workflows import issue_api_key
 from . import serializers as bodies
 from .authentication import acting_user
 from .projects import ObjectSerializer
@@ -128,11 +129,9 @@ class ApiKeyViewSet(viewsets.ViewSet):
                 {"permissions": ["only administrators may create admin keys"]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        secret = ids.api_key()
-        key = ApiKey.objects.bind(self.scope()).create(
-            key_hash=key_hash(secret),
+        key, secret = issue_api_key(
+            self.scope(),
             name=body.validated_data["name"],
-            prefix=secret[:12],
             permissions=body.validated_data["permissions"],
             user_email=user.email,
             user_is_admin=user.is_admin,

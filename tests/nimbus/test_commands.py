@@ -140,3 +140,33 @@ def test_backup_and_restore_commands(tmp_path, settings) -> None:
     assert conf.sql_database().execute("SELECT email FROM user_meta") == [
         {"email": "a@example.com"}
     ]
+
+
+@pytest.mark.usefixtures("domain")
+def test_create_key_prints_a_working_secret(client) -> None:
+    with pytest.raises(CommandError, match=r"no user has the email 'ops@example\.com'"):
+        run("nimbus_create_key", "ops@example.com")
+    secret = run(
+        "nimbus_create_key", "Ops@Example.com", "--create-user", "--rate-limit", "5000"
+    ).strip()
+    assert secret.startswith("sk_live_") and len(secret) == 40
+    response = client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert response.status_code == 200
+    assert response.json()["email"] == "ops@example.com"
+    assert response.json()["key"]["rate_limit"] == 5000
+
+    report = json.loads(run("nimbus_create_key", "ops@example.com", "--json", "--name", "worker"))
+    assert report["user_id"] == response.json()["user_id"] and report["key"] != secret
+    users = conf.sql_database().execute("SELECT email FROM user_meta")
+    assert users == [{"email": "ops@example.com"}]  # the second key reused the user
+
+
+@pytest.mark.usefixtures("domain")
+def test_create_key_refuses_admin_keys_for_non_admins_and_bad_limits() -> None:
+    run("nimbus_create_key", "dev@example.com", "--create-user")
+    with pytest.raises(CommandError, match="not an administrator"):
+        run("nimbus_create_key", "dev@example.com", "--permission", "admin")
+    with pytest.raises(CommandError, match="--rate-limit must be a positive"):
+        run("nimbus_create_key", "dev@example.com", "--rate-limit", "0")
+    keys = conf.sql_database().execute("SELECT key_hash FROM apikey_meta")
+    assert len(keys) == 1

@@ -1,0 +1,77 @@
+"""``manage.py nimbus_create_key EMAIL``: issue an API key for a user from the command line,
+for deploy scripts, workers and load tests that cannot sign in to create one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from datamodel import Scope, ValidationError, ids
+from datastore import DatastoreError
+from nimbus import conf
+from nimbus.models import User
+from nimbus.workflows import issue_api_key
+
+PERMISSIONS = ("read", "write", "admin")
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an API key for the user with this email and print its secret (shown only here). "
+        "With --create-user, the user is created first if missing."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("email", help="The key owner's email.")
+        parser.add_argument("--name", default="command line", help="A name to recognise the key.")
+        parser.add_argument(
+            "--permission",
+            action="append",
+            dest="permissions",
+            choices=PERMISSIONS,
+            help="read, write or admin (repeatable; default read and write).",
+        )
+        parser.add_argument(
+            "--rate-limit", type=int, help="Requests per minute for this key (default 1000)."
+        )
+        parser.add_argument(
+            "--create-user", action="store_true", help="Create the user if no user has this email."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print the key and its secret as one JSON object."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        email = options["email"].strip().lower()
+        permissions = options["permissions"] or ["read", "write"]
+        rate_limit = options["rate_limit"]
+        if rate_limit is not None and rate_limit < 1:
+            raise CommandError("--rate-limit must be a positive number of requests per minute")
+        connection = conf.get_connection()
+        try:
+            user = User.objects.system(using=connection).filter(email=email).with_data().first()
+            if user is None:
+                if not options["create_user"]:
+                    raise CommandError(f"no user has the email {email!r} (use --create-user)")
+                user = User.objects.system(using=connection).create(
+                    user_id=ids.user_id(), email=email, profile={"name": email.split("@")[0]}
+                )
+            if "admin" in permissions and not user.get("is_admin"):
+                raise CommandError(f"{email} is not an administrator: no admin keys for them")
+            key, secret = issue_api_key(
+                Scope(connection, user.pk),
+                name=options["name"],
+                permissions=permissions,
+                user_email=email,
+                user_is_admin=bool(user.get("is_admin")),
+                rate_limit=rate_limit,
+            )
+        except (DatastoreError, ValidationError) as exc:
+            raise CommandError(f"could not create the key: {exc}") from exc
+        if options["json"]:
+            report = {"key": secret, "key_id": key.pk, "user_id": user.pk, "email": email}
+            self.stdout.write(json.dumps({**report, "permissions": permissions}))
+        else:
+            self.stdout.write(secret)

@@ -14,6 +14,8 @@ empty) while a cursor is returned, and a key may repeat if Redis resizes its key
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import threading
@@ -282,28 +284,40 @@ class RedisKVStore(BaseKVStore):
         self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
     ) -> KeyPage:
         check_list_args(namespace, prefix, limit, self.limits)
-        scan_cursor, skip = _parse_cursor(cursor)
+        scan_cursor, after = _parse_cursor(cursor)
         value_prefix = self._value_key(namespace, "")
         pattern = (value_prefix + prefix).translate(_GLOB_SPECIAL) + "*"
         keys: dict[str, None] = {}
+        smaller_step: int | None = None
         for _ in range(_MAX_SCANS_PER_PAGE):
-            start = scan_cursor
-            next_cursor, batch = self._call(
-                self._client.scan, start, match=pattern, count=max(limit, 100)
-            )
-            names = [raw.decode("utf-8")[len(value_prefix) :] for raw in batch][skip:]
             room = limit - len(keys)
+            count = smaller_step or max(room, 100)
+            next_cursor, batch = self._call(
+                self._client.scan, scan_cursor, match=pattern, count=count
+            )
+            names = sorted(raw.decode("utf-8")[len(value_prefix) :] for raw in batch)
+            if after is not None:
+                names = [name for name in names if name > after]
             if len(names) > room:
+                # SCAN returned more than the page holds. Never split a step if it can be
+                # avoided: end the page before it, or take a smaller step from the same cursor.
+                if keys:
+                    return KeyPage(list(keys), _make_cursor(scan_cursor, after))
+                if count > 1:
+                    smaller_step = max(1, min(count, room) // 2)
+                    continue
+                # A single bucket holds more keys than the page: split it by name. Only a
+                # table resize between this call and the next could then hide keys from it.
                 keys.update(dict.fromkeys(names[:room]))
-                return KeyPage(list(keys), f"{start}.{skip + room}")
+                return KeyPage(list(keys), _make_cursor(scan_cursor, names[room - 1]))
             keys.update(dict.fromkeys(names))
-            skip = 0
+            after, smaller_step = None, None
             scan_cursor = int(next_cursor)
             if scan_cursor == 0:
                 return KeyPage(list(keys), None)
             if len(keys) >= limit:
                 break
-        return KeyPage(list(keys), f"{scan_cursor}.0")
+        return KeyPage(list(keys), _make_cursor(scan_cursor, after))
 
     def namespaces(self) -> Names:
         members = self._call(self._client.smembers, self._namespaces_key)
@@ -424,14 +438,21 @@ class RedisKVStore(BaseKVStore):
         return f"RedisKVStore({self._safe_url()!r}, key_prefix={self.key_prefix!r})"
 
 
-def _parse_cursor(cursor: str | None) -> tuple[int, int]:
+def _make_cursor(scan_cursor: int, after: str | None) -> str:
+    """``{scan cursor}.{base64 of the last key returned from that SCAN step}``."""
+    encoded = "" if after is None else base64.urlsafe_b64encode(after.encode()).decode()
+    return f"{scan_cursor}.{encoded}"
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, str | None]:
     if cursor is None or cursor == "":
-        return 0, 0
+        return 0, None
     try:
-        scan_cursor, skip = cursor.split(".")
-        parsed = int(scan_cursor), int(skip)
-    except ValueError as exc:
+        scan_cursor, encoded = cursor.split(".", 1)
+        parsed = int(scan_cursor)
+        after = base64.urlsafe_b64decode(encoded.encode()).decode() if encoded else None
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidValue(f"invalid list cursor {cursor!r}") from exc
-    if parsed[0] < 0 or parsed[1] < 0:
+    if parsed < 0:
         raise InvalidValue(f"invalid list cursor {cursor!r}")
-    return parsed
+    return parsed, after

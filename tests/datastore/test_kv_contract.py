@@ -208,6 +208,33 @@ def test_list_pages_through_every_key_once(kv_backend: Backend) -> None:
     assert list_all(kv, "EMPTY_NS") == []
 
 
+def drain(kv: KVStore, limit: int) -> list[str]:
+    """List page by page, deleting each page before asking for the next (as ``clear`` does)."""
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10_000):
+        page = kv.list(NS, cursor=cursor, limit=limit)
+        assert len(page.keys) <= limit
+        seen.extend(page.keys)
+        if page.keys:
+            kv.delete_many(NS, page.keys)
+        cursor = page.cursor
+        if cursor is None:
+            return seen
+    raise AssertionError("list never finished")
+
+
+@pytest.mark.parametrize(("count", "limit"), [(2500, 100), (60, 1)])
+def test_deleting_each_page_while_listing_visits_every_key(
+    kv: KVStore, count: int, limit: int
+) -> None:
+    """Keys present for the whole listing must all be seen, even as pages are deleted."""
+    keys = [f"key-{number:05d}" for number in range(count)]
+    kv.put_many(NS, [PutItem(key, b"v") for key in keys])
+    assert sorted(drain(kv, max(limit, kv.limits.min_list_limit))) == keys
+    assert list_all(kv, NS) == []
+
+
 def test_list_prefix_with_glob_characters_is_literal(kv: KVStore) -> None:
     kv.put(NS, "a*b", b"1")
     kv.put(NS, "axb", b"2")

@@ -145,6 +145,12 @@ def test_clear_empties_one_namespace(kv: KVStore) -> None:
     assert kv.get("NS_TWO", "keep") == b"v"
 
 
+def test_clear_removes_every_key_of_a_large_namespace(kv: KVStore) -> None:
+    kv.put_many(NS, [PutItem(f"k{number:05d}", b"v") for number in range(5000)])
+    assert kv.clear(NS) == 5000
+    assert kv.list(NS, limit=10).keys == []
+
+
 def test_namespace_management(kv: KVStore) -> None:
     if not kv.supports_namespace_management:
         with pytest.raises(NotSupported):

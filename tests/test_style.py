@@ -28,7 +28,7 @@ def test_ruff_format() -> None:
 
 def test_mypy() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "datastore", "datamodel", "nimbus", "tests"],
+        [sys.executable, "-m", "mypy", "datastore", "datamodel", "nimbus", "tests", "bench"],
         cwd=ROOT,
         capture_output=True,
         text=True,

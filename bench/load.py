@@ -1,0 +1,172 @@
+"""A bounded load generator for the API: a fixed number of client threads on loopback, each
+sending one request at a time until a deadline or a request budget, recording every status,
+latency and acknowledged create."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+# What a client does, with its weight: create a page, read one it created, list a page of 20.
+DEFAULT_MIX = {"create": 4, "detail": 4, "list": 2}
+
+
+@dataclass
+class LoadReport:
+    """What one load run saw."""
+
+    seconds: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # transport errors, by type
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    acknowledged: dict[str, str] = field(default_factory=dict)  # page_id -> source_path
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values()) + sum(self.errors.values())
+
+    @property
+    def server_errors(self) -> int:
+        return sum(count for status, count in self.statuses.items() if status >= 500)
+
+    def per_operation(self) -> dict[str, dict[str, float]]:
+        """Requests/s and p50/p99 latency (ms) for each operation."""
+        figures = {}
+        for operation, samples in sorted(self.latencies.items()):
+            ordered = sorted(samples)
+            figures[operation] = {
+                "requests": len(ordered),
+                "per_second": round(len(ordered) / self.seconds, 1) if self.seconds else 0.0,
+                "p50_ms": round(statistics.median(ordered) * 1000, 2),
+                "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+            }
+        return figures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 2),
+            "requests": self.requests,
+            "per_second": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
+            "statuses": {str(status): count for status, count in sorted(self.statuses.items())},
+            "transport_errors": dict(self.errors),
+            "server_errors": self.server_errors,
+            "acknowledged_creates": len(self.acknowledged),
+            "operations": self.per_operation(),
+        }
+
+
+class _Client:
+    """One simulated client: its own connection, its own pages."""
+
+    def __init__(self, number: int, base_url: str, api_key: str, project_id: str) -> None:
+        self.number = number
+        self.http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=60,
+        )
+        self.pages_url = f"/api/projects/{project_id}/pages/"
+        self.created: list[str] = []
+        self.sequence = 0
+
+    def create(self) -> tuple[httpx.Response, str | None]:
+        self.sequence += 1
+        path = f"dist/load/client-{self.number}/page-{self.sequence}.html"
+        body = {
+            "source_path": path,
+            "priority": random.randint(1, 10),
+            "extraction": {"engine": "html", "head": {"title": f"Page {self.sequence}"}},
+        }
+        return self.http.post(self.pages_url, json=body), path
+
+    def detail(self) -> tuple[httpx.Response, str | None]:
+        return self.http.get(f"{self.pages_url}{random.choice(self.created)}/"), None
+
+    def list(self) -> tuple[httpx.Response, str | None]:
+        return self.http.get(self.pages_url, params={"limit": 20, "ordering": "-priority"}), None
+
+
+def run_load(
+    base_url: str,
+    api_key: str,
+    project_id: str,
+    *,
+    clients: int,
+    seconds: float | None = None,
+    requests: int | None = None,
+    mix: dict[str, int] | None = None,
+) -> LoadReport:
+    """Drive the API with ``clients`` concurrent clients for ``seconds`` or until ``requests``
+    have been sent in all, whichever comes first."""
+    if seconds is None and requests is None:
+        raise ValueError("give a duration (seconds) or a request budget (requests)")
+    weights = mix or DEFAULT_MIX
+    operations, operation_weights = list(weights), list(weights.values())
+    report = LoadReport()
+    lock = threading.Lock()
+    budget = [requests if requests is not None else -1]
+    started = time.perf_counter()
+    deadline = started + seconds if seconds is not None else float("inf")
+
+    def take_one() -> bool:
+        with lock:
+            if budget[0] == 0:
+                return False
+            budget[0] -= 1
+            return True
+
+    def work(client: _Client) -> None:
+        actions: dict[str, Callable[[], tuple[httpx.Response, str | None]]] = {
+            "create": client.create,
+            "detail": client.detail,
+            "list": client.list,
+        }
+        while time.perf_counter() < deadline and take_one():
+            operation = random.choices(operations, operation_weights)[0]
+            if operation == "detail" and not client.created:
+                operation = "create"
+            began = time.perf_counter()
+            try:
+                response, path = actions[operation]()
+            except httpx.TransportError as exc:
+                with lock:
+                    report.errors[type(exc).__name__] += 1
+                continue
+            elapsed = time.perf_counter() - began
+            with lock:
+                report.statuses[response.status_code] += 1
+                report.latencies[operation].append(elapsed)
+                if path is not None and response.status_code == 201:
+                    page_id = response.json()["page_id"]
+                    report.acknowledged[page_id] = path
+                    client.created.append(page_id)
+
+    pool = [_Client(number, base_url, api_key, project_id) for number in range(clients)]
+    threads = [threading.Thread(target=work, args=(client,)) for client in pool]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report.seconds = time.perf_counter() - started
+    for client in pool:
+        client.http.close()
+    return report
+
+
+def missing_creates(base_url: str, api_key: str, project_id: str, report: LoadReport) -> list[str]:
+    """The acknowledged creates that cannot be read back (with the right content) afterwards."""
+    missing = []
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}) as http:
+        for page_id, path in report.acknowledged.items():
+            response = http.get(f"/api/projects/{project_id}/pages/{page_id}/")
+            if response.status_code != 200 or response.json().get("source_path") != path:
+                missing.append(page_id)
+    return missing

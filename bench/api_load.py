@@ -4,6 +4,7 @@ read back."""
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from .common import machine
 from .load import LoadReport, missing_creates, run_load
 from .server import Stores, gunicorn, manage
 
@@ -97,3 +99,46 @@ def _drop_prefix(redis_url: str, prefix: str) -> None:
     store = RedisKVStore(redis_url, key_prefix=prefix)
     for namespace in store.namespaces():
         store.clear(namespace)
+
+
+HELP = "the API under bounded load: gunicorn, concurrent loopback clients, lost-write check"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", action="append", choices=["sqlite", "redis"], help="repeatable (default both)"
+    )
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+
+
+def run(options: argparse.Namespace) -> dict[str, Any]:
+    results = []
+    for backend in options.backend or ["sqlite", "redis"]:
+        result = load_scenario(
+            backend,
+            workers=options.workers,
+            threads=options.threads,
+            clients=options.clients,
+            seconds=options.seconds,
+            redis_url=options.redis_url,
+        )
+        figures = result.to_json()
+        results.append(figures)
+        transport_errors = sum(result.report.errors.values())
+        print(
+            f"{backend:7} workers={options.workers}x{options.threads} clients={options.clients} "
+            f"{figures['seconds']}s: {figures['requests']} requests, {figures['per_second']}/s, "
+            f"5xx={figures['server_errors']}, transport errors={transport_errors}, "
+            f"acknowledged creates={figures['acknowledged_creates']}, "
+            f"lost={figures['lost_writes']}, listed={figures['listed_total']}"
+        )
+        for operation, numbers in figures["operations"].items():
+            print(
+                f"    {operation:7} {numbers['requests']:6} req  {numbers['per_second']:8}/s  "
+                f"p50 {numbers['p50_ms']} ms  p99 {numbers['p99_ms']} ms"
+            )
+    return {"machine": machine(), "load": results}

@@ -12,6 +12,7 @@ from .common import write_json
 # run name -> module with HELP, add_arguments(parser) and run(options) -> dict
 RUNS = {
     "load": "bench.api_load",
+    "api": "bench.api",
 }
 
 

@@ -1,6 +1,6 @@
 """A bounded load generator for the API: a fixed number of client threads on loopback, each
 sending one request at a time until a deadline or a request budget, recording every status,
-latency and acknowledged create."""
+latency and acknowledged create. ``run_requests`` drives one fixed endpoint the same way."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import statistics
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +158,57 @@ def run_load(
     report.seconds = time.perf_counter() - started
     for client in pool:
         client.http.close()
+    return report
+
+
+def run_requests(
+    base_url: str,
+    headers: Mapping[str, str],
+    make_request: Callable[[httpx.Client], httpx.Response],
+    *,
+    clients: int,
+    requests: int,
+    name: str = "request",
+) -> LoadReport:
+    """Send ``requests`` requests in all from ``clients`` concurrent clients, one at a time per
+    client, each on its own connection; ``make_request`` sends one. Latencies go under ``name``."""
+    report = LoadReport()
+    lock = threading.Lock()
+    budget = [requests]
+
+    def take_one() -> bool:
+        with lock:
+            if budget[0] <= 0:
+                return False
+            budget[0] -= 1
+            return True
+
+    def work(http: httpx.Client) -> None:
+        while take_one():
+            began = time.perf_counter()
+            try:
+                response = make_request(http)
+            except httpx.TransportError as exc:
+                with lock:
+                    report.errors[type(exc).__name__] += 1
+                continue
+            elapsed = time.perf_counter() - began
+            with lock:
+                report.statuses[response.status_code] += 1
+                report.latencies[name].append(elapsed)
+
+    pool = [
+        httpx.Client(base_url=base_url, headers=dict(headers), timeout=60) for _ in range(clients)
+    ]
+    threads = [threading.Thread(target=work, args=(http,)) for http in pool]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report.seconds = time.perf_counter() - started
+    for http in pool:
+        http.close()
     return report
 
 

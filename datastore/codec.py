@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import json
 from decimal import Decimal
@@ -18,17 +19,17 @@ from typing import Any
 
 from .errors import InvalidValue
 
-__all__ = ["MAX_DEPTH", "check_depth", "dumps", "isoformat", "loads"]
+__all__ = ["MAX_DEPTH", "check_depth", "copy_value", "dumps", "isoformat", "loads"]
 
 MAX_DEPTH = 64
 
 
 def isoformat(value: dt.datetime) -> str:
     """ISO-8601 in UTC with millisecond precision and ``Z``, like JavaScript's ``toISOString``."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(dt.UTC)
+    # "YYYY-MM-DDTHH:MM:SS.mmm" is the first 23 characters, whatever the offset suffix.
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def _default(value: Any) -> Any:
@@ -64,19 +65,47 @@ def dumps(value: Any) -> bytes:
         raise InvalidValue("cannot encode value as JSON: nested too deeply") from exc
 
 
+# The immutable JSON types: nothing to descend into, nothing to copy.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _depth(value: Any, limit: int) -> int:
+    """The nesting depth of ``value``, leaves included (``[1]`` is 2), stopping past
+    ``limit``. Only containers are pushed: most values are scalars."""
     stack = [(value, 1)]
     deepest = 0
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            return depth
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
+        children = item.values() if isinstance(item, dict) else item
+        reached = depth
+        for child in children:
+            kind = type(child)
+            if kind in _SCALARS:
+                reached = depth + 1
+            elif kind is dict or kind is list or isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+            else:
+                reached = depth + 1
+        if reached > deepest:
+            deepest = reached
+            if deepest > limit:
+                return deepest
     return deepest
+
+
+def copy_value(value: Any) -> Any:
+    """A deep copy of a decoded JSON value (dicts, lists, scalars): what ``copy.deepcopy``
+    gives, several times faster. Anything else is handed to ``copy.deepcopy``."""
+    kind = type(value)
+    if kind is dict:
+        return {
+            key: item if type(item) in _SCALARS else copy_value(item) for key, item in value.items()
+        }
+    if kind is list:
+        return [item if type(item) in _SCALARS else copy_value(item) for item in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
 
 
 def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:

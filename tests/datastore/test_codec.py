@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from datastore import InvalidValue, codec
 
@@ -48,3 +51,50 @@ def test_loads_errors_are_typed() -> None:
     assert codec.loads(b'{"a": [1]}') == {"a": [1]}
     with pytest.raises(InvalidValue):
         codec.loads(b"{not json")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=40,
+)
+
+
+@given(json_values)
+def test_copy_value_is_a_deep_copy(value: object) -> None:
+    copied = codec.copy_value(value)
+    assert copied == copy.deepcopy(value)
+
+    def containers(item: object) -> list[object]:
+        found: list[object] = []
+        if isinstance(item, dict):
+            found = [item, *(c for child in item.values() for c in containers(child))]
+        elif isinstance(item, list):
+            found = [item, *(c for child in item for c in containers(child))]
+        return found
+
+    originals = {id(item) for item in containers(value)}
+    assert not originals & {id(item) for item in containers(copied)}  # nothing shared
+
+
+def test_copy_value_falls_back_to_deepcopy_for_other_types() -> None:
+    moment = dt.datetime(2024, 1, 1)
+    nested = {"when": [moment], "tags": {"a"}}
+    copied = codec.copy_value(nested)
+    assert copied == nested and copied["tags"] is not nested["tags"]
+
+
+def test_depth_limit_counts_leaves_as_a_level() -> None:
+    codec.check_depth({"a": [{"b": [1, 2, "x"]}] * 3})
+    deep: object = 1
+    for _ in range(codec.MAX_DEPTH - 1):
+        deep = [deep]
+    codec.check_depth(deep)  # 63 lists around a number: 64 levels
+    with pytest.raises(InvalidValue, match="deeper than 64"):
+        codec.check_depth([deep])
+    empty: object = []
+    for _ in range(codec.MAX_DEPTH - 1):
+        empty = [empty]
+    codec.check_depth(empty)  # 64 lists, the innermost empty: 64 levels
+    with pytest.raises(InvalidValue, match="deeper than 64"):
+        codec.check_depth({"x": empty})

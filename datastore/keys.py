@@ -35,6 +35,7 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # RFC 3986 unreserved characters plus a few that appear in natural ids (emails: @ +).
 _SEGMENT = re.compile(r"[A-Za-z0-9._~@+=-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def validate_namespace(name: str) -> str:
@@ -103,7 +104,10 @@ def composite_key(*parts: str) -> str:
         if ":" in part:
             raise InvalidKey(f"invalid composite key part {part!r}: parts may not contain ':'")
         _validate_segment(part, "composite key part", part)
-    return validate_id(":".join(parts))
+    joined = ":".join(parts)
+    if len(joined) > MAX_ID_LENGTH:  # each part is a valid segment already
+        raise InvalidKey(f"invalid id: longer than {MAX_ID_LENGTH} characters")
+    return joined
 
 
 def validate_kv_key(key: str, max_bytes: int = MAX_KEY_BYTES) -> str:
@@ -112,7 +116,7 @@ def validate_kv_key(key: str, max_bytes: int = MAX_KEY_BYTES) -> str:
         raise InvalidKey(f"invalid key {key!r}: must be a non-empty string")
     if key in (".", ".."):
         raise InvalidKey(f"invalid key {key!r}: '.' and '..' are not allowed")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+    if _CONTROL.search(key):
         raise InvalidKey(f"invalid key {key!r}: control characters are not allowed")
     size = len(key.encode("utf-8"))
     if size > max_bytes:

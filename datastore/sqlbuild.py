@@ -8,6 +8,7 @@ trip, still atomic), and ``in_list`` turns any number of values into a single pa
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,14 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def quote_identifier(name: str) -> str:
     """``"name"`` for a plain identifier; anything else is refused, never escaped."""
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+    if isinstance(name, str):
+        return _quote(name)
+    raise QueryError(f"invalid SQL identifier {name!r}")
+
+
+@functools.lru_cache(maxsize=4096)  # a schema has few names; statements are built per save
+def _quote(name: str) -> str:
+    if not _IDENTIFIER.fullmatch(name):
         raise QueryError(f"invalid SQL identifier {name!r}")
     return f'"{name}"'
 
@@ -63,14 +71,19 @@ def insert_rows(
         per_statement = max_parameters // width
         if per_statement < 1:
             raise QueryError(f"{width} columns do not fit in {max_parameters} parameters")
-    head = (
-        f"{verb} INTO {quote_identifier(table)} "
-        f"({', '.join(quote_identifier(column) for column in columns)}) VALUES "
-    )
-    placeholder = "(" + ", ".join("?" * width) + ")"
+    head, placeholder = _insert_head(verb, table, tuple(columns))
     statements: list[Statement] = []
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         sql = head + ", ".join([placeholder] * len(chunk)) + (f" {suffix}" if suffix else "")
         statements.append((sql, [value for row in chunk for value in row]))
     return statements
+
+
+@functools.lru_cache(maxsize=1024)
+def _insert_head(verb: str, table: str, columns: tuple[str, ...]) -> tuple[str, str]:
+    head = (
+        f"{verb} INTO {quote_identifier(table)} "
+        f"({', '.join(quote_identifier(column) for column in columns)}) VALUES "
+    )
+    return head, "(" + ", ".join("?" * len(columns)) + ")"

@@ -25,12 +25,11 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from datastore import InvalidKey, ScopedDatastore
+from datastore import InvalidKey, ScopedDatastore, codec
 from datastore.keys import composite_key
 
 from . import sync
@@ -68,7 +67,9 @@ class Scope:
 @dataclass
 class ModelState:
     adding: bool = True
-    saved: dict[str, Any] = field(default_factory=dict)  # values as last stored
+    # The values as last stored; ``None`` while they are still exactly the instance's values
+    # (just loaded or saved). The copy is taken only when something may change them.
+    saved: dict[str, Any] | None = field(default_factory=dict)
     kv_version: int = 0  # the store's version, for compare-and-set
 
 
@@ -148,17 +149,31 @@ class DataModel(metaclass=DataModelMeta):
                     errors[name] = [str(exc)]
         if errors:
             raise ValidationError(errors)
+        self._snapshot()
         self._values.update(cleaned)
 
     def get(self, field_name: str) -> Any:
         """The value of a field (``None`` if unset)."""
         if field_name not in self._meta.fields:
             raise ValidationError({field_name: [f"unknown field for {self._meta.name}"]})
-        return self._values.get(field_name)
+        value = self._values.get(field_name)
+        if isinstance(value, (dict, list)):
+            self._snapshot()  # the caller may change it in place
+        return value
+
+    def _snapshot(self) -> None:
+        """Keep a copy of the stored values before they can change."""
+        if self._state.saved is None:
+            self._state.saved = codec.copy_value(self._values)
+
+    def saved_value(self, field_name: str) -> Any:
+        """A field's value as last stored (``None`` for a new object)."""
+        saved = self._state.saved
+        return self._values.get(field_name) if saved is None else saved.get(field_name)
 
     def get_data(self) -> dict[str, Any]:
         """A copy of every field's value (plus stored keys no field declares)."""
-        return copy.deepcopy({**self._extra, **self._values})
+        return codec.copy_value({**self._extra, **self._values})
 
     @property
     def pk(self) -> Any:
@@ -188,10 +203,13 @@ class DataModel(metaclass=DataModelMeta):
 
     def changes(self) -> dict[str, Any]:
         """Fields whose value differs from what was last stored: ``{field: new value}``."""
+        saved = self._state.saved
+        if saved is None:
+            return {}
         return {
-            name: copy.deepcopy(value)
+            name: codec.copy_value(value)
             for name, value in self._values.items()
-            if self._state.saved.get(name) != value
+            if saved.get(name) != value
         }
 
     def full_clean(self) -> None:
@@ -242,7 +260,7 @@ class DataModel(metaclass=DataModelMeta):
         fields = cls._meta.fields
         instance._values = {name: data.get(name) for name in fields}
         instance._extra = {key: value for key, value in data.items() if key not in fields}
-        instance._state = ModelState(False, copy.deepcopy(instance._values), version)
+        instance._state = ModelState(False, None, version)
         instance._scope = scope
         return instance
 

@@ -15,8 +15,8 @@ A save costs one KV round trip and one SQL round trip.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -70,18 +70,23 @@ def project_row(meta: Options, values: dict[str, Any]) -> list[Any]:
 
 def upsert_statements(meta: Options, rows: Sequence[Sequence[Any]], max_parameters: int | None):
     """Version-guarded upserts of metadata rows, split to the backend's parameter limit."""
-    table = quote_identifier(meta.table)
-    updates = ", ".join(
-        f"{quote_identifier(column)} = excluded.{quote_identifier(column)}"
-        for column in meta.sync_fields
-        if column != meta.pk_name
-    )
-    suffix = (
-        f"ON CONFLICT ({quote_identifier(meta.pk_name)}) DO UPDATE SET {updates} "
-        f'WHERE excluded."_version" >= {table}."_version"'
-    )
+    suffix = _upsert_suffix(meta.table, meta.pk_name, tuple(meta.sync_fields))
     return insert_rows(
         meta.table, meta.sync_fields, rows, suffix=suffix, max_parameters=max_parameters
+    )
+
+
+@functools.lru_cache(maxsize=256)  # built once per table, not on every save
+def _upsert_suffix(table_name: str, pk_name: str, columns: tuple[str, ...]) -> str:
+    table = quote_identifier(table_name)
+    updates = ", ".join(
+        f"{quote_identifier(column)} = excluded.{quote_identifier(column)}"
+        for column in columns
+        if column != pk_name
+    )
+    return (
+        f"ON CONFLICT ({quote_identifier(pk_name)}) DO UPDATE SET {updates} "
+        f'WHERE excluded."_version" >= {table}."_version"'
     )
 
 
@@ -95,7 +100,7 @@ def _owner_checks(instance: DataModel, scope: Scope, adding: bool) -> None:
             instance._values["user_id"] = scope.user_id
         elif scope.user_id is not None and owner != scope.user_id:
             raise ValidationError({"user_id": ["must be the current user"]})
-    elif instance._state.saved.get("user_id") != owner and scope.user_id is not None:
+    elif instance.saved_value("user_id") != owner and scope.user_id is not None:
         raise ValidationError({"user_id": ["the owner cannot be changed"]})
 
 
@@ -143,7 +148,7 @@ def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
         instance._values = previous
         raise
     instance._state.adding = False
-    instance._state.saved = copy.deepcopy(instance._values)
+    instance._state.saved = None  # the values are what was stored
     instance._state.kv_version = version
     sql = scope.connection.sql
     try:
@@ -266,7 +271,7 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
             created = {id(instance) for instance in chunk if instance._state.adding}
             for instance in chunk:
                 instance._state.adding = False
-                instance._state.saved = copy.deepcopy(instance._values)
+                instance._state.saved = None
                 instance._state.kv_version = versions[instance.kv_id]
             rows = [project_row(meta, _stored_data(instance)) for instance in chunk]
             statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)

@@ -231,3 +231,25 @@ def test_unknown_stored_keys_survive_a_save(memory_connection: Connection) -> No
     loaded.set("title", "t")
     loaded.save()
     assert store.get("WEBPAGE", page.kv_id)["added_by_a_worker"] == {"x": 1}  # type: ignore[index]
+
+
+def test_changes_made_in_place_are_saved(memory_connection: Connection) -> None:
+    """A nested value changed through ``get()`` counts as a change, whether the object was
+    just loaded or just saved; nothing else does."""
+    pages = Page.objects.auth("u1", using=memory_connection)
+    created = pages.create(project_id="p1", url="https://example.com", tags=["a"])
+    created.get("tags").append("b")
+    assert created.changes() == {"tags": ["a", "b"]}
+    created.save()
+
+    loaded = pages.get(created.kv_id)
+    assert loaded.changes() == {}
+    assert loaded.get("url") == "https://example.com" and loaded.changes() == {}
+    loaded.get("tags").append("c")
+    assert loaded.changes() == {"tags": ["a", "b", "c"]}
+    loaded.save()
+    assert pages.get(created.kv_id).get("tags") == ["a", "b", "c"]
+
+    data = loaded.get_data()
+    data["tags"].append("not saved")  # get_data() is a copy
+    assert loaded.changes() == {}

@@ -90,6 +90,9 @@ class SQLiteDatabase:
         if not statements:
             return []
         self.round_trips.add()
+        if len(statements) == 1:  # one statement is atomic by itself: no BEGIN/COMMIT
+            with self._connections.connection() as connection:
+                return [self._run(connection, *statements[0])]
         with self._connections.transaction() as connection:
             return [self._run(connection, sql, params) for sql, params in statements]
 
@@ -127,6 +130,22 @@ _WRITE_ROW = (
     "INSERT OR REPLACE INTO nimbus_kv (namespace, key, value, version, metadata, expires_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+# A single put: insert, or update a row whose version is the expected one (an expired row
+# counts as absent, version 0). No row back means the expected version did not match.
+_PUT_ONE = """
+INSERT INTO nimbus_kv (namespace, key, value, version, metadata, expires_at)
+SELECT :namespace, :key, :value, 1, :metadata, :expires_at
+WHERE :if_version IS NULL OR :if_version = 0
+    OR EXISTS (SELECT 1 FROM nimbus_kv WHERE namespace = :namespace AND key = :key)
+ON CONFLICT (namespace, key) DO UPDATE SET
+    value = excluded.value,
+    version = CASE WHEN nimbus_kv.expires_at <= :now THEN 1 ELSE nimbus_kv.version + 1 END,
+    metadata = excluded.metadata,
+    expires_at = excluded.expires_at
+WHERE :if_version IS NULL
+    OR :if_version = CASE WHEN nimbus_kv.expires_at <= :now THEN 0 ELSE nimbus_kv.version END
+RETURNING version
+"""
 _PURGE_EVERY = 1000
 
 
@@ -214,10 +233,15 @@ class SQLiteKVStore(BaseKVStore):
         validate_keys(namespace, keys, self.limits, self.limits.max_batch_get)
         if not keys:
             return {}
+        if len(keys) == 1:  # the common read of one object: a plain primary-key lookup
+            condition, key_parameter = "key = ?", keys[0]
+        else:
+            condition = "key IN (SELECT value FROM json_each(?))"
+            key_parameter = json.dumps(list(keys))
         rows = self._query(
             "SELECT key, value, version, metadata, expires_at FROM nimbus_kv WHERE namespace = ? "
-            f"AND key IN (SELECT value FROM json_each(?)) AND {_LIVE}",
-            (namespace, json.dumps(list(keys)), self.clock()),
+            f"AND {condition} AND {_LIVE}",
+            (namespace, key_parameter, self.clock()),
         )
         return {row["key"]: self._entry(row) for row in rows}
 
@@ -338,6 +362,8 @@ class SQLiteKVStore(BaseKVStore):
     def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
         """Check versions and write a batch in one IMMEDIATE transaction."""
         now = self.clock()
+        if len(puts) == 1 and namespace in self._known_namespaces:
+            return [self._apply_one(namespace, puts[0], now)]
         self.round_trips.add()
         with self._connections.transaction() as connection:
             try:
@@ -383,6 +409,28 @@ class SQLiteKVStore(BaseKVStore):
                 raise translate_error(exc) from exc
         self._count_writes(len(puts))
         return versions
+
+    def _apply_one(self, namespace: str, put: PreparedPut, now: float) -> int:
+        """One put as one statement: the version check and the write are a single upsert."""
+        self.round_trips.add()
+        parameters = {
+            "namespace": namespace,
+            "key": put.key,
+            "value": put.value,
+            "metadata": put.metadata_json,
+            "expires_at": now + put.ttl if put.ttl is not None else None,
+            "if_version": put.if_version,
+            "now": now,
+        }
+        with self._connections.connection() as connection:
+            try:
+                row = connection.execute(_PUT_ONE, parameters).fetchone()
+            except sqlite3.Error as exc:
+                raise translate_error(exc) from exc
+        if row is None:
+            raise Conflict(f"version mismatch for {put.key!r}", keys=[put.key])
+        self._count_writes(1)
+        return int(row["version"])
 
     def incr(self, namespace: str, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         validate_namespace(namespace)

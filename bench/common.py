@@ -70,12 +70,15 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 def setup_django(directory: Path) -> None:
     """Configure Django with ``bench.settings`` on files in ``directory`` and migrate the Django
-    database (``OrmPage`` and the token table). Call once per process, before Django imports."""
+    database (``OrmPage`` and the token table). The Nimbus stores default to SQLite files there
+    too. Call once per process, before Django imports."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    os.environ["DJANGO_DEBUG"] = "false"  # DEBUG would record every ORM query in memory
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-" + os.urandom(16).hex())
     os.environ["NIMBUS_VAR_DIR"] = str(directory)
     os.environ["BENCH_DJANGO_DB"] = str(directory / "django.sqlite3")
-    os.environ.setdefault("NIMBUS_KV_URL", f"sqlite:///{directory / 'kv.sqlite3'}")
-    os.environ.setdefault("NIMBUS_D1_URL", f"sqlite:///{directory / 'metadata.sqlite3'}")
+    for variable in ("NIMBUS_KV_URL", "NIMBUS_D1_URL", "NIMBUS_ADAPTER"):
+        os.environ.pop(variable, None)  # settings.NIMBUS decides, not the caller's environment
     import django
     from django.core.management import call_command
 

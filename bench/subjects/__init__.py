@@ -1,0 +1,55 @@
+"""The things ``python -m bench ops`` compares, each doing the same work on pages:
+this project, the raw clients by hand, Django's ORM and redis-om."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Protocol
+
+PROJECT_ID = "proj_bench000001"
+USER_ID = "user_bench"
+STATUSES = ["uploaded", "queued", "processing", "done", "failed"]
+NOW = "2026-11-26T08:00:00.000Z"
+
+
+class Subject(Protocol):
+    """One contender. Each operation works on pages numbered ``numbers``; ``round_trips`` is the
+    count of storage round trips so far (``None`` where it cannot be counted)."""
+
+    name: str
+
+    def create(self, number: int) -> None: ...
+    def get(self, number: int) -> None: ...
+    def update(self, number: int) -> None: ...
+    def soft_delete(self, number: int) -> None: ...
+    def page(self) -> None: ...
+    def page_with_data(self) -> None: ...
+    def bulk_create(self, numbers: range) -> None: ...
+    def round_trips(self) -> int | None: ...
+    def close(self) -> None: ...
+
+
+def page_id(number: int) -> str:
+    return f"page_{number:012d}"
+
+
+def page_values(number: int) -> dict[str, Any]:
+    """One page as the API would upload it: a path, a priority, a status and an extraction of
+    about 1 KB."""
+    rng = random.Random(number)
+    return {
+        "page_id": page_id(number),
+        "project_id": PROJECT_ID,
+        "source_path": f"dist/local/section-{number % 50}/page-{number}.html",
+        "status": STATUSES[number % len(STATUSES)],
+        "priority": rng.randint(1, 10),
+        "uploaded": NOW,
+        "extraction": {
+            "engine": "html",
+            "head": {"title": f"Page {number}", "description": "A page of the benchmark site."},
+            "above_fold_blocks": [
+                {"id": f"block-{block}", "type": "p", "content": "Lorem ipsum dolor sit amet. " * 4}
+                for block in range(6)
+            ],
+        },
+    }

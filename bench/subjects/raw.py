@@ -1,0 +1,215 @@
+"""The same storage work by hand: the page as JSON in a KV store (a sqlite3 table, or a Redis
+string with its version in a hash beside it) written with compare-and-set on the version, and
+its metadata row upserted with sqlite3 under the same version guard. No validation, no hooks,
+no model: the floor the project is measured against."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from . import NOW, PROJECT_ID, page_values
+
+COLUMNS = [
+    "page_id", "project_id", "batch_id", "source_path", "status", "priority", "uploaded",
+    "user_id", "created_at", "updated_at", "deleted_at", "_auth", "_version",
+]  # fmt: skip
+UPSERT = (
+    f"INSERT INTO page_meta ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    "ON CONFLICT (page_id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
+    + " WHERE excluded._version >= page_meta._version"
+)
+PAGE = (
+    f"SELECT {', '.join(COLUMNS)} FROM page_meta WHERE project_id = ? AND status = ? "
+    "AND deleted_at IS NULL ORDER BY priority DESC, page_id DESC LIMIT 21"
+)
+COUNT = "SELECT count(*) FROM page_meta WHERE project_id = ? AND status = ? AND deleted_at IS NULL"
+# Compare-and-set of a value and its version: one round trip.
+CAS_SCRIPT = """
+local current = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
+if current ~= tonumber(ARGV[2]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'v', current + 1)
+return current + 1
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+class SQLiteKV:
+    """A KV table in its own SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = connect(path)
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+            "version INTEGER NOT NULL)"
+        )
+
+    def put(self, key: str, value: str, expected_version: int) -> int:
+        if expected_version == 0:
+            self.db.execute("INSERT INTO kv VALUES (?, ?, 1)", (key, value))
+            return 1
+        changed = self.db.execute(
+            "UPDATE kv SET value = ?, version = version + 1 WHERE key = ? AND version = ?",
+            (value, key, expected_version),
+        ).rowcount
+        if changed != 1:
+            raise RuntimeError(f"conflict on {key}")
+        return expected_version + 1
+
+    def get(self, key: str) -> tuple[str, int]:
+        value, version = self.db.execute(
+            "SELECT value, version FROM kv WHERE key = ?", (key,)
+        ).fetchone()
+        return value, version
+
+    def get_many(self, keys: list[str]) -> dict[str, str]:
+        rows = self.db.execute(
+            "SELECT key, value FROM kv WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys),),
+        )
+        return dict(rows.fetchall())
+
+    def put_many(self, items: list[tuple[str, str]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("INSERT INTO kv VALUES (?, ?, 1)", items)
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RedisKV:
+    """A Redis string per page and a hash with its version, under a private prefix."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self.cas = self.client.register_script(CAS_SCRIPT)
+
+    def put(self, key: str, value: str, expected_version: int) -> int:
+        version = int(
+            self.cas(
+                keys=[self.prefix + key, self.prefix + "v:" + key], args=[value, expected_version]
+            )  # type: ignore[arg-type]
+        )
+        if version < 0:
+            raise RuntimeError(f"conflict on {key}")
+        return version
+
+    def get(self, key: str) -> tuple[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.prefix + key)
+        pipe.hget(self.prefix + "v:" + key, "v")
+        value, version = pipe.execute()
+        return value.decode(), int(version)
+
+    def get_many(self, keys: list[str]) -> dict[str, str]:
+        values = self.client.mget([self.prefix + key for key in keys])
+        return {key: value.decode() for key, value in zip(keys, values, strict=True) if value}
+
+    def put_many(self, items: list[tuple[str, str]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in items:
+            pipe.set(self.prefix + key, value)
+            pipe.hset(self.prefix + "v:" + key, "v", 1)
+        pipe.execute()
+
+    def close(self) -> None:
+        for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
+            self.client.delete(key)
+        self.client.close()
+
+
+class RawPages:
+    """Pages by hand: ``kv`` holds the objects, a sqlite3 file their metadata rows."""
+
+    def __init__(self, kv: SQLiteKV | RedisKV, metadata_path: Path, ddl: list[str]) -> None:
+        self.name = "raw"
+        self.kv = kv
+        self.meta = connect(metadata_path)
+        for statement in ddl:
+            self.meta.execute(statement)
+        self.trips = 0
+
+    @staticmethod
+    def _key(number: int) -> str:
+        return f"page:{PROJECT_ID}:page_{number:012d}"
+
+    @staticmethod
+    def _row(data: dict[str, Any]) -> list[Any]:
+        return [data.get(column) for column in COLUMNS]
+
+    def _write(self, number: int, data: dict[str, Any], expected_version: int) -> None:
+        data["_version"] = expected_version + 1
+        self.kv.put(self._key(number), json.dumps(data), expected_version)
+        self.meta.execute(UPSERT, self._row(data))
+        self.trips += 2
+
+    def create(self, number: int) -> None:
+        data = {**page_values(number), "created_at": NOW, "updated_at": NOW, "deleted_at": None}
+        self._write(number, data, 0)
+
+    def _read(self, number: int) -> tuple[dict[str, Any], int]:
+        value, version = self.kv.get(self._key(number))
+        self.trips += 1
+        return json.loads(value), version
+
+    def get(self, number: int) -> None:
+        self._read(number)
+
+    def update(self, number: int) -> None:
+        data, version = self._read(number)
+        data["priority"] = data["priority"] % 10 + 1
+        data["updated_at"] = NOW
+        self._write(number, data, version)
+
+    def soft_delete(self, number: int) -> None:
+        data, version = self._read(number)
+        data["deleted_at"] = NOW
+        self._write(number, data, version)
+
+    def _page_rows(self) -> list[tuple[Any, ...]]:
+        rows = self.meta.execute(PAGE, (PROJECT_ID, "queued")).fetchall()
+        self.meta.execute(COUNT, (PROJECT_ID, "queued")).fetchone()
+        self.trips += 2
+        return rows[:20]
+
+    def page(self) -> None:
+        self._page_rows()
+
+    def page_with_data(self) -> None:
+        rows = self._page_rows()
+        stored = self.kv.get_many([f"page:{PROJECT_ID}:{row[0]}" for row in rows])
+        [json.loads(value) for value in stored.values()]
+        self.trips += 1
+
+    def bulk_create(self, numbers: range) -> None:
+        items, rows = [], []
+        for number in numbers:
+            data = {**page_values(number), "created_at": NOW, "updated_at": NOW, "_version": 1}
+            items.append((self._key(number), json.dumps(data)))
+            rows.append(self._row(data))
+        self.kv.put_many(items)
+        self.meta.execute("BEGIN IMMEDIATE")
+        self.meta.executemany(UPSERT, rows)
+        self.meta.execute("COMMIT")
+        self.trips += 2
+
+    def round_trips(self) -> int | None:
+        return self.trips
+
+    def close(self) -> None:
+        self.kv.close()
+        self.meta.close()

@@ -1,0 +1,43 @@
+"""``python -m bench ops`` runs end to end on tiny sizes, with exact round trips per operation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# This project's storage round trips per operation (KV + metadata SQL).
+NIMBUS_ROUND_TRIPS = {
+    "create": 2,  # the object, its row
+    "get": 1,
+    "update": 3,  # read, then object and row
+    "soft_delete": 3,
+    "page": 1,  # rows and total in one batch
+    "page_with_data": 2,  # + one bulk read of the objects
+    "bulk_create": 2,  # one put_many, one batch of upserts
+}
+
+
+def test_ops_bench_reports_every_operation_side_by_side(tmp_path: Path) -> None:
+    output = tmp_path / "ops.json"
+    sizes = ["--size", "20", "--repeat", "2", "--bulk", "50", "--pages", "5"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "ops", "--backend", "sqlite", *sizes, "--json", output],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(output.read_text())["results"]
+    assert set(results) == set(NIMBUS_ROUND_TRIPS)
+    for operation, round_trips in NIMBUS_ROUND_TRIPS.items():
+        row = results[operation]
+        assert set(row) == {"nimbus", "raw", "django"}, operation
+        assert row["nimbus"]["round_trips"] == round_trips, operation
+        assert row["raw"]["x_raw"] == 1.0
+        assert all(figures["ops_per_second"] > 0 for figures in row.values())
+    assert "x raw" in done.stdout and "nimbus" in done.stdout

@@ -158,13 +158,18 @@ class DataModel(metaclass=DataModelMeta):
             raise ValidationError({field_name: [f"unknown field for {self._meta.name}"]})
         value = self._values.get(field_name)
         if isinstance(value, (dict, list)):
-            self._snapshot()  # the caller may change it in place
+            # The caller may change it in place: the snapshot must not be that same object.
+            saved = self._snapshot()
+            if saved.get(field_name) is value:
+                saved[field_name] = codec.copy_value(value)
         return value
 
-    def _snapshot(self) -> None:
-        """Keep a copy of the stored values before they can change."""
+    def _snapshot(self) -> dict[str, Any]:
+        """The values as last stored, kept before they can change. A shallow copy is enough:
+        ``set`` replaces values, and ``get`` separates a dict or list it hands out."""
         if self._state.saved is None:
-            self._state.saved = codec.copy_value(self._values)
+            self._state.saved = dict(self._values)
+        return self._state.saved
 
     def saved_value(self, field_name: str) -> Any:
         """A field's value as last stored (``None`` for a new object)."""

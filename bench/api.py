@@ -23,7 +23,7 @@ import httpx
 
 from datamodel import ids
 
-from .common import machine, print_table
+from .common import drop_redis_prefix, machine, print_table
 from .load import LoadReport, run_requests
 from .server import Stores, gunicorn, manage
 
@@ -219,18 +219,6 @@ def api_scenario(
         "round_trips": trips,
         "all_200": all(_figures(report)["all_200"] for report in reports.values()),
     }
-
-
-def drop_redis_prefix(redis_url: str, prefix: str) -> None:
-    """Remove every key the run wrote under ``prefix``, the namespace registry included."""
-    from datastore.backends.redis import RedisKVStore
-
-    store = RedisKVStore(redis_url, key_prefix=prefix)
-    try:
-        for namespace in store.namespaces():
-            store.delete_namespace(namespace, recursive=True)
-    finally:
-        store.close()
 
 
 def _figures(report: LoadReport) -> dict[str, Any]:

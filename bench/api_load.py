@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .common import machine
+from .common import drop_redis_prefix, machine
 from .load import LoadReport, missing_creates, run_load
 from .server import Stores, gunicorn, manage
 
@@ -89,16 +89,8 @@ def load_scenario(
                 listed_total = int(listed.json()["pagination"]["total"])
         finally:
             if backend == "redis":
-                _drop_prefix(redis_url, prefix)
+                drop_redis_prefix(redis_url, prefix)
     return LoadResult(backend, workers, threads, clients, report, missing, listed_total)
-
-
-def _drop_prefix(redis_url: str, prefix: str) -> None:
-    from datastore.backends.redis import RedisKVStore
-
-    store = RedisKVStore(redis_url, key_prefix=prefix)
-    for namespace in store.namespaces():
-        store.clear(namespace)
 
 
 HELP = "the API under bounded load: gunicorn, concurrent loopback clients, lost-write check"

@@ -84,3 +84,20 @@ def setup_django(directory: Path) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
+
+
+def empty_kv(store: Any) -> None:
+    """Remove every namespace of a KV store with its keys, the namespace registry included."""
+    for namespace in store.namespaces():
+        store.delete_namespace(namespace, recursive=True)
+
+
+def drop_redis_prefix(redis_url: str, prefix: str) -> None:
+    """Remove every key a run wrote to Redis under ``prefix``."""
+    from datastore.backends.redis import RedisKVStore
+
+    store = RedisKVStore(redis_url, key_prefix=prefix)
+    try:
+        empty_kv(store)
+    finally:
+        store.close()

@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from .common import machine, print_table, setup_django
+from .common import empty_kv, machine, print_table, setup_django
 from .subjects import Subject
 
 HELP = "cost per operation: this project, the raw clients, Django's ORM and redis-om"
@@ -107,7 +107,7 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
         if "nimbus" in wanted:
             chosen.append(NimbusPages(connection))
             if options.backend == "redis":
-                stack.callback(_drop_redis_prefix, connection)
+                stack.callback(empty_kv, connection.datastore.kv)
         if "raw" in wanted and options.backend in ("sqlite", "redis"):
             from .subjects.raw import RawPages, RedisKV, SQLiteKV
 
@@ -131,12 +131,6 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
         for subject in chosen:
             stack.callback(subject.close)
         yield chosen
-
-
-def _drop_redis_prefix(connection: Any) -> None:
-    store = connection.datastore.kv
-    for namespace in store.namespaces():
-        store.clear(namespace)
 
 
 def each(action: Callable[[int], None], numbers: range) -> Callable[[], None]:

@@ -109,7 +109,8 @@ class RedisKV:
         return version
 
     def get(self, key: str) -> tuple[str, int]:
-        pipe = self.client.pipeline(transaction=False)
+        # value and version read atomically, as compare-and-set needs
+        pipe = self.client.pipeline(transaction=True)
         pipe.get(self.prefix + key)
         pipe.hget(self.prefix + "v:" + key, "v")
         value, version = pipe.execute()

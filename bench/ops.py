@@ -22,6 +22,7 @@ HELP = "cost per operation: this project, the raw clients, Django's ORM and redi
 BACKENDS = ["memory", "sqlite", "redis", "cloudflare-local"]
 OPERATIONS = ["create", "get", "update", "soft_delete", "page", "page_with_data", "bulk_create"]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+SUBJECTS = ["nimbus", "datastore", "raw", "django", "redis-om"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--subject",
         action="append",
-        choices=["nimbus", "raw", "django", "redis-om"],
+        choices=SUBJECTS,
         help="repeatable (default: every one the backend allows)",
     )
 
@@ -90,10 +91,11 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
     from nimbus import conf
     from nimbus.models import Page
 
+    from .subjects.datastore import DatastorePages
     from .subjects.nimbus import NimbusPages
     from .subjects.orm import OrmPages
 
-    wanted = set(options.subject or ["nimbus", "raw", "django", "redis-om"])
+    wanted = set(options.subject or SUBJECTS)
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     with ExitStack() as stack:
         settings.NIMBUS = nimbus_settings(
@@ -108,6 +110,8 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
             chosen.append(NimbusPages(connection))
             if options.backend == "redis":
                 stack.callback(empty_kv, connection.datastore.kv)
+        if "datastore" in wanted:
+            chosen.append(DatastorePages(conf.get_datastore()))
         if "raw" in wanted and options.backend in ("sqlite", "redis"):
             from .subjects.raw import RawPages, RedisKV, SQLiteKV
 

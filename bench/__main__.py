@@ -14,6 +14,7 @@ RUNS = {
     "load": "bench.api_load",
     "api": "bench.api",
     "ops": "bench.ops",
+    "scale": "bench.scale",
 }
 
 

@@ -36,7 +36,16 @@ class Page(DataModel):
         key_pattern = "page:{project_id}:{page_id}"
         table = "page_meta"
         sync_fields = ["batch_id", "source_path", "status", "priority", "uploaded"]
-        indexes = [("project_id", "status"), ("project_id", "batch_id")]
+        # One per page list the API runs (a project's pages, by status newest or highest
+        # priority first, a batch's pages): the filters, deleted_at (every list has "deleted_at
+        # IS NULL"), the ordering and the primary key, so no list sorts its rows; user_id last,
+        # so a total is counted from the index alone in a user's scope too.
+        indexes = [
+            ("project_id", "deleted_at", "created_at", "page_id", "user_id"),
+            ("project_id", "status", "deleted_at", "created_at", "page_id", "user_id"),
+            ("project_id", "status", "deleted_at", "priority", "page_id", "user_id"),
+            ("project_id", "batch_id", "deleted_at", "created_at", "page_id", "user_id"),
+        ]
 
     def before_create(self) -> None:
         if not self.get("page_id"):

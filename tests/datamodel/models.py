@@ -74,7 +74,7 @@ class Note(DataModel):
             self.set("slug", self.get("body").lower().replace(" ", "-")[:40])
 
     def before_update(self, changes: dict[str, Any]) -> None:
-        if self._state.saved.get("locked"):
+        if self.saved_value("locked"):
             raise Rejected("this note is locked")
 
     def before_delete(self) -> None:

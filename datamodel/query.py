@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import copy
 import json
 import logging
@@ -43,6 +44,7 @@ logger = logging.getLogger("datamodel.query")
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "startswith")
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+MAX_BATCH = 1000  # rows per iterator() batch
 
 
 @dataclass
@@ -232,14 +234,16 @@ class Query(Generic[M]):
 
     # -- SQL -----------------------------------------------------------------------------
 
-    def _where(self, keyset: bool = True) -> tuple[str, list[Any]]:
+    def _where(self, segment: tuple[str, list[Any]] | None = None) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
         meta = self.meta
         user_id = self.scope.user_id
         if user_id is not None:
             if meta.user_tracking:
-                clauses.append('"user_id" = ?')
+                # "+" keeps SQLite off the owner's index where a declared index leads with
+                # this query's other equalities: that one seeks straight to the rows.
+                clauses.append('+"user_id" = ?' if self._served_by_index() else '"user_id" = ?')
                 params.append(user_id)
             elif meta.auth:
                 clauses.append('EXISTS (SELECT 1 FROM json_each("_auth") WHERE value = ?)')
@@ -279,36 +283,58 @@ class Query(Generic[M]):
                 params.append(len(value))
             if value is not None:
                 params.append(value)
-        if keyset and self._after is not None:
-            clause, keyset_params = self._keyset()
-            clauses.append(clause)
-            params.extend(keyset_params)
+        if segment is not None:
+            clauses.append(segment[0])
+            params.extend(segment[1])
         return (" AND ".join(clauses) or "1"), params
 
-    def _keyset(self) -> tuple[str, list[Any]]:
+    def _served_by_index(self) -> bool:
+        """Whether an index of the model starts with exactly the columns this query compares
+        for equality (``deleted_at IS NULL`` included), besides the owner."""
+        equal = {
+            field
+            for field, operator, _ in self._conditions
+            if operator == "eq" and field != "user_id"
+        }
+        if not equal:
+            return False
+        if self.meta.soft_delete and self._deleted == "exclude":
+            equal.add("deleted_at")
+        return any(set(index[: len(equal)]) == equal for index in self.meta.indexes)
+
+    def _keyset(self) -> list[tuple[str, list[Any]]]:
+        """The rows after the cursor, as one or two conditions whose rows follow each other in
+        the query's order. Each is a plain range an index can seek to (a row-value comparison,
+        never an OR), so a deep cursor page costs what the first page costs. NULLs sort first
+        ascending and last descending, as SQLite orders them."""
         assert self._after is not None
         field, direction = self._order
         column, pk = quote_identifier(field), quote_identifier(self.meta.pk_name)
         last_value, last_pk = self._after
         if field == self.meta.pk_name:
-            return (f"{pk} {'>' if direction == 'asc' else '<'} ?", [last_pk])
-        if direction == "asc":  # NULLs sort first
+            return [(f"{pk} {'>' if direction == 'asc' else '<'} ?", [last_pk])]
+        if direction == "asc":
             if last_value is None:
-                return f"(({column} IS NULL AND {pk} > ?) OR {column} IS NOT NULL)", [last_pk]
-            return f"({column} > ? OR ({column} = ? AND {pk} > ?))", [
-                last_value,
-                last_value,
-                last_pk,
-            ]
-        if last_value is None:  # descending: NULLs sort last
-            return f"({column} IS NULL AND {pk} < ?)", [last_pk]
-        return (
-            f"({column} < ? OR {column} IS NULL OR ({column} = ? AND {pk} < ?))",
-            [last_value, last_value, last_pk],
-        )
+                return [
+                    (f"{column} IS NULL AND {pk} > ?", [last_pk]),
+                    (f"{column} IS NOT NULL", []),
+                ]
+            return [(f"({column}, {pk}) > (?, ?)", [last_value, last_pk])]
+        if last_value is None:
+            return [(f"{column} IS NULL AND {pk} < ?", [last_pk])]
+        return [(f"({column}, {pk}) < (?, ?)", [last_value, last_pk]), (f"{column} IS NULL", [])]
 
-    def _select(self, limit: int, offset: int) -> tuple[str, list[Any]]:
-        where, params = self._where()
+    def _selects(self, limit: int) -> list[tuple[str, list[Any]]]:
+        """The statements whose rows, in order, make this page (plus one row to tell whether
+        there is a next page): one select, or one per keyset condition after a cursor."""
+        if self._after is None:
+            return [self._select(limit, self._offset)]
+        return [self._select(limit, 0, segment) for segment in self._keyset()]
+
+    def _select(
+        self, limit: int, offset: int, segment: tuple[str, list[Any]] | None = None
+    ) -> tuple[str, list[Any]]:
+        where, params = self._where(segment)
         field, direction = self._order
         order = f"{quote_identifier(field)} {direction.upper()}"
         if field != self.meta.pk_name:
@@ -321,17 +347,20 @@ class Query(Generic[M]):
         return sql, [*params, limit, offset]
 
     def _count_sql(self) -> tuple[str, list[Any]]:
-        where, params = self._where(keyset=False)
+        where, params = self._where()
         return (
             f"SELECT count(*) AS total FROM {quote_identifier(self.meta.table)} WHERE {where}",
             params,
         )
 
     def explain(self) -> list[str]:
-        """SQLite's ``EXPLAIN QUERY PLAN`` for this query's page select."""
-        sql, params = self._select(self._limit, self._offset)
-        rows = self.scope.connection.sql.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-        return [row["detail"] for row in rows]
+        """SQLite's ``EXPLAIN QUERY PLAN`` for this query's page select (each of them, after a
+        cursor that needs two)."""
+        details: builtins.list[str] = []
+        for sql, params in self._selects(self._limit):
+            rows = self.scope.connection.sql.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            details.extend(row["detail"] for row in rows)
+        return details
 
     # -- running -------------------------------------------------------------------------
 
@@ -364,21 +393,11 @@ class Query(Generic[M]):
     def list(self) -> Page[M]:
         """One page with its pagination (one SQL round trip; +1 KV read with ``with_data``)."""
         offset = 0 if self._after is not None else self._offset
-        select, select_params = self._select(self._limit + 1, offset)
-        count, count_params = self._count_sql()
-        rows_result, count_result = self.scope.connection.sql.batch(
-            [(select, select_params), (count, count_params)]
-        )
-        rows = [self._decode(row) for row in rows_result]
-        has_more = len(rows) > self._limit
-        rows = rows[: self._limit]
+        selects = self._selects(self._limit + 1)
+        *row_results, count_result = self.scope.connection.sql.batch([*selects, self._count_sql()])
+        rows, next_cursor = self._page_rows(row_results)
+        has_more = next_cursor is not None
         total = int(count_result[0]["total"])
-        next_cursor = None
-        if has_more and rows:
-            last = rows[-1]
-            field = self._order[0]
-            last_value = self.meta.fields[field].to_sql(last[field])
-            next_cursor = _encode_cursor([field, last_value, last[self.meta.pk_name]])
         pagination: dict[str, Any] = {
             "total": total,
             "limit": self._limit,
@@ -397,16 +416,35 @@ class Query(Generic[M]):
         page = self.limit(1).list()
         return page.data[0] if page.data else None
 
+    def _page_rows(
+        self, results: Sequence[Sequence[dict[str, Any]]]
+    ) -> tuple[builtins.list[Any], str | None]:
+        """The page's decoded rows from its selects' results, and the cursor after them
+        (``None`` on the last page)."""
+        rows = [self._decode(row) for result in results for row in result][: self._limit + 1]
+        if len(rows) <= self._limit:
+            return rows, None
+        rows = rows[: self._limit]
+        last = rows[-1]
+        field = self._order[0]
+        last_value = self.meta.fields[field].to_sql(last[field])
+        return rows, _encode_cursor([field, last_value, last[self.meta.pk_name]])
+
     def iterator(self, batch_size: int = 500) -> Iterator[Any]:
-        """Every matching row (or instance), streamed in keyset batches: bounded memory."""
-        query = self.limit(min(batch_size, self.meta.max_limit)).offset(0)
-        cursor = None
+        """Every matching row (or instance), streamed in keyset batches of up to
+        ``batch_size`` (at most 1000): bounded memory, one SQL round trip per batch (+1 KV
+        read with ``with_data``), no totals counted."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError({"batch_size": ["must be a positive integer"]})
+        query = self._clone()
+        query._limit, query._offset, query._after = min(batch_size, MAX_BATCH), 0, None
         while True:
-            page = query.after(cursor).list() if cursor else query.list()
-            yield from page.data
-            cursor = page.pagination["next_cursor"]
+            results = self.scope.connection.sql.batch(query._selects(query._limit + 1))
+            rows, cursor = query._page_rows(results)
+            yield from query._hydrate(rows)
             if cursor is None:
                 return
+            query = query.after(cursor)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.list().data)

@@ -87,26 +87,39 @@ def test_ordering_and_pagination(pages) -> None:
     assert pages.query().list().pagination["limit"] == 20  # the default
 
 
-def test_keyset_pagination_visits_every_row_once(pages) -> None:
-    for field, direction in [("priority", "asc"), ("title", "desc"), ("page_id", "desc")]:
-        query = pages.query().order_by(field, direction).limit(5)
-        seen: list[str] = []
-        cursor = None
-        for _ in range(10):
-            result = query.after(cursor).list()
-            seen.extend(ids(result))
-            cursor = result.pagination["next_cursor"]
-            if cursor is None:
-                break
-        full = pages.query().order_by(field, direction).limit(100).list()
-        assert seen == ids(full), (field, direction)
+@pytest.mark.parametrize("field", ["priority", "title", "page_id"])  # title has NULLs
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+@pytest.mark.parametrize("limit", [1, 2, 3, 5])
+def test_keyset_pagination_visits_every_row_once(pages, field, direction, limit) -> None:
+    query = pages.query().order_by(field, direction).limit(limit)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(20):
+        result = query.after(cursor).list()
+        assert result.pagination["total"] == 12
+        seen.extend(ids(result))
+        cursor = result.pagination["next_cursor"]
+        if cursor is None:
+            break
+    full = pages.query().order_by(field, direction).limit(100).list()
+    assert seen == ids(full)
 
 
-def test_iterator_streams_everything(pages) -> None:
+def test_iterator_streams_everything(pages, connection: Connection) -> None:
     streamed = list(pages.query().order_by("page_id").iterator(batch_size=5))
     assert [row["page_id"] for row in streamed] == [f"page_{i:02d}" for i in range(12)]
+    by_title = list(pages.query().order_by("title", "desc").iterator(batch_size=2))
+    assert [row["page_id"] for row in by_title] == ids(
+        pages.query().order_by("title", "desc").limit(100).list()
+    )
+    kv, sql = connection.datastore.round_trips, connection.sql.round_trips
+    before = (kv.value, sql.value)
     instances = list(pages.query().with_data().iterator(batch_size=4))
     assert len(instances) == 12 and all(page.get("url") for page in instances)
+    if kv is not sql:  # three batches: one select each (no totals), one bulk read each
+        assert (kv.value - before[0], sql.value - before[1]) == (3, 3)
+    with pytest.raises(ValidationError, match="batch_size"):
+        next(pages.query().iterator(batch_size=0))
 
 
 def test_only_sync_fields_and_known_operators(pages) -> None:

@@ -26,7 +26,35 @@ class OrmPage(models.Model):
 
     class Meta:
         app_label = "benchapp"
-        indexes = [
-            models.Index(fields=["project_id", "status"], name="ormpage_project_status"),
-            models.Index(fields=["project_id", "batch_id"], name="ormpage_project_batch"),
+        indexes = [  # as nimbus.models.Page declares them (user_id is created_by here)
+            models.Index(
+                fields=["project_id", "deleted_at", "created_at", "page_id", "created_by"],
+                name="ormpage_project_created",
+            ),
+            models.Index(
+                fields=[
+                    "project_id",
+                    "status",
+                    "deleted_at",
+                    "created_at",
+                    "page_id",
+                    "created_by",
+                ],
+                name="ormpage_status_created",
+            ),
+            models.Index(
+                fields=["project_id", "status", "deleted_at", "priority", "page_id", "created_by"],
+                name="ormpage_status_priority",
+            ),
+            models.Index(
+                fields=[
+                    "project_id",
+                    "batch_id",
+                    "deleted_at",
+                    "created_at",
+                    "page_id",
+                    "created_by",
+                ],
+                name="ormpage_batch_created",
+            ),
         ]

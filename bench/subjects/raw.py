@@ -117,7 +117,7 @@ class RedisKV:
         return value.decode(), int(version)
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
-        values = self.client.mget([self.prefix + key for key in keys])
+        values: list[Any] = self.client.mget([self.prefix + key for key in keys])
         return {key: value.decode() for key, value in zip(keys, values, strict=True) if value}
 
     def put_many(self, items: list[tuple[str, str]]) -> None:

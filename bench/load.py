@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+Sent = tuple[httpx.Response, str | None]  # a response, and the path of a page it created
+
 # What a client does, with its weight: create a page, read one it created, list a page of 20.
 DEFAULT_MIX = {"create": 4, "detail": 4, "list": 2}
 
@@ -77,7 +79,7 @@ class _Client:
         self.created: list[str] = []
         self.sequence = 0
 
-    def create(self) -> tuple[httpx.Response, str | None]:
+    def create(self) -> Sent:
         self.sequence += 1
         path = f"dist/load/client-{self.number}/page-{self.sequence}.html"
         body = {
@@ -87,11 +89,58 @@ class _Client:
         }
         return self.http.post(self.pages_url, json=body), path
 
-    def detail(self) -> tuple[httpx.Response, str | None]:
+    def detail(self) -> Sent:
         return self.http.get(f"{self.pages_url}{random.choice(self.created)}/"), None
 
-    def list(self) -> tuple[httpx.Response, str | None]:
+    def list(self) -> Sent:
         return self.http.get(self.pages_url, params={"limit": 20, "ordering": "-priority"}), None
+
+
+class _Budget:
+    """Requests left to send, shared by the client threads (``None``: no limit)."""
+
+    def __init__(self, total: int | None) -> None:
+        self.left = total
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left is None:
+                return True
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def _send(
+    report: LoadReport, lock: threading.Lock, name: str, request: Callable[[], Sent]
+) -> Sent | None:
+    """Send one request and record its status and latency under ``name`` (or its transport
+    error, returning ``None``)."""
+    began = time.perf_counter()
+    try:
+        sent = request()
+    except httpx.TransportError as exc:
+        with lock:
+            report.errors[type(exc).__name__] += 1
+        return None
+    elapsed = time.perf_counter() - began
+    with lock:
+        report.statuses[sent[0].status_code] += 1
+        report.latencies[name].append(elapsed)
+    return sent
+
+
+def _run_threads(report: LoadReport, work: Callable[[Any], None], clients: list[Any]) -> None:
+    """One thread per client until all are done; the wall time goes to ``report.seconds``."""
+    threads = [threading.Thread(target=work, args=(client,)) for client in clients]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report.seconds = time.perf_counter() - started
 
 
 def run_load(
@@ -112,50 +161,28 @@ def run_load(
     operations, operation_weights = list(weights), list(weights.values())
     report = LoadReport()
     lock = threading.Lock()
-    budget = [requests if requests is not None else -1]
-    started = time.perf_counter()
-    deadline = started + seconds if seconds is not None else float("inf")
-
-    def take_one() -> bool:
-        with lock:
-            if budget[0] == 0:
-                return False
-            budget[0] -= 1
-            return True
+    budget = _Budget(requests)
+    deadline = time.perf_counter() + seconds if seconds is not None else float("inf")
 
     def work(client: _Client) -> None:
-        actions: dict[str, Callable[[], tuple[httpx.Response, str | None]]] = {
+        actions: dict[str, Callable[[], Sent]] = {
             "create": client.create,
             "detail": client.detail,
             "list": client.list,
         }
-        while time.perf_counter() < deadline and take_one():
+        while time.perf_counter() < deadline and budget.take():
             operation = random.choices(operations, operation_weights)[0]
             if operation == "detail" and not client.created:
                 operation = "create"
-            began = time.perf_counter()
-            try:
-                response, path = actions[operation]()
-            except httpx.TransportError as exc:
+            sent = _send(report, lock, operation, actions[operation])
+            if sent is not None and sent[1] is not None and sent[0].status_code == 201:
+                page_id = sent[0].json()["page_id"]
                 with lock:
-                    report.errors[type(exc).__name__] += 1
-                continue
-            elapsed = time.perf_counter() - began
-            with lock:
-                report.statuses[response.status_code] += 1
-                report.latencies[operation].append(elapsed)
-                if path is not None and response.status_code == 201:
-                    page_id = response.json()["page_id"]
-                    report.acknowledged[page_id] = path
-                    client.created.append(page_id)
+                    report.acknowledged[page_id] = sent[1]
+                client.created.append(page_id)
 
     pool = [_Client(number, base_url, api_key, project_id) for number in range(clients)]
-    threads = [threading.Thread(target=work, args=(client,)) for client in pool]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    report.seconds = time.perf_counter() - started
+    _run_threads(report, work, pool)
     for client in pool:
         client.http.close()
     return report
@@ -174,39 +201,16 @@ def run_requests(
     client, each on its own connection; ``make_request`` sends one. Latencies go under ``name``."""
     report = LoadReport()
     lock = threading.Lock()
-    budget = [requests]
-
-    def take_one() -> bool:
-        with lock:
-            if budget[0] <= 0:
-                return False
-            budget[0] -= 1
-            return True
+    budget = _Budget(requests)
 
     def work(http: httpx.Client) -> None:
-        while take_one():
-            began = time.perf_counter()
-            try:
-                response = make_request(http)
-            except httpx.TransportError as exc:
-                with lock:
-                    report.errors[type(exc).__name__] += 1
-                continue
-            elapsed = time.perf_counter() - began
-            with lock:
-                report.statuses[response.status_code] += 1
-                report.latencies[name].append(elapsed)
+        while budget.take():
+            _send(report, lock, name, lambda: (make_request(http), None))
 
     pool = [
         httpx.Client(base_url=base_url, headers=dict(headers), timeout=60) for _ in range(clients)
     ]
-    threads = [threading.Thread(target=work, args=(http,)) for http in pool]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    report.seconds = time.perf_counter() - started
+    _run_threads(report, work, pool)
     for http in pool:
         http.close()
     return report

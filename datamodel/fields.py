@@ -215,9 +215,8 @@ class JSON(Field):
     sql_type = None
 
     def clean_value(self, value: Any) -> Any:
-        codec.check_depth(value)
-        # round-trip through the codec so what is kept is exactly what will be stored
-        return codec.loads(codec.dumps(value))
+        # a fresh copy of exactly what will be stored (and read back)
+        return codec.normalize(value)
 
 
 class Array(Field):

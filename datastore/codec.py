@@ -19,7 +19,15 @@ from typing import Any
 
 from .errors import InvalidValue
 
-__all__ = ["MAX_DEPTH", "check_depth", "copy_value", "dumps", "isoformat", "loads"]
+__all__ = [
+    "MAX_DEPTH",
+    "check_depth",
+    "copy_value",
+    "dumps",
+    "isoformat",
+    "loads",
+    "normalize",
+]
 
 MAX_DEPTH = 64
 
@@ -106,6 +114,57 @@ def copy_value(value: Any) -> Any:
     if kind in _SCALARS:
         return value
     return copy.deepcopy(value)
+
+
+class _NotPlain(Exception):
+    """A value the fast copy leaves to the encoder (another type, or a limit reached)."""
+
+
+def _plain_copy(value: Any, depth: int, limit: int) -> Any:
+    kind = type(value)
+    if kind is dict:
+        items = value.items()
+    elif kind is list:
+        items = enumerate(value)
+    else:
+        raise _NotPlain
+    if depth > limit:
+        raise _NotPlain
+    leaves_fit = depth < limit
+    copied: Any = {} if kind is dict else [None] * len(value)
+    for key, item in items:
+        if kind is dict and type(key) is not str:
+            raise _NotPlain
+        item_kind = type(item)
+        if item_kind is str or item_kind is int or item_kind is bool or item is None:
+            if not leaves_fit:
+                raise _NotPlain
+            copied[key] = item
+        elif item_kind is float:
+            if not leaves_fit or item != item or item in (_INFINITY, -_INFINITY):
+                raise _NotPlain
+            copied[key] = item
+        else:
+            copied[key] = _plain_copy(item, depth + 1, limit)
+    return copied
+
+
+_INFINITY = float("inf")
+
+
+def normalize(value: Any, max_depth: int = MAX_DEPTH) -> Any:
+    """``value`` exactly as it reads back once stored (tuples become lists, dates text, ...), as
+    a fresh copy; ``InvalidValue`` if it cannot be stored or nests deeper than ``max_depth``.
+    Plain JSON (dicts with string keys, lists, strings, numbers, booleans, None) takes a fast
+    copy; anything else goes through the encoder and back."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    try:
+        return _plain_copy(value, 1, max_depth)
+    except (_NotPlain, RecursionError):
+        check_depth(value, max_depth)
+        return loads(dumps(value))
 
 
 def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:

@@ -98,3 +98,52 @@ def test_depth_limit_counts_leaves_as_a_level() -> None:
     codec.check_depth(empty)  # 64 lists, the innermost empty: 64 levels
     with pytest.raises(InvalidValue, match="deeper than 64"):
         codec.check_depth({"x": empty})
+
+
+storable = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.datetimes()
+    | st.dates()
+    | st.binary(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text() | st.integers() | st.booleans(), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(storable)
+def test_normalize_is_what_the_store_gives_back(value: object) -> None:
+    try:
+        expected = codec.loads(codec.dumps(value))
+    except InvalidValue:
+        with pytest.raises(InvalidValue):
+            codec.normalize(value)
+        return
+    assert codec.normalize(value) == expected
+
+
+def test_normalize_copies_and_keeps_the_depth_limit() -> None:
+    value = {"blocks": [{"id": "b1", "tags": ["x"]}], "n": 1.5}
+    normalized = codec.normalize(value)
+    assert normalized == value
+    assert normalized["blocks"] is not value["blocks"]
+    assert normalized["blocks"][0]["tags"] is not value["blocks"][0]["tags"]
+    deep: object = 1
+    for _ in range(codec.MAX_DEPTH - 1):
+        deep = [deep]
+    assert codec.normalize(deep) == deep  # 64 levels
+    with pytest.raises(InvalidValue, match="deeper than 64"):
+        codec.normalize([deep])
+    with pytest.raises(InvalidValue):
+        codec.normalize({"x": float("nan")})
+    circular: list[object] = []
+    circular.append(circular)
+    with pytest.raises(InvalidValue):
+        codec.normalize(circular)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -130,7 +131,7 @@ def test_normalize_is_what_the_store_gives_back(value: object) -> None:
 
 
 def test_normalize_copies_and_keeps_the_depth_limit() -> None:
-    value = {"blocks": [{"id": "b1", "tags": ["x"]}], "n": 1.5}
+    value: dict[str, Any] = {"blocks": [{"id": "b1", "tags": ["x"]}], "n": 1.5}
     normalized = codec.normalize(value)
     assert normalized == value
     assert normalized["blocks"] is not value["blocks"]

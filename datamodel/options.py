@@ -6,8 +6,9 @@ import, never at first save.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,11 @@ class Options:
     def columns(self) -> list[str]:
         """Metadata table columns: the sync fields (built-ins included), in order."""
         return self.sync_fields
+
+    @functools.cached_property
+    def row_converters(self) -> list[tuple[str, Callable[[Any], Any]]]:
+        """Each metadata column with the function giving its SQL value (built once)."""
+        return [(column, self.fields[column].to_sql) for column in self.sync_fields]
 
 
 def _fail(model: str, message: str) -> DeclarationError:

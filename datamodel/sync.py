@@ -19,8 +19,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from datastore import DatastoreError, codec
@@ -42,30 +41,44 @@ def now_iso() -> str:
     return codec.isoformat(dt.datetime.now(dt.UTC))
 
 
-@contextmanager
-def timed(operation: str, meta: Options, scope: Scope, object_id: Any) -> Iterator[None]:
+class timed:
     """Log one operation: model, id, duration and round trips to each store."""
-    kv_counter = scope.connection.datastore.round_trips
-    sql_counter = scope.connection.sql.round_trips
-    kv_start, sql_start = kv_counter.value, sql_counter.value
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
+
+    __slots__ = (
+        "kv_counter",
+        "kv_start",
+        "meta",
+        "object_id",
+        "operation",
+        "sql_counter",
+        "sql_start",
+        "started",
+    )
+
+    def __init__(self, operation: str, meta: Options, scope: Scope, object_id: Any) -> None:
+        self.operation, self.meta, self.object_id = operation, meta, object_id
+        self.kv_counter = scope.connection.datastore.round_trips
+        self.sql_counter = scope.connection.sql.round_trips
+
+    def __enter__(self) -> None:
+        self.kv_start, self.sql_start = self.kv_counter.value, self.sql_counter.value
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
         logger.info(
             "%s %s %s in %.1f ms (kv %d, sql %d round trips)",
-            operation,
-            meta.name,
-            object_id,
-            (time.perf_counter() - started) * 1000,
-            kv_counter.value - kv_start,
-            sql_counter.value - sql_start,
+            self.operation,
+            self.meta.name,
+            self.object_id,
+            (time.perf_counter() - self.started) * 1000,
+            self.kv_counter.value - self.kv_start,
+            self.sql_counter.value - self.sql_start,
         )
 
 
 def project_row(meta: Options, values: dict[str, Any]) -> list[Any]:
     """The metadata row of an object: its sync fields as column values."""
-    return [meta.fields[column].to_sql(values.get(column)) for column in meta.sync_fields]
+    return [to_sql(values.get(column)) for column, to_sql in meta.row_converters]
 
 
 def upsert_statements(meta: Options, rows: Sequence[Sequence[Any]], max_parameters: int | None):

@@ -75,9 +75,14 @@ def insert_rows(
     statements: list[Statement] = []
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        sql = head + ", ".join([placeholder] * len(chunk)) + (f" {suffix}" if suffix else "")
+        sql = _statement_text(head, placeholder, len(chunk), suffix)
         statements.append((sql, [value for row in chunk for value in row]))
     return statements
+
+
+@functools.lru_cache(maxsize=1024)  # the same shapes recur: one row per save, full chunks
+def _statement_text(head: str, placeholder: str, rows: int, suffix: str) -> str:
+    return head + ", ".join([placeholder] * rows) + (f" {suffix}" if suffix else "")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -242,13 +242,16 @@ class Array(Field):
         return cleaned
 
     def to_sql(self, value: Any) -> Any:
-        return None if value is None else json.dumps(value, separators=(",", ":"))
+        return None if value is None else _COMPACT_JSON.encode(value)
 
     def from_sql(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # what json.dumps(..., separators) gives
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
+# The stored form itself: such a string only needs its date and time checked.
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 class Timestamp(Field):
@@ -268,6 +271,12 @@ class Timestamp(Field):
     def clean_value(self, value: Any) -> Any:
         if isinstance(value, dt.datetime):
             return codec.isoformat(value)
+        if isinstance(value, str) and _CANONICAL.fullmatch(value):
+            try:
+                dt.datetime.fromisoformat(value[:23])
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a valid ISO-8601 timestamp") from exc
+            return value
         if isinstance(value, str) and _ISO.fullmatch(value):
             try:
                 parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

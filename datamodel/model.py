@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -58,10 +59,18 @@ class Scope:
 
     def store(self, meta: Options) -> ScopedDatastore:
         """The KV view for a model: scoped by ``_auth`` unless the model has no auth."""
-        datastore = self.connection.datastore
         if meta.auth and self.user_id is not None:
-            return datastore.auth(self.user_id)
-        return datastore.system()
+            return self._user_store
+        return self._system_store
+
+    @functools.cached_property
+    def _user_store(self) -> ScopedDatastore:
+        assert self.user_id is not None
+        return self.connection.datastore.auth(self.user_id)
+
+    @functools.cached_property
+    def _system_store(self) -> ScopedDatastore:
+        return self.connection.datastore.system()
 
 
 @dataclass

@@ -54,6 +54,21 @@ T = TypeVar("T")
 
 # KEYS: value key, meta key for each item, then the namespaces set.
 # ARGV: namespace, item count, then per item: value, if_version, ttl_ms, metadata ('' = none).
+# Entries (value, version, metadata, milliseconds to live) of several keys, read atomically in
+# one command: cheaper for the client than MULTI with three commands per key.
+_READ_SCRIPT = """
+local entries = {}
+for i = 1, #KEYS, 2 do
+  local value = redis.call('GET', KEYS[i])
+  if value then
+    local meta = redis.call('HMGET', KEYS[i + 1], 'v', 'm')
+    entries[#entries + 1] = {value, meta[1], meta[2], redis.call('PTTL', KEYS[i])}
+  else
+    entries[#entries + 1] = false
+  end
+end
+return entries
+"""
 _PUT_SCRIPT = """
 local n = tonumber(ARGV[2])
 local versions = {}
@@ -161,6 +176,7 @@ class RedisKVStore(BaseKVStore):
         )
         self._put_script = self._client.register_script(_PUT_SCRIPT)
         self._incr_script = self._client.register_script(_INCR_SCRIPT)
+        self._read_script = self._client.register_script(_READ_SCRIPT)
         self._namespaces_key = f"{key_prefix}namespaces"
         self._transactions = threading.local()
 
@@ -256,22 +272,18 @@ class RedisKVStore(BaseKVStore):
             entries = {key: transaction.entry(namespace, key) for key in keys}
             return {key: entry for key, entry in entries.items() if entry is not None}
 
-        def run() -> list[Any]:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.mget([self._value_key(namespace, key) for key in keys])
-            for key in keys:
-                pipe.hmget(self._meta_key(namespace, key), ["v", "m"])
-                pipe.pttl(self._value_key(namespace, key))
-            return pipe.execute()
-
-        results = self._call(run)
-        values = results[0]
+        script_keys: list[str] = []
+        for key in keys:
+            script_keys.append(self._value_key(namespace, key))
+            script_keys.append(self._meta_key(namespace, key))
+        results = self._call(self._read_script, keys=script_keys)
         found: dict[str, Entry] = {}
-        for index, key in enumerate(keys):
-            version, metadata = results[1 + 2 * index]
-            entry = self._to_entry(values[index], version, metadata, results[2 + 2 * index])
-            if entry is not None:
-                found[key] = entry
+        for key, result in zip(keys, results, strict=True):
+            if result:
+                value, version, metadata, pttl = result
+                entry = self._to_entry(value, version, metadata, pttl)
+                if entry is not None:
+                    found[key] = entry
         return found
 
     def exists(self, namespace: str, key: str) -> bool:

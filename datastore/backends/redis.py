@@ -7,7 +7,8 @@ Layout, under a configurable ``key_prefix`` (default ``nimbus:``):
 * ``{prefix}namespaces``           a set of namespace names.
 
 Writes run as one Lua script per call, so a batch checks every ``if_version`` and writes all
-items atomically in a single round trip. Reads use ``GET``/``MGET`` or a ``MULTI`` pipeline.
+items atomically in a single round trip. Values are read with ``GET``/``MGET``; entries (value,
+version, metadata, TTL) with one Lua script call, atomically.
 Listing uses ``SCAN``: its order is unspecified, pages may be shorter than ``limit`` (even
 empty) while a cursor is returned, and a key may repeat if Redis resizes its keyspace mid-scan.
 """
@@ -52,8 +53,6 @@ __all__ = ["RedisKVStore"]
 
 T = TypeVar("T")
 
-# KEYS: value key, meta key for each item, then the namespaces set.
-# ARGV: namespace, item count, then per item: value, if_version, ttl_ms, metadata ('' = none).
 # Entries (value, version, metadata, milliseconds to live) of several keys, read atomically in
 # one command: cheaper for the client than MULTI with three commands per key.
 _READ_SCRIPT = """
@@ -69,6 +68,8 @@ for i = 1, #KEYS, 2 do
 end
 return entries
 """
+# KEYS: value key, meta key for each item, then the namespaces set.
+# ARGV: namespace, item count, then per item: value, if_version, ttl_ms, metadata ('' = none).
 _PUT_SCRIPT = """
 local n = tonumber(ARGV[2])
 local versions = {}

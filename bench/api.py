@@ -188,10 +188,7 @@ def api_scenario(
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-api-") as scratch:
         folder = Path(scratch)
         prefix = f"bench-api-{uuid.uuid4().hex[:8]}:"
-        separator = "&" if "?" in redis_url else "?"
-        stores = Stores.for_backend(
-            backend, folder, redis_url=f"{redis_url}{separator}key_prefix={prefix}"
-        )
+        stores = Stores.for_backend(backend, folder, redis_url=redis_url, key_prefix=prefix)
         env = {
             **stores.environment(folder),
             "DJANGO_SETTINGS_MODULE": "bench.settings",

@@ -71,9 +71,7 @@ def load_scenario(
     with tempfile.TemporaryDirectory(prefix="nimbus-load-", dir=directory) as scratch:
         folder = Path(scratch)
         prefix = f"load-{uuid.uuid4().hex[:8]}:"
-        separator = "&" if "?" in redis_url else "?"
-        run_url = f"{redis_url}{separator}key_prefix={prefix}"
-        stores = Stores.for_backend(backend, folder, redis_url=run_url)
+        stores = Stores.for_backend(backend, folder, redis_url=redis_url, key_prefix=prefix)
         env = stores.environment(folder)
         manage(env, "nimbus_initialize", "--no-seeds", "--verbosity", "0")
         try:
@@ -86,6 +84,7 @@ def load_scenario(
                     headers={"Authorization": f"Bearer {key}"},
                     timeout=30,
                 )
+                listed.raise_for_status()
                 listed_total = int(listed.json()["pagination"]["total"])
         finally:
             if backend == "redis":

@@ -34,14 +34,17 @@ class Stores:
     d1_url: str
 
     @classmethod
-    def for_backend(cls, backend: str, directory: Path, *, redis_url: str) -> Stores:
-        """SQLite files in ``directory`` (the default), or Redis for KV with the metadata in a
-        SQLite file. ``redis_url`` should carry a ``key_prefix`` private to this run."""
+    def for_backend(
+        cls, backend: str, directory: Path, *, redis_url: str, key_prefix: str
+    ) -> Stores:
+        """SQLite files in ``directory`` (the default), or Redis for KV (its keys under
+        ``key_prefix``, private to the run) with the metadata in a SQLite file."""
         d1 = f"sqlite:///{directory / 'metadata.sqlite3'}"
         if backend == "sqlite":
             return cls(f"sqlite:///{directory / 'kv.sqlite3'}", d1)
         if backend == "redis":
-            return cls(redis_url, d1)
+            separator = "&" if "?" in redis_url else "?"
+            return cls(f"{redis_url}{separator}key_prefix={key_prefix}", d1)
         raise ValueError(f"unknown backend {backend!r}: expected sqlite or redis")
 
     def environment(self, var_dir: Path) -> dict[str, str]:

@@ -104,12 +104,12 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
         conf.reset()
         stack.callback(conf.reset)
         connection = conf.get_connection()
+        if options.backend == "redis":  # both project contenders write under the run's prefix
+            stack.callback(empty_kv, connection.datastore.kv)
         initialize(connection, [Page], seeds=False)
         chosen: list[Subject] = []
         if "nimbus" in wanted:
             chosen.append(NimbusPages(connection))
-            if options.backend == "redis":
-                stack.callback(empty_kv, connection.datastore.kv)
         if "datastore" in wanted:
             chosen.append(DatastorePages(conf.get_datastore()))
         if "raw" in wanted and options.backend in ("sqlite", "redis"):

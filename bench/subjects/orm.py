@@ -48,18 +48,14 @@ class OrmPages:
         page.version += 1
         page.save(update_fields=["deleted_at", "version", "updated_at"])
 
-    def _page(self) -> None:
+    def page(self) -> None:
         pages = self.model.objects.filter(
             project_id=PROJECT_ID, status="queued", deleted_at__isnull=True
         ).order_by("-priority", "-page_id")
         list(pages[:21])
         pages.count()
 
-    def page(self) -> None:
-        self._page()
-
-    def page_with_data(self) -> None:
-        self._page()  # an ORM row already holds the whole object
+    page_with_data = page  # an ORM row already holds the whole object
 
     def bulk_create(self, numbers: range) -> None:
         self.model.objects.bulk_create([self.model(**page_values(number)) for number in numbers])

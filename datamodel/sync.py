@@ -10,7 +10,9 @@
    safe in KV, where ``nimbus_sync --repair`` finds it;
 6. ``after_*`` hooks, whose errors are logged, never raised.
 
-A save costs one KV round trip and one SQL round trip.
+A save costs one KV round trip and one SQL round trip. Where the KV store pipelines (Redis),
+step 4 runs while step 3's write is in flight, inside a SQL transaction that commits only
+once the KV write has succeeded: the same outcome as one after the other, in less time.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from datastore import DatastoreError, codec
+from datastore import DatastoreError, Pending, SQLDatabase, codec
 from datastore.contract import Statement
 from datastore.sqlbuild import insert_rows, quote_identifier
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["bulk_save", "delete", "project_row", "restore", "save", "upsert_statements"]
 
 logger = logging.getLogger("datamodel")
+T = TypeVar("T")
 
 
 def now_iso() -> str:
@@ -148,10 +151,9 @@ def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
     meta = instance._meta
     previous = dict(instance._values)
     _stamp(instance, scope, adding, now_iso())
-    store = scope.store(meta)
     data = _stored_data(instance)
     try:
-        version = store.put(
+        pending = scope.store(meta).start_put(
             meta.kv_class,
             instance.kv_id,
             data,
@@ -160,21 +162,56 @@ def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
     except BaseException:
         instance._values = previous
         raise
+    sql = scope.connection.sql
+    statements = upsert_statements(meta, [project_row(meta, data)], sql.max_bound_parameters)
+    version, sql_error = _write_rows(statements, sql, pending, [(instance, previous)])
     instance._state.adding = False
     instance._state.saved = None  # the values are what was stored
     instance._state.kv_version = version
-    sql = scope.connection.sql
-    try:
-        sql.batch(
-            upsert_statements(meta, [project_row(meta, data)], sql.max_bound_parameters),
-            idempotent=True,
-        )
-    except DatastoreError as exc:
+    if sql_error is not None:
         raise SyncError(
             f"{meta.name} {instance.pk!r} was saved to KV but its metadata row in "
-            f"{meta.table!r} was not written ({exc}); run `manage.py nimbus_sync --repair` "
-            "to rebuild it from KV"
-        ) from exc
+            f"{meta.table!r} was not written ({sql_error}); run `manage.py nimbus_sync "
+            "--repair` to rebuild it from KV"
+        ) from sql_error
+
+
+def _write_rows(
+    statements: list[Statement],
+    sql: SQLDatabase,
+    pending: Pending[T],
+    previous: Sequence[tuple[DataModel, dict[str, Any]]] = (),
+) -> tuple[T, DatastoreError | None]:
+    """Step 4 while step 3's KV write is in flight (on Redis): the rows are written meanwhile
+    and committed only once that write has succeeded.
+
+    Returns the KV write's answer and the SQL error, if any, for the caller to raise as
+    ``SyncError`` once the instances reflect what KV holds. If the KV write failed, every
+    instance gets its ``previous`` values back and the KV error propagates.
+    """
+
+    def kv_answer() -> T:
+        try:
+            return pending.result()
+        except BaseException:
+            for instance, values in previous:
+                instance._values = values
+            raise
+
+    if pending.done():
+        kv_answer()  # the store has answered already: no SQL write after a failed KV write
+    sql_error: DatastoreError | None = None
+    try:
+        sql.batch(
+            statements,
+            idempotent=True,
+            before_commit=None if pending.done() else pending.result,
+        )
+    except DatastoreError as exc:
+        sql_error = exc
+    finally:
+        answer = kv_answer()  # in hand by now, unless the SQL write failed first
+    return answer, sql_error
 
 
 def save(instance: DataModel, scope: Scope) -> None:
@@ -273,7 +310,7 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
     with timed("bulk_save", meta, scope, f"{len(instances)} objects"):
         for start in range(0, len(instances), batch_size):
             chunk = instances[start : start + batch_size]
-            versions = store.put_many(
+            pending = store.start_put_many(
                 meta.kv_class,
                 {instance.kv_id: _stored_data(instance) for instance in chunk},
                 if_versions={
@@ -281,20 +318,19 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
                     for instance in chunk
                 },
             )
+            rows = [project_row(meta, _stored_data(instance)) for instance in chunk]
+            statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)
+            versions, sql_error = _write_rows(statements, sql, pending)
             created = {id(instance) for instance in chunk if instance._state.adding}
             for instance in chunk:
                 instance._state.adding = False
                 instance._state.saved = None
                 instance._state.kv_version = versions[instance.kv_id]
-            rows = [project_row(meta, _stored_data(instance)) for instance in chunk]
-            statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)
-            try:
-                sql.batch(statements, idempotent=True)
-            except DatastoreError as exc:
+            if sql_error is not None:
                 raise SyncError(
                     f"{len(chunk)} {meta.name} objects were saved to KV but their metadata rows "
-                    f"were not written ({exc}); run `manage.py nimbus_sync --repair`"
-                ) from exc
+                    f"were not written ({sql_error}); run `manage.py nimbus_sync --repair`"
+                ) from sql_error
             for instance in chunk:
                 if id(instance) in created:
                     instance.hooks.run_after("after_create", instance)

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .facade import Datastore, ScopedDatastore
 from .keys import composite_key, list_key, object_key
+from .pending import Pending
 from .routing import DEFAULT_CLASS_NAMESPACES, Routing
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "KeyPage",
     "NotFound",
     "NotSupported",
+    "Pending",
     "PutItem",
     "QueryError",
     "QueryHit",

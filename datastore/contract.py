@@ -21,10 +21,12 @@ KV semantics shared by every backend:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, overload, runtime_checkable
+
+from .pending import Pending
 
 __all__ = [
     "DEFAULT_KV_LIMITS",
@@ -34,6 +36,7 @@ __all__ = [
     "KVStore",
     "KeyPage",
     "Names",
+    "Pending",
     "PutItem",
     "QueryHit",
     "QueryResult",
@@ -223,6 +226,26 @@ class KVStore(Protocol):
         """Store a batch (atomic where the backend can be); returns the new versions in order."""
         ...
 
+    def start_put(
+        self,
+        namespace: str,
+        key: str,
+        value: bytes | str,
+        *,
+        ttl: float | None = None,
+        metadata: Metadata | None = None,
+        if_version: int | None = None,
+    ) -> Pending[int]:
+        """``put``, sent without waiting for the answer: ``result()`` returns the new version or
+        raises what ``put`` would. Arguments are checked before anything is sent (those errors
+        raise here). Redis pipelines the request, so the caller can work while it is in
+        flight; other stores answer before returning."""
+        ...
+
+    def start_put_many(self, namespace: str, items: Sequence[PutItem]) -> Pending[Versions]:
+        """``put_many``, sent without waiting for the answer (see ``start_put``)."""
+        ...
+
     def delete(self, namespace: str, key: str) -> bool:
         """Remove ``key``; ``True`` if it existed."""
         ...
@@ -375,9 +398,20 @@ class SQLDatabase(Protocol):
         ...
 
     def batch(
-        self, statements: Sequence[Statement], *, idempotent: bool | None = None
+        self,
+        statements: Sequence[Statement],
+        *,
+        idempotent: bool | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> list[QueryResult]:
-        """Run several statements in one round trip, atomically where the backend can."""
+        """Run several statements in one round trip, atomically where the backend can.
+
+        ``before_commit`` is called once the statements have run and before they are
+        committed; if it raises, nothing is committed and its error propagates. The model
+        layer passes the answer of a KV write in flight, so the metadata row is written while
+        that write travels and committed only if it succeeded. Backends without interactive
+        transactions (D1) call it before sending the batch.
+        """
         ...
 
     def table_info(self, table: str) -> list[SQLColumn]:

@@ -18,6 +18,7 @@ The same code runs on a KV store (``adapter="kv"``) or on the SQL ``objects``/``
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from .adapters.sql import SQLAdapter
 from .contract import KVStore, RoundTripCounter, SQLDatabase
 from .errors import Conflict, InvalidValue
 from .keys import composite_key, validate_id
+from .pending import Pending
 from .routing import Routing
 
 __all__ = ["Datastore", "ScopedDatastore"]
@@ -174,10 +176,27 @@ class ScopedDatastore:
         ``Conflict`` if the object changed since. Stores without compare-and-set
         (``supports_cas = False``) cannot refuse it: there the last writer wins.
         """
+        return self.start_put(
+            class_name, object_id, data, ttl=ttl, auth=auth, if_version=if_version
+        ).result()
+
+    def start_put(
+        self,
+        class_name: str,
+        object_id: str,
+        data: Mapping[str, Any],
+        *,
+        ttl: float | None = None,
+        auth: Sequence[str] | None = None,
+        if_version: int | None = None,
+    ) -> Pending[int]:
+        """``put``, with the write sent but its answer not yet read: ``result()`` returns the
+        version or raises what ``put`` would. On Redis the caller works while the write is
+        in flight; other stores answer before this returns."""
         versions = None if if_version is None else {object_id: if_version}
-        return self.put_many(
+        return self.start_put_many(
             class_name, {object_id: data}, ttl=ttl, auth=auth, if_versions=versions
-        )[object_id]
+        ).then(operator.itemgetter(object_id))
 
     def put_many(
         self,
@@ -196,6 +215,21 @@ class ScopedDatastore:
         the write is one compare-and-set batch and needs no read, as ``put(if_version=)``
         describes; ``create=True`` means every object must be new.
         """
+        return self.start_put_many(
+            class_name, objects, ttl=ttl, auth=auth, create=create, if_versions=if_versions
+        ).result()
+
+    def start_put_many(
+        self,
+        class_name: str,
+        objects: Mapping[str, Mapping[str, Any]],
+        *,
+        ttl: float | None = None,
+        auth: Sequence[str] | None = None,
+        create: bool = False,
+        if_versions: Mapping[str, int] | None = None,
+    ) -> Pending[dict[str, int]]:
+        """``put_many``, with the write sent but its answer not yet read (see ``start_put``)."""
         if not isinstance(objects, Mapping):
             raise InvalidValue("objects must be a mapping of id -> data")
         if auth is not None and not self.is_system:
@@ -206,7 +240,7 @@ class ScopedDatastore:
             if not isinstance(data, Mapping):
                 raise InvalidValue(f"data for {object_id!r} must be a mapping (a JSON object)")
         if not objects:
-            return {}
+            return Pending.run(dict)
         if create:
             if_versions = dict.fromkeys(objects, 0)
         if if_versions is not None:
@@ -233,8 +267,18 @@ class ScopedDatastore:
                     stored.version if stored is not None else 0,
                 )
             )
-        versions = self._adapter.write_many(class_name, writes, ttl)
-        return dict(zip(objects, versions, strict=True))
+        return self._start_write(class_name, objects, writes, ttl)
+
+    def _start_write(
+        self,
+        class_name: str,
+        objects: Mapping[str, Mapping[str, Any]],
+        writes: list[ObjectWrite],
+        ttl: float | None,
+    ) -> Pending[dict[str, int]]:
+        return self._adapter.start_write_many(class_name, writes, ttl).then(
+            lambda versions: dict(zip(objects, versions, strict=True))
+        )
 
     def _write_versioned(
         self,
@@ -243,7 +287,7 @@ class ScopedDatastore:
         if_versions: Mapping[str, int],
         owners: list[str] | None,
         ttl: float | None,
-    ) -> dict[str, int]:
+    ) -> Pending[dict[str, int]]:
         writes = []
         for object_id, data in objects.items():
             if object_id not in if_versions:
@@ -261,8 +305,7 @@ class ScopedDatastore:
                     f"this user may not write {object_id!r}: it is not among its owners"
                 )
             writes.append(ObjectWrite(object_id, _with_auth(data, object_owners), expected))
-        versions = self._adapter.write_many(class_name, writes, ttl)
-        return dict(zip(objects, versions, strict=True))
+        return self._start_write(class_name, objects, writes, ttl)
 
     def delete(self, class_name: str, object_id: str) -> bool:
         """Remove the object; ``False`` if it is missing or not visible to this scope."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,13 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def require_service(name: str, reason: str) -> None:
@@ -159,7 +167,13 @@ def make_datastore(name: str, tmp_path: Any, cloudflare: Any = None) -> tuple[An
 
 
 class FaultyStore:
-    """Wraps a KV store or SQL database; methods named in ``failing`` raise ``Unavailable``."""
+    """Wraps a KV store or SQL database; methods named in ``failing`` raise ``Unavailable``.
+
+    A failing ``put`` or ``put_many`` fails their sent-now-answered-later forms too
+    (``start_put``, ``start_put_many``), whose ``Pending`` raises when its answer is read.
+    """
+
+    _STARTED = {"start_put": "put", "start_put_many": "put_many"}
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -167,12 +181,18 @@ class FaultyStore:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
-        if name in self.failing and callable(attribute):
+        if not callable(attribute):
+            return attribute
 
-            def fail(*args: Any, **kwargs: Any) -> Any:
-                from datastore import Unavailable
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            from datastore import Unavailable
 
-                raise Unavailable(f"injected failure in {name}")
+            raise Unavailable(f"injected failure in {name}")
 
+        if name in self.failing:
             return fail
+        if self._STARTED.get(name) in self.failing:
+            from datastore import Pending
+
+            return lambda *args, **kwargs: Pending.run(fail)
         return attribute

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..contract import RoundTripCounter
+from ..pending import Pending
 
 __all__ = ["ObjectAdapter", "ObjectWrite", "StoredList", "StoredObject"]
 
@@ -61,6 +62,12 @@ class ObjectAdapter(Protocol):
         self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
     ) -> list[int]:
         """Write all or nothing; ``Conflict`` if any ``if_version`` does not hold."""
+        ...
+
+    def start_write_many(
+        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+    ) -> Pending[list[int]]:
+        """``write_many``, sent without waiting for the answer where the store can pipeline."""
         ...
 
     def remove_many(self, class_name: str, object_ids: Sequence[str]) -> int: ...

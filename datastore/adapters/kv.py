@@ -14,6 +14,7 @@ from .. import codec
 from ..contract import KVStore, PutItem
 from ..errors import Conflict, InvalidValue
 from ..keys import list_key, object_key
+from ..pending import Pending
 from ..routing import Routing
 from .base import ObjectWrite, StoredList, StoredObject
 
@@ -53,6 +54,11 @@ class KVAdapter:
     def write_many(
         self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
     ) -> list[int]:
+        return self.start_write_many(class_name, writes, ttl).result()
+
+    def start_write_many(
+        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+    ) -> Pending[list[int]]:
         namespace = self.routing.namespace_for(class_name)
         items = [
             PutItem(
@@ -65,13 +71,19 @@ class KVAdapter:
         ]
         if len(items) == 1:
             item = items[0]
-            return [
-                self.kv.put(namespace, item.key, item.value, ttl=ttl, if_version=item.if_version)
-            ]
-        versions: list[int] = []
-        for chunk in _chunks(items, self.kv.limits.max_batch_write):
-            versions.extend(self.kv.put_many(namespace, chunk))
-        return versions
+            return self.kv.start_put(
+                namespace, item.key, item.value, ttl=ttl, if_version=item.if_version
+            ).then(_as_list)
+        if len(items) <= self.kv.limits.max_batch_write:
+            return self.kv.start_put_many(namespace, items)
+
+        def in_chunks() -> list[int]:
+            versions: list[int] = []
+            for chunk in _chunks(items, self.kv.limits.max_batch_write):
+                versions.extend(self.kv.put_many(namespace, chunk))
+            return versions
+
+        return Pending.run(in_chunks)
 
     def remove_many(self, class_name: str, object_ids: Sequence[str]) -> int:
         namespace = self.routing.namespace_for(class_name)
@@ -162,6 +174,10 @@ def _decode(value: bytes, version: int) -> StoredObject:
     if not isinstance(data, dict):
         raise InvalidValue("stored value is not a JSON object")
     return StoredObject(data, version)
+
+
+def _as_list(version: int) -> list[int]:
+    return [version]
 
 
 def _chunks(items: list, size: int) -> list[list]:

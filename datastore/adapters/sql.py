@@ -21,6 +21,7 @@ from .. import codec
 from ..contract import SQLDatabase, Statement
 from ..errors import Conflict, IntegrityError, InvalidValue, TooLarge
 from ..keys import list_key, object_key
+from ..pending import Pending
 from ..routing import Routing
 from .base import ObjectWrite, StoredList, StoredObject
 
@@ -119,6 +120,11 @@ class SQLAdapter:
             [self._class(class_name), json.dumps(list(object_ids)), self.clock()],
         )
         return {row["id"]: _decode(row) for row in rows}
+
+    def start_write_many(
+        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+    ) -> Pending[list[int]]:
+        return Pending.run(lambda: self.write_many(class_name, writes, ttl))
 
     def write_many(
         self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None

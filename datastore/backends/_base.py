@@ -16,6 +16,7 @@ from .. import codec
 from ..contract import Entry, KVLimits, Metadata, Names, PutItem, Versions
 from ..errors import Conflict, InvalidValue, NotSupported
 from ..keys import validate_namespace
+from ..pending import Pending
 from ._query import QueryHit, matches, parse_filters, parse_sort, select
 from ._validation import PreparedPut, prepare_put, prepare_puts
 
@@ -45,6 +46,10 @@ def parse_counter(value: bytes | None, key: str) -> int:
         return int(value)
     except ValueError:
         raise InvalidValue(f"{key!r} does not hold an integer") from None
+
+
+def _first(versions: Versions) -> int:
+    return versions[0]
 
 
 class BaseKVStore:
@@ -84,16 +89,19 @@ class BaseKVStore:
     def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
         raise NotImplementedError
 
-    def put(
+    def _start_apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Pending[Versions]:
+        """``_apply`` sent without waiting; a backend that can pipeline overrides it."""
+        return Pending.run(lambda: self._apply(namespace, puts))
+
+    def _prepare_one(
         self,
         namespace: str,
         key: str,
         value: bytes | str,
-        *,
-        ttl: float | None = None,
-        metadata: Metadata | None = None,
-        if_version: int | None = None,
-    ) -> int:
+        ttl: float | None,
+        metadata: Metadata | None,
+        if_version: int | None,
+    ) -> list[PreparedPut]:
         validate_namespace(namespace)
         put = prepare_put(
             key,
@@ -104,11 +112,41 @@ class BaseKVStore:
             limits=self.limits,
             supports_cas=self.supports_cas,
         )
-        return self._apply(namespace, [put])[0]
+        return [put]
+
+    def put(
+        self,
+        namespace: str,
+        key: str,
+        value: bytes | str,
+        *,
+        ttl: float | None = None,
+        metadata: Metadata | None = None,
+        if_version: int | None = None,
+    ) -> int:
+        puts = self._prepare_one(namespace, key, value, ttl, metadata, if_version)
+        return self._apply(namespace, puts)[0]
 
     def put_many(self, namespace: str, items: Sequence[PutItem]) -> Versions:
         puts = prepare_puts(namespace, items, self.limits, self.supports_cas)
         return self._apply(namespace, puts) if puts else []
+
+    def start_put(
+        self,
+        namespace: str,
+        key: str,
+        value: bytes | str,
+        *,
+        ttl: float | None = None,
+        metadata: Metadata | None = None,
+        if_version: int | None = None,
+    ) -> Pending[int]:
+        puts = self._prepare_one(namespace, key, value, ttl, metadata, if_version)
+        return self._start_apply(namespace, puts).then(_first)
+
+    def start_put_many(self, namespace: str, items: Sequence[PutItem]) -> Pending[Versions]:
+        puts = prepare_puts(namespace, items, self.limits, self.supports_cas)
+        return self._start_apply(namespace, puts) if puts else Pending.run(list)
 
     def delete(self, namespace: str, key: str) -> bool:
         return self.delete_many(namespace, [key]) == 1

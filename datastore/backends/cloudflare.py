@@ -471,8 +471,14 @@ class CloudflareD1Database:
         return self.batch([(sql, params)], idempotent=idempotent)[0]
 
     def batch(
-        self, statements: Sequence[Statement], *, idempotent: bool | None = None
+        self,
+        statements: Sequence[Statement],
+        *,
+        idempotent: bool | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> list[QueryResult]:
+        if before_commit is not None:
+            before_commit()  # D1 has no interactive transaction to hold open meanwhile
         if not statements:
             return []
         body = [self._prepare(sql, params) for sql, params in statements]

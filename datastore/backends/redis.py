@@ -7,7 +7,8 @@ Layout, under a configurable ``key_prefix`` (default ``nimbus:``):
 * ``{prefix}namespaces``           a set of namespace names.
 
 Writes run as one Lua script per call, so a batch checks every ``if_version`` and writes all
-items atomically in a single round trip. Values are read with ``GET``/``MGET``; entries (value,
+items atomically in a single round trip; ``start_put`` sends that call and reads the reply
+later (pipelining). Values are read with ``GET``/``MGET``; entries (value,
 version, metadata, TTL) with one Lua script call, atomically.
 Listing uses ``SCAN``: its order is unspecified, pages may be shorter than ``limit`` (even
 empty) while a cursor is returned, and a key may repeat if Redis resizes its keyspace mid-scan.
@@ -41,7 +42,9 @@ from ..contract import (
 )
 from ..errors import Conflict, DatastoreError, InvalidValue, Unavailable
 from ..keys import validate_kv_key, validate_namespace
+from ..pending import Pending
 from ._base import BaseKVStore, check_amount
+from ._redis_pipeline import start_script
 from ._redis_transaction import RedisTransaction
 from ._validation import (
     PreparedPut,
@@ -196,15 +199,30 @@ class RedisKVStore(BaseKVStore):
             return operation(*args, **kwargs)
         except redis.WatchError:
             raise  # a transaction's own signal; RedisTransaction turns it into Conflict
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise Unavailable(f"Redis at {self._safe_url()} is unavailable: {exc}") from exc
-        except redis.ResponseError as exc:
-            message = str(exc)
-            if message.startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
-                raise Unavailable(f"Redis is temporarily unavailable: {message}") from exc
-            raise DatastoreError(f"Redis error: {message}") from exc
         except redis.RedisError as exc:
-            raise DatastoreError(f"Redis error: {exc}") from exc
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: redis.RedisError) -> DatastoreError:
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return Unavailable(f"Redis at {self._safe_url()} is unavailable: {exc}")
+        message = str(exc)
+        if isinstance(exc, redis.ResponseError) and message.startswith(
+            ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")
+        ):
+            return Unavailable(f"Redis is temporarily unavailable: {message}")
+        return DatastoreError(f"Redis error: {message}")
+
+    def _start_script(self, script: Any, keys: list[str], args: Arguments) -> Pending[Any]:
+        """Send one script call (one round trip); its reply is read when asked."""
+        self.round_trips.add()
+        return start_script(
+            self._client.connection_pool,
+            script,
+            keys,
+            args,
+            again=lambda: self._call(script, keys=keys, args=args),
+            translate=self._translate,
+        )
 
     def _safe_url(self) -> str:
         return self.url.split("@")[-1] if "@" in self.url else self.url
@@ -376,13 +394,15 @@ class RedisKVStore(BaseKVStore):
         if (transaction := self._transaction()) is not None:
             return transaction.apply(namespace, puts)
         keys, args = self._put_arguments(namespace, puts)
-        ok, payload = self._call(self._put_script, keys=keys, args=args)
-        if not ok:
-            failed = [puts[int(index) - 1].key for index in payload]
-            raise Conflict(
-                f"version mismatch for {', '.join(repr(k) for k in failed)}", keys=failed
-            )
-        return [int(version) for version in payload]
+        return _versions(puts, self._call(self._put_script, keys=keys, args=args))
+
+    def _start_apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Pending[Versions]:
+        if self._transaction() is not None:
+            return super()._start_apply(namespace, puts)
+        keys, args = self._put_arguments(namespace, puts)
+        return self._start_script(self._put_script, keys, args).then(
+            lambda reply: _versions(puts, reply)
+        )
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> int:
         validate_keys(namespace, keys, self.limits, self.limits.max_batch_write)
@@ -449,6 +469,15 @@ class RedisKVStore(BaseKVStore):
 
     def __repr__(self) -> str:
         return f"RedisKVStore({self._safe_url()!r}, key_prefix={self.key_prefix!r})"
+
+
+def _versions(puts: Sequence[PreparedPut], reply: Any) -> Versions:
+    """The put script's reply: the new versions, or ``Conflict`` naming the stale keys."""
+    ok, payload = reply
+    if not ok:
+        failed = [puts[int(index) - 1].key for index in payload]
+        raise Conflict(f"version mismatch for {', '.join(repr(k) for k in failed)}", keys=failed)
+    return [int(version) for version in payload]
 
 
 def _make_cursor(scan_cursor: int, after: str | None) -> str:

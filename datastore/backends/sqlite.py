@@ -84,17 +84,27 @@ class SQLiteDatabase:
             return self._run(connection, sql, params)
 
     def batch(
-        self, statements: Sequence[Statement], *, idempotent: bool | None = None
+        self,
+        statements: Sequence[Statement],
+        *,
+        idempotent: bool | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> list[QueryResult]:
         # ``idempotent`` only matters for remote backends that may retry; SQLite never does.
         if not statements:
+            if before_commit is not None:
+                before_commit()
             return []
         self.round_trips.add()
-        if len(statements) == 1:  # one statement is atomic by itself: no BEGIN/COMMIT
+        if len(statements) == 1 and before_commit is None:
+            # one statement is atomic by itself: no BEGIN/COMMIT
             with self._connections.connection() as connection:
                 return [self._run(connection, *statements[0])]
         with self._connections.transaction() as connection:
-            return [self._run(connection, sql, params) for sql, params in statements]
+            results = [self._run(connection, sql, params) for sql, params in statements]
+            if before_commit is not None:
+                before_commit()
+            return results
 
     def table_info(self, table: str) -> list[SQLColumn]:
         return table_info(self, table)

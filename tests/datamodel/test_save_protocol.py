@@ -89,6 +89,7 @@ def test_concurrent_update_raises_conflict_instead_of_losing_data(connection: Co
     second.set("title", "second")
     with pytest.raises(Conflict):
         second.save()
+    assert second.get("_version") == 1 and second.get("title") == "second"  # as it was
     assert pages.get(page.kv_id).get("title") == "first"
     row = connection.sql.execute("SELECT title, _version FROM webpage_meta")[0]
     assert row == {"title": "first", "_version": 2}
@@ -118,17 +119,26 @@ def test_a_kv_failure_writes_no_metadata(memory_connection: Connection) -> None:
 
 
 def test_a_metadata_failure_is_a_clear_error_and_kv_keeps_the_object(
-    memory_connection: Connection,
+    connection: Connection,
 ) -> None:
-    faulty = FaultyStore(memory_connection.sql)
-    connection = Connection(memory_connection.datastore, faulty)
-    pages = Page.objects.auth("u1", using=connection)
+    faulty = FaultyStore(connection.sql)
+    broken = Connection(connection.datastore, faulty)
+    pages = Page.objects.auth("u1", using=broken)
     faulty.failing = {"batch"}
     with pytest.raises(SyncError, match="nimbus_sync --repair"):
-        pages.create(project_id="p1", page_id="page_x", url="https://example.com")
-    assert pages.get(project_id="p1", page_id="page_x").get("url") == "https://example.com"
+        page = pages.create(project_id="p1", page_id="page_x", url="https://example.com")
+    page = pages.get(project_id="p1", page_id="page_x")
+    assert page.get("url") == "https://example.com" and page.get("_version") == 1
+    page.set("title", "kept")
+    with pytest.raises(SyncError):
+        page.save()
+    assert page.get("_version") == 2 and not page.changes()  # it reflects what KV holds
     faulty.failing = set()
     assert pages.query().count() == 0  # the row is missing until repaired
+    page.set("title", "again")
+    page.save()  # the KV write and the row land once the database is back
+    assert pages.get(page.kv_id).get("title") == "again"
+    assert pages.query().count() == 1
 
 
 def test_before_create_can_modify(memory_connection: Connection) -> None:

@@ -169,6 +169,40 @@ def test_put_many_is_all_or_nothing_on_conflict(kv: KVStore) -> None:
     assert kv.get(NS, "taken") == b"original"
 
 
+def test_start_put_answers_like_put(kv: KVStore) -> None:
+    pending = kv.start_put(NS, "k", b"v1", metadata={"m": 1})
+    assert pending.result() == (1 if kv.supports_cas else 0)
+    assert kv.get(NS, "k") == b"v1" and kv.get_metadata(NS, "k") == {"m": 1}
+    versions = kv.start_put_many(NS, [PutItem("k", b"v2"), PutItem("j", b"w")]).result()
+    assert versions == ([2, 1] if kv.supports_cas else [0, 0])
+    assert kv.start_put_many(NS, []).result() == []
+    assert kv.get_many(NS, ["k", "j"]) == {"k": b"v2", "j": b"w"}
+
+
+def test_start_put_conflicts_when_its_answer_is_read(kv: KVStore) -> None:
+    requires_cas(kv)
+    kv.put(NS, "taken", b"original")
+    pending = kv.start_put(NS, "taken", b"stale", if_version=0)
+    batch = kv.start_put_many(
+        NS, [PutItem("fresh", b"x", if_version=0), PutItem("taken", b"y", if_version=0)]
+    )
+    for failed in (pending, batch):
+        with pytest.raises(Conflict) as info:
+            failed.result()
+        assert info.value.keys == ("taken",)
+    assert kv.get(NS, "taken") == b"original" and kv.get(NS, "fresh") is None
+
+
+def test_start_put_checks_its_arguments_before_sending(kv: KVStore) -> None:
+    before = kv.round_trips.value
+    with pytest.raises(InvalidKey):
+        kv.start_put(NS, "", b"v")
+    with pytest.raises(InvalidValue, match="more than once"):
+        kv.start_put_many(NS, [PutItem("a", b"1"), PutItem("a", b"2")])
+    assert kv.round_trips.value == before
+    assert kv.get(NS, "a") is None
+
+
 def test_put_many_refuses_repeated_keys(kv: KVStore) -> None:
     with pytest.raises(InvalidValue, match="more than once"):
         kv.put_many(NS, [PutItem("a", b"1"), PutItem("a", b"2")])

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from datastore import IntegrityError, QueryError, SQLDatabase
+from datastore import Conflict, IntegrityError, QueryError, SQLDatabase
+from datastore.contract import Statement
 
 
 @pytest.fixture
@@ -58,6 +59,29 @@ def test_batch_is_one_round_trip_and_atomic(sql: SQLDatabase) -> None:
         )
     assert sql.execute("SELECT id FROM things ORDER BY id") == [{"id": "a"}, {"id": "b"}]
     assert sql.batch([]) == []
+
+
+def test_batch_commits_only_if_before_commit_returns(sql: SQLDatabase) -> None:
+    calls: list[int] = []
+    insert = ("INSERT INTO things (id, n) VALUES (?, ?)", ["a", 1])
+    sql.batch([insert], before_commit=lambda: calls.append(1))
+    assert calls == [1]
+
+    def refuse() -> None:
+        calls.append(2)
+        raise Conflict("the KV write did not land")
+
+    another = ("INSERT INTO things (id, n) VALUES (?, ?)", ["b", 2])
+    batches: list[list[Statement]] = [
+        [("UPDATE things SET n = 5", [])],
+        [("UPDATE things SET n = 6", []), another],
+    ]
+    for statements in batches:
+        with sql.round_trips.track() as delta, pytest.raises(Conflict, match="did not land"):
+            sql.batch(statements, idempotent=True, before_commit=refuse)
+        assert delta.count == (0 if sql.backend_name == "d1" else 1)  # D1 asks first
+    assert calls == [1, 2, 2]
+    assert sql.execute("SELECT id, n FROM things") == [{"id": "a", "n": 1}]
 
 
 def test_table_info(sql: SQLDatabase) -> None:

@@ -19,6 +19,7 @@ from datastore.backends.redis import RedisKVStore
 from tests.cloudflare.local_api import LocalCloudflare
 from tests.datamodel.conftest import routing
 from tests.datamodel.models import TEST_MODELS, Page
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -113,12 +114,6 @@ def test_dropped_connections_are_a_clear_error() -> None:
         stop.set()
         thread.join()
         listener.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_redis(port: int, directory) -> subprocess.Popen:

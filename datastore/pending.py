@@ -1,0 +1,68 @@
+"""``Pending``: a request already sent to a store, whose answer is read later.
+
+A Redis put is written to the socket and its reply read only when the caller asks for it, so
+the caller can do other work meanwhile (the model layer writes the metadata row while the KV
+write is in flight). Stores that cannot pipeline hand out pendings that are already done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["Pending"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Pending(Generic[T]):
+    """The answer to a sent request. ``result()`` waits for it the first time and then returns
+    it, or raises the store's error, on every call; ``done()`` says whether it is in hand."""
+
+    __slots__ = ("_done", "_error", "_receive", "_value")
+
+    def __init__(self, receive: Callable[[], T]) -> None:
+        self._receive: Callable[[], T] | None = receive
+        self._done = False
+        self._error: BaseException | None = None
+
+    @classmethod
+    def run(cls, call: Callable[[], T]) -> Pending[T]:
+        """A pending that is already done: ``call`` runs now, its value or error is kept."""
+        pending = cls(call)
+        pending._resolve()
+        return pending
+
+    def done(self) -> bool:
+        """Whether the answer is in hand (``result()`` will not wait)."""
+        return self._done
+
+    def result(self) -> T:
+        """The answer: waits for it if it has not come yet; raises the request's error."""
+        if not self._done:
+            self._resolve()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def then(self, transform: Callable[[T], U]) -> Pending[U]:
+        """A pending whose answer is ``transform`` of this one's (done when this one is)."""
+        follow: Pending[U] = Pending(lambda: transform(self.result()))
+        if self._done:
+            follow._resolve()
+        return follow
+
+    def _resolve(self) -> None:
+        receive, self._receive = self._receive, None
+        assert receive is not None
+        try:
+            self._value = receive()
+        except BaseException as exc:  # kept for result(), which raises it
+            self._error = exc
+        finally:
+            self._done = True
+
+    def __repr__(self) -> str:
+        state = "failed" if self._error is not None else "done" if self._done else "in flight"
+        return f"<Pending {state}>"

@@ -48,10 +48,9 @@ class Pending(Generic[T]):
 
     def then(self, transform: Callable[[T], U]) -> Pending[U]:
         """A pending whose answer is ``transform`` of this one's (done when this one is)."""
-        follow: Pending[U] = Pending(lambda: transform(self.result()))
         if self._done:
-            follow._resolve()
-        return follow
+            return Pending.run(lambda: transform(self.result()))
+        return Pending(lambda: transform(self.result()))
 
     def _resolve(self) -> None:
         receive, self._receive = self._receive, None

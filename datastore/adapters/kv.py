@@ -69,12 +69,7 @@ class KVAdapter:
             )
             for write in writes
         ]
-        if len(items) == 1:
-            item = items[0]
-            return self.kv.start_put(
-                namespace, item.key, item.value, ttl=ttl, if_version=item.if_version
-            ).then(_as_list)
-        if len(items) <= self.kv.limits.max_batch_write:
+        if len(items) <= self.kv.limits.max_batch_write:  # one call, a single put included
             return self.kv.start_put_many(namespace, items)
 
         def in_chunks() -> list[int]:
@@ -174,10 +169,6 @@ def _decode(value: bytes, version: int) -> StoredObject:
     if not isinstance(data, dict):
         raise InvalidValue("stored value is not a JSON object")
     return StoredObject(data, version)
-
-
-def _as_list(version: int) -> list[int]:
-    return [version]
 
 
 def _chunks(items: list, size: int) -> list[list]:

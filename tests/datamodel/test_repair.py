@@ -84,7 +84,7 @@ def test_verify_streams_in_batches(memory_connection: Connection) -> None:
 def test_kv_failure_leaves_nothing_to_repair(memory_connection: Connection) -> None:
     faulty = FaultyStore(memory_connection.datastore.kv)
     broken = Connection(Datastore(faulty, routing=routing()), memory_connection.sql)
-    faulty.failing = {"put"}
+    faulty.failing = {"put", "put_many"}
     with pytest.raises(Exception, match="injected failure"):
         Page.objects.auth("u1", using=broken).create(project_id="p", url="https://e.com")
     assert verify(memory_connection, Page).drift == 0

@@ -22,7 +22,7 @@ HELP = "cost per operation: this project, the raw clients, Django's ORM and redi
 BACKENDS = ["memory", "sqlite", "redis", "cloudflare-local"]
 OPERATIONS = ["create", "get", "update", "soft_delete", "page", "page_with_data", "bulk_create"]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
-SUBJECTS = ["nimbus", "datastore", "raw", "django", "redis-om"]
+SUBJECTS = ["nimbus", "datastore", "raw", "raw-pipelined", "django", "redis-om"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +122,17 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
             )
             chosen.append(
                 RawPages(kv, directory / "raw-meta.sqlite3", create_statements(Page._meta))
+            )
+        if "raw-pipelined" in wanted and options.backend == "redis":
+            from .subjects.raw import RawPages, RedisKV
+
+            chosen.append(
+                RawPages(
+                    RedisKV(options.redis_url, f"rawp-{prefix}"),
+                    directory / "rawp-meta.sqlite3",
+                    create_statements(Page._meta),
+                    pipelined=True,
+                )
             )
         if "django" in wanted:
             chosen.append(OrmPages())

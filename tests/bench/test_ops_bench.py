@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import REDIS_URL, redis_or_skip
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # This project's storage round trips per operation (KV + metadata SQL).
@@ -43,3 +45,26 @@ def test_ops_bench_reports_every_operation_side_by_side(tmp_path: Path) -> None:
         assert row["raw"]["x_raw"] == 1.0
         assert all(figures["ops_per_second"] > 0 for figures in row.values())
     assert "x raw" in done.stdout and "nimbus" in done.stdout
+
+
+def test_ops_bench_on_redis_with_the_pipelined_by_hand_contender(tmp_path: Path) -> None:
+    redis_or_skip()
+    output = tmp_path / "ops.json"
+    sizes = ["--size", "20", "--repeat", "2", "--bulk", "50", "--pages", "5"]
+    subjects = ["--subject", "nimbus", "--subject", "raw", "--subject", "raw-pipelined"]
+    command = [sys.executable, "-m", "bench", "ops", "--backend", "redis"]
+    done = subprocess.run(
+        [*command, "--redis-url", REDIS_URL, *sizes, *subjects, "--json", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(output.read_text())["results"]
+    for operation, round_trips in NIMBUS_ROUND_TRIPS.items():
+        row = results[operation]
+        assert set(row) == {"nimbus", "raw", "raw-pipelined"}, operation
+        assert row["nimbus"]["round_trips"] == round_trips, operation
+        assert row["raw-pipelined"]["round_trips"] == row["raw"]["round_trips"], operation
+    assert "raw-pipelined" in done.stdout

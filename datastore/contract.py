@@ -13,6 +13,8 @@ KV semantics shared by every backend:
   otherwise it raises ``Conflict`` and writes nothing. Backends without compare-and-set declare
   ``supports_cas = False`` and raise ``NotSupported`` when ``if_version`` is given.
 * ``put`` replaces value, TTL and metadata together (as Cloudflare KV does).
+* ``start_put``/``start_put_many`` send a write and return a ``Pending`` answered later (Redis
+  pipelines; the other stores answer before returning).
 * ``list`` pages through keys with an opaque cursor; a page holds at most ``limit`` keys and the
   cursor is ``None`` on the last page.
 * Every call that reaches the underlying store adds one to ``round_trips``.

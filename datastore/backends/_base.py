@@ -1,8 +1,9 @@
 """What every KV backend does the same way: argument checks and the single-item forms.
 
 A backend implements ``_apply(namespace, puts)`` (write a validated batch, returning the new
-versions), ``delete_many`` and ``get_entry``; ``put``, ``put_many``, ``delete`` and
-``get_metadata`` follow from those here.
+versions), ``delete_many`` and ``get_entry``; ``put``, ``put_many``, ``start_put``,
+``start_put_many``, ``delete`` and ``get_metadata`` follow from those here. A backend that can
+pipeline a write overrides ``_start_apply`` too.
 """
 
 from __future__ import annotations

@@ -152,7 +152,10 @@ def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
     previous = dict(instance._values)
     _stamp(instance, scope, adding, now_iso())
     data = _stored_data(instance)
+    sql = scope.connection.sql
     try:
+        # The row is built first: nothing is sent if it cannot be.
+        statements = upsert_statements(meta, [project_row(meta, data)], sql.max_bound_parameters)
         pending = scope.store(meta).start_put(
             meta.kv_class,
             instance.kv_id,
@@ -162,8 +165,6 @@ def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
     except BaseException:
         instance._values = previous
         raise
-    sql = scope.connection.sql
-    statements = upsert_statements(meta, [project_row(meta, data)], sql.max_bound_parameters)
     version, sql_error = _write_rows(statements, sql, pending, [(instance, previous)])
     instance._state.adding = False
     instance._state.saved = None  # the values are what was stored
@@ -310,16 +311,17 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
     with timed("bulk_save", meta, scope, f"{len(instances)} objects"):
         for start in range(0, len(instances), batch_size):
             chunk = instances[start : start + batch_size]
+            stored = {instance.kv_id: _stored_data(instance) for instance in chunk}
+            rows = [project_row(meta, data) for data in stored.values()]
+            statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)
             pending = store.start_put_many(
                 meta.kv_class,
-                {instance.kv_id: _stored_data(instance) for instance in chunk},
+                stored,
                 if_versions={
                     instance.kv_id: 0 if instance._state.adding else instance._state.kv_version
                     for instance in chunk
                 },
             )
-            rows = [project_row(meta, _stored_data(instance)) for instance in chunk]
-            statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)
             versions, sql_error = _write_rows(statements, sql, pending)
             created = {id(instance) for instance in chunk if instance._state.adding}
             for instance in chunk:

@@ -241,7 +241,8 @@ class KVStore(Protocol):
         """``put``, sent without waiting for the answer: ``result()`` returns the new version or
         raises what ``put`` would. Arguments are checked before anything is sent (those errors
         raise here). Redis pipelines the request, so the caller can work while it is in
-        flight; other stores answer before returning."""
+        flight (its connection is held until ``result()`` is called: always call it); other
+        stores answer before returning."""
         ...
 
     def start_put_many(self, namespace: str, items: Sequence[PutItem]) -> Pending[Versions]:

@@ -276,8 +276,9 @@ class ScopedDatastore:
         writes: list[ObjectWrite],
         ttl: float | None,
     ) -> Pending[dict[str, int]]:
+        object_ids = list(objects)  # as they are now, whatever the caller does meanwhile
         return self._adapter.start_write_many(class_name, writes, ttl).then(
-            lambda versions: dict(zip(objects, versions, strict=True))
+            lambda versions: dict(zip(object_ids, versions, strict=True))
         )
 
     def _write_versioned(

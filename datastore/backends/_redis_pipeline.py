@@ -42,6 +42,8 @@ def start_script(
         pool.release(connection)
         if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
             return Pending.run(again)
+        if isinstance(exc, redis.RedisError):
+            raise translate(exc) from exc
         raise
 
     def receive() -> Any:

@@ -8,10 +8,10 @@ Layout, under a configurable ``key_prefix`` (default ``nimbus:``):
 
 Writes run as one Lua script per call, so a batch checks every ``if_version`` and writes all
 items atomically in a single round trip; ``start_put`` sends that call and reads the reply
-later (pipelining). Values are read with ``GET``/``MGET``; entries (value,
-version, metadata, TTL) with one Lua script call, atomically.
-Listing uses ``SCAN``: its order is unspecified, pages may be shorter than ``limit`` (even
-empty) while a cursor is returned, and a key may repeat if Redis resizes its keyspace mid-scan.
+later (pipelining). Values are read with ``GET``/``MGET``; entries (value, version, metadata,
+TTL) with one Lua script call, atomically. Listing uses ``SCAN``: its order is unspecified,
+pages may be shorter than ``limit`` (even empty) while a cursor is returned, and a key may
+repeat if Redis resizes its keyspace mid-scan.
 """
 
 from __future__ import annotations

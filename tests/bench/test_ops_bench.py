@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support import REDIS_URL, redis_or_skip
 
@@ -23,18 +24,25 @@ NIMBUS_ROUND_TRIPS = {
 }
 
 
-def test_ops_bench_reports_every_operation_side_by_side(tmp_path: Path) -> None:
+def run_ops(
+    tmp_path: Path, *arguments: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m bench ops`` on tiny sizes; the process and the results it wrote."""
     output = tmp_path / "ops.json"
     sizes = ["--size", "20", "--repeat", "2", "--bulk", "50", "--pages", "5"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "ops", "--backend", "sqlite", *sizes, "--json", output],
+        [sys.executable, "-m", "bench", "ops", *arguments, *sizes, "--json", str(output)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    results = json.loads(output.read_text())["results"]
+    return done, json.loads(output.read_text())["results"]
+
+
+def test_ops_bench_reports_every_operation_side_by_side(tmp_path: Path) -> None:
+    done, results = run_ops(tmp_path, "--backend", "sqlite")
     assert set(results) == set(NIMBUS_ROUND_TRIPS)
     for operation, round_trips in NIMBUS_ROUND_TRIPS.items():
         row = results[operation]
@@ -49,19 +57,8 @@ def test_ops_bench_reports_every_operation_side_by_side(tmp_path: Path) -> None:
 
 def test_ops_bench_on_redis_with_the_pipelined_by_hand_contender(tmp_path: Path) -> None:
     redis_or_skip()
-    output = tmp_path / "ops.json"
-    sizes = ["--size", "20", "--repeat", "2", "--bulk", "50", "--pages", "5"]
     subjects = ["--subject", "nimbus", "--subject", "raw", "--subject", "raw-pipelined"]
-    command = [sys.executable, "-m", "bench", "ops", "--backend", "redis"]
-    done = subprocess.run(
-        [*command, "--redis-url", REDIS_URL, *sizes, *subjects, "--json", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads(output.read_text())["results"]
+    done, results = run_ops(tmp_path, "--backend", "redis", "--redis-url", REDIS_URL, *subjects)
     for operation, round_trips in NIMBUS_ROUND_TRIPS.items():
         row = results[operation]
         assert set(row) == {"nimbus", "raw", "raw-pipelined"}, operation

@@ -166,15 +166,19 @@ def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
         instance._values = previous
         raise
     version, sql_error = _write_rows(statements, sql, pending, [(instance, previous)])
-    instance._state.adding = False
-    instance._state.saved = None  # the values are what was stored
-    instance._state.kv_version = version
+    _mark_stored(instance, version)
     if sql_error is not None:
         raise SyncError(
             f"{meta.name} {instance.pk!r} was saved to KV but its metadata row in "
             f"{meta.table!r} was not written ({sql_error}); run `manage.py nimbus_sync "
             "--repair` to rebuild it from KV"
         ) from sql_error
+
+
+def _mark_stored(instance: DataModel, version: int) -> None:
+    instance._state.adding = False
+    instance._state.saved = None  # the values are what was stored
+    instance._state.kv_version = version
 
 
 def _write_rows(
@@ -199,14 +203,15 @@ def _write_rows(
                 instance._values = values
             raise
 
-    if pending.done():
+    answered = pending.done()
+    if answered:
         kv_answer()  # the store has answered already: no SQL write after a failed KV write
     sql_error: DatastoreError | None = None
     try:
         sql.batch(
             statements,
             idempotent=True,
-            before_commit=None if pending.done() else pending.result,
+            before_commit=None if answered else pending.result,
         )
     except DatastoreError as exc:
         sql_error = exc
@@ -325,9 +330,7 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
             versions, sql_error = _write_rows(statements, sql, pending)
             created = {id(instance) for instance in chunk if instance._state.adding}
             for instance in chunk:
-                instance._state.adding = False
-                instance._state.saved = None
-                instance._state.kv_version = versions[instance.kv_id]
+                _mark_stored(instance, versions[instance.kv_id])
             if sql_error is not None:
                 raise SyncError(
                     f"{len(chunk)} {meta.name} objects were saved to KV but their metadata rows "

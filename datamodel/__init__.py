@@ -9,12 +9,13 @@ from .errors import DeclarationError, DoesNotExist, Rejected, SyncError, Validat
 from .hooks import HookRegistry
 from .initialize import Report, initialize
 from .manager import Manager, ScopedManager
-from .model import DataModel, Scope
+from .model import DataModel
 from .options import Options
 from .query import Page, Query
 from .registry import registry
 from .repair import SyncReport, verify
 from .schema import create_statements, create_tables
+from .scope import Scope
 from .seeds import Seed, SeedError
 
 __all__ = [

@@ -108,7 +108,7 @@ def initialize(
     progress: Progress | None = None,
 ) -> Report:
     """Create and migrate the metadata tables of ``models`` (default: every model), then seed."""
-    from .model import Scope
+    from .scope import Scope
 
     started = time.perf_counter()
     report = Report(dry_run=dry_run)

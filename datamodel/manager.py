@@ -15,14 +15,15 @@ from datastore.keys import composite_key
 from . import sync
 from .connection import Connection, get_connection
 from .errors import DoesNotExist, ValidationError
+from .scope import Scope
 
 if TYPE_CHECKING:
-    from .model import DataModel, Scope
+    from .instance import ModelBase
     from .query import Query
 
 __all__ = ["Manager", "ScopedManager"]
 
-M = TypeVar("M", bound="DataModel")
+M = TypeVar("M", bound="ModelBase")
 
 
 class Manager(Generic[M]):
@@ -33,16 +34,12 @@ class Manager(Generic[M]):
 
     def auth(self, user_id: str, *, using: Connection | None = None) -> ScopedManager[M]:
         """Objects visible to ``user_id``."""
-        from .model import Scope
-
         if not isinstance(user_id, str) or not user_id:
             raise ValidationError({"user_id": ["a scope needs a user id"]})
         return ScopedManager(self.model, Scope(using or get_connection(), user_id))
 
     def system(self, *, using: Connection | None = None) -> ScopedManager[M]:
         """Every object, for admin and initialization code."""
-        from .model import Scope
-
         return ScopedManager(self.model, Scope(using or get_connection(), None))
 
     def bind(self, scope: Scope) -> ScopedManager[M]:

@@ -35,11 +35,12 @@ from .errors import ValidationError
 from .fields import MISSING, Array
 
 if TYPE_CHECKING:
-    from .model import DataModel, Scope
+    from .instance import ModelBase
+    from .scope import Scope
 
 __all__ = ["OPERATORS", "Page", "Query"]
 
-M = TypeVar("M", bound="DataModel")
+M = TypeVar("M", bound="ModelBase")
 logger = logging.getLogger("datamodel.query")
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "startswith")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .errors import DeclarationError
 
-if TYPE_CHECKING:
-    from .model import DataModel
-
 __all__ = ["Registry", "registry"]
+
+# The registry sits below the model class (which registers itself here), so it cannot name
+# ``DataModel`` without an import circle: a registered model is typed as any class.
+DataModel = Any
 
 
 class Registry:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .model import Scope
+    from .scope import Scope
 
 __all__ = ["CONDITIONS", "Seed", "SeedError", "run_seed", "substitute"]
 

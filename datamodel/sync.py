@@ -17,31 +17,28 @@ once the KV write has succeeded: the same outcome as one after the other, in les
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from datastore import DatastoreError, Pending, SQLDatabase, codec
+from datastore import DatastoreError, Pending, SQLDatabase
 from datastore.contract import Statement
 from datastore.sqlbuild import insert_rows, quote_identifier
 
+from .clock import now_iso
 from .errors import SyncError, ValidationError
 
 if TYPE_CHECKING:
-    from .model import DataModel, Scope
+    from .instance import ModelBase as DataModel
     from .options import Options
+    from .scope import Scope
 
 __all__ = ["bulk_save", "delete", "project_row", "restore", "save", "upsert_statements"]
 
 logger = logging.getLogger("datamodel")
 T = TypeVar("T")
-
-
-def now_iso() -> str:
-    return codec.isoformat(dt.datetime.now(dt.UTC))
 
 
 class timed:

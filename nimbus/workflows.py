@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from datamodel import DataModel, Rejected, Scope, ids
-from datamodel.sync import now_iso
+from datamodel.clock import now_iso
 from datastore import Conflict
 
 from .models import ApiKey, Batch, Page, PageLog, PageStatus, Project, Queue, key_hash

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 
@@ -19,8 +19,21 @@ from ..errors import Conflict
 from ._base import parse_counter
 from ._validation import PreparedPut
 
-if TYPE_CHECKING:
-    from .redis import RedisKVStore
+
+class RedisKVStore(Protocol):
+    """What a transaction uses of its store (``redis.RedisKVStore``, which imports this module)."""
+
+    _client: Any
+    _incr_script: Any
+    _put_script: Any
+
+    def _call(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
+    def _value_key(self, namespace: str, key: str) -> str: ...
+    def _meta_key(self, namespace: str, key: str) -> str: ...
+    def _incr_arguments(self, *args: Any, **kwargs: Any) -> Any: ...
+    def _put_arguments(self, *args: Any, **kwargs: Any) -> Any: ...
+    def _to_entry(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 __all__ = ["RedisTransaction"]
 

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from datamodel import Scope
-from datamodel.sync import now_iso
+from datamodel.clock import now_iso
 
 from .. import conf, workflows
 from ..models import Batch, Page, PageLog, Project

@@ -7,7 +7,7 @@ from typing import Any
 import factory
 
 from datamodel import DataModel, ids
-from datamodel.sync import now_iso
+from datamodel.clock import now_iso
 from nimbus.models import (
     ApiKey,
     Batch,

@@ -59,6 +59,8 @@ class Field:
         primary_key: bool = False,
         generator: Callable[..., str] | None = None,
         help_text: str = "",
+        unique: bool = False,
+        release_on_delete: bool = False,
     ) -> None:
         if default is not MISSING and default_factory is not None:
             raise TypeError("give either default or default_factory, not both")
@@ -73,6 +75,9 @@ class Field:
         self.primary_key = primary_key
         self.generator = generator
         self.help_text = help_text
+        self.unique = unique
+        # A soft delete releases the unique value (by default a deleted object keeps it).
+        self.release_on_delete = release_on_delete
         self.name = ""  # set by the model class
 
     def __set_name__(self, owner: type, name: str) -> None:

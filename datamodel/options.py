@@ -16,6 +16,7 @@ from datastore.keys import validate_class_name, validate_namespace
 from datastore.routing import DEFAULT_CLASS_NAMESPACES
 
 from . import ids
+from .constraints import UniqueConstraint
 from .errors import DeclarationError
 from .fields import Array, Field, Integer, String, Timestamp
 from .seeds import Seed
@@ -56,6 +57,7 @@ _META_KEYS = {
     "default_limit",
     "max_limit",
     "abstract",
+    "unique_together",
 }
 
 
@@ -79,6 +81,7 @@ class Options:
     user_tracking: bool
     auth: bool
     seeds: list[Any] = field(default_factory=list)
+    unique_constraints: list[UniqueConstraint] = field(default_factory=list)
     default_limit: int = 20
     max_limit: int = 100
 
@@ -131,6 +134,45 @@ def _parse_key_pattern(model: str, pattern: str) -> tuple[str, list[str]]:
             raise _fail(model, f"key_pattern {pattern!r}: segment {segment!r} is not a {{field}}")
         key_fields.append(match.group(1))
     return prefix.upper(), key_fields
+
+
+def _unique_constraints(
+    model: str, fields: dict[str, Field], together: Any
+) -> list[UniqueConstraint]:
+    """``unique=True`` fields, then ``Meta.unique_together`` (a list of field-name tuples)."""
+    constraints = [
+        UniqueConstraint((name,), release_on_delete=model_field.release_on_delete)
+        for name, model_field in fields.items()
+        if model_field.unique and not model_field.primary_key
+    ]
+    for name, model_field in fields.items():
+        if model_field.release_on_delete and not model_field.unique:
+            raise _fail(model, f"field {name!r}: release_on_delete needs unique=True")
+    if isinstance(together, str) or not isinstance(together, Sequence):
+        raise _fail(model, "Meta.unique_together must be a list of tuples of field names")
+    if together and all(isinstance(item, str) for item in together):
+        together = [together]  # Django accepts a single tuple too
+    for group in together:
+        if isinstance(group, str) or not isinstance(group, Sequence) or len(group) < 1:
+            raise _fail(model, f"Meta.unique_together entry {group!r} must be a tuple of fields")
+        if len(set(group)) != len(group):
+            raise _fail(model, f"Meta.unique_together entry {tuple(group)!r} repeats a field")
+        constraints.append(UniqueConstraint(tuple(group)))
+    seen: set[tuple[str, ...]] = set()
+    for constraint in constraints:
+        for name in constraint.fields:
+            if name not in fields:
+                raise _fail(model, f"unique field {name!r} does not exist")
+            if fields[name].sql_type is None:
+                raise _fail(
+                    model,
+                    f"unique field {name!r} is of type {fields[name].type_name}, which has no "
+                    "SQL column (unique values are also indexed in the metadata table)",
+                )
+        if constraint.fields in seen:
+            raise _fail(model, f"unique constraint on {constraint.name!r} is declared twice")
+        seen.add(constraint.fields)
+    return constraints
 
 
 def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Options:
@@ -201,6 +243,12 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
     declared_sync = meta.get("sync_fields", [])
     if isinstance(declared_sync, str) or not isinstance(declared_sync, Sequence):
         raise _fail(model, "Meta.sync_fields must be a list of field names")
+    unique_constraints = _unique_constraints(model, fields, meta.get("unique_together", []))
+    # A unique field is a sync field: its metadata column carries a UNIQUE index too.
+    declared_sync = [
+        *declared_sync,
+        *(name for constraint in unique_constraints for name in constraint.fields),
+    ]
     for sync_field in declared_sync:
         if sync_field not in fields:
             raise _fail(model, f"sync field {sync_field!r} does not exist")
@@ -263,6 +311,7 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
         user_tracking=meta["user_tracking"],
         auth=meta["auth"],
         seeds=seeds,
+        unique_constraints=unique_constraints,
         default_limit=limits["default_limit"],
         max_limit=limits["max_limit"],
     )

@@ -23,6 +23,7 @@ from typing import Any
 
 from datamodel import Connection, Query, create_statements, ids, initialize, registry
 from datamodel.backup import backup
+from datamodel.query.compiler import Compiler
 from datastore import Datastore, Routing, codec
 from datastore.backends.sqlite import SQLiteDatabase, SQLiteKVStore
 from datastore.routing import DEFAULT_CLASS_NAMESPACES
@@ -202,7 +203,7 @@ def query_plan(query: Query[Any], *, rows: bool = True, total: bool = True) -> l
     same batch (``total``)."""
     lines = [f"rows:  {detail}" for detail in query.explain()] if rows else []
     if total:
-        sql, params = query._count_sql()  # no public explain for the count
+        sql, params = Compiler(query).count()  # no public explain for the count
         explained = query.scope.connection.sql.execute(f"EXPLAIN QUERY PLAN {sql}", params)
         lines += [f"total: {row['detail']}" for row in explained]
     return lines

@@ -11,7 +11,7 @@ from .initialize import Report, initialize
 from .manager import Manager, ScopedManager
 from .model import DataModel
 from .options import Options
-from .query import Page, Query
+from .query import Avg, Count, Max, Min, MultipleObjectsReturned, Page, Q, Query, QuerySet, Sum
 from .registry import registry
 from .repair import SyncReport, verify
 from .schema import create_statements, create_tables
@@ -19,21 +19,29 @@ from .scope import Scope
 from .seeds import Seed, SeedError
 
 __all__ = [
+    "Avg",
     "Connection",
+    "Count",
     "DataModel",
     "DeclarationError",
     "DoesNotExist",
     "HookRegistry",
     "Manager",
+    "Max",
+    "Min",
+    "MultipleObjectsReturned",
     "Options",
     "Page",
+    "Q",
     "Query",
+    "QuerySet",
     "Rejected",
     "Report",
     "Scope",
     "ScopedManager",
     "Seed",
     "SeedError",
+    "Sum",
     "SyncError",
     "SyncReport",
     "ValidationError",

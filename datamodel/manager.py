@@ -15,11 +15,11 @@ from datastore.keys import composite_key
 from . import sync
 from .connection import Connection, get_connection
 from .errors import DoesNotExist, ValidationError
+from .query import QuerySet
 from .scope import Scope
 
 if TYPE_CHECKING:
     from .instance import ModelBase
-    from .query import Query
 
 __all__ = ["Manager", "ScopedManager"]
 
@@ -152,13 +152,11 @@ class ScopedManager(Generic[M]):
         instance.delete()
         return True
 
-    def query(self) -> Query[M]:
+    def query(self) -> QuerySet[M]:
         """A query over the metadata table (see ``datamodel.query``)."""
-        from .query import Query
+        return QuerySet(self.model, self.scope)
 
-        return Query(self.model, self.scope)
-
-    def filter(self, **lookups: Any) -> Query[M]:
+    def filter(self, **lookups: Any) -> QuerySet[M]:
         """``query().filter(status="done", created_at__gte=...)``."""
         return self.query().filter(**lookups)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from datastore.keys import validate_class_name, validate_namespace
+from datastore.keys import composite_key, validate_class_name, validate_namespace
 from datastore.routing import DEFAULT_CLASS_NAMESPACES
 
 from . import ids
@@ -75,7 +75,7 @@ class Options:
     table: str
     sync_fields: list[str]
     indexes: list[tuple[str, ...]]
-    ordering: tuple[str, str]
+    ordering: tuple[str, ...]  # Django's form: ("-created_at",)
     timestamps: bool
     soft_delete: bool
     user_tracking: bool
@@ -93,6 +93,11 @@ class Options:
     def columns(self) -> list[str]:
         """Metadata table columns: the sync fields (built-ins included), in order."""
         return self.sync_fields
+
+    def kv_id(self, values: Mapping[str, Any]) -> str:
+        """The id part of an object's KV key from its key fields (``proj_1:page_2`` for
+        ``page:{project_id}:{page_id}``): the one composite-id rule."""
+        return composite_key(*(str(values[name]) for name in self.key_fields))
 
     @functools.cached_property
     def row_converters(self) -> list[tuple[str, Callable[[Any], Any]]]:
@@ -173,6 +178,30 @@ def _unique_constraints(
             raise _fail(model, f"unique constraint on {constraint.name!r} is declared twice")
         seen.add(constraint.fields)
     return constraints
+
+
+def _ordering(
+    model: str, declared: Any, sync_fields: list[str], pk_name: str, timestamps: bool
+) -> tuple[str, ...]:
+    """``Meta.ordering`` as Django writes it (``["-priority", "created_at"]``); the older
+    ``("created_at", "desc")`` pair is read as ``("-created_at",)``."""
+    if declared is None:
+        return ("-created_at",) if timestamps else (pk_name,)
+    if isinstance(declared, str) or not isinstance(declared, Sequence) or not declared:
+        raise _fail(model, f"Meta.ordering {declared!r} must be a list like ['-created_at']")
+    specs = list(declared)
+    if len(specs) == 2 and specs[1] in ("asc", "desc") and specs[1] not in sync_fields:
+        specs = [f"-{specs[0]}" if specs[1] == "desc" else specs[0]]
+    for spec in specs:
+        if (
+            not isinstance(spec, str)
+            or spec.lstrip("-") not in sync_fields
+            or spec.startswith("--")
+        ):
+            raise _fail(
+                model, f"Meta.ordering entry {spec!r} must be a sync field, '-' to reverse it"
+            )
+    return tuple(specs)
 
 
 def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Options:
@@ -261,13 +290,10 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
     always = [pk_name, *key_fields, *(b for b in BUILTIN_NAMES if b in fields)]
     sync_fields = list(dict.fromkeys([pk_name, *key_fields, *declared_sync, *always]))
 
-    default_order = ("created_at", "desc") if meta["timestamps"] else (pk_name, "asc")
-    ordering = tuple(meta.get("ordering", default_order))
-    if len(ordering) != 2 or ordering[0] not in sync_fields or ordering[1] not in ("asc", "desc"):
-        raise _fail(model, f"Meta.ordering {ordering!r} must be (sync_field, 'asc'|'desc')")
+    ordering = _ordering(model, meta.get("ordering"), sync_fields, pk_name, meta["timestamps"])
 
     # The default listing (owner + ordering, the primary key breaking ties) always has an index.
-    order_columns = tuple(dict.fromkeys((ordering[0], pk_name)))
+    order_columns = tuple(dict.fromkeys((*(spec.lstrip("-") for spec in ordering), pk_name)))
     indexes: list[tuple[str, ...]] = []
     if meta["user_tracking"]:
         indexes.append(("user_id", *order_columns))
@@ -305,7 +331,7 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
         table=table,
         sync_fields=sync_fields,
         indexes=indexes,
-        ordering=(ordering[0], ordering[1]),
+        ordering=ordering,
         timestamps=meta["timestamps"],
         soft_delete=meta["soft_delete"],
         user_tracking=meta["user_tracking"],

@@ -107,7 +107,7 @@ def test_defaults_and_built_ins() -> None:
         "_auth",
         "_version",
     ]
-    assert meta.ordering == ("created_at", "desc")
+    assert meta.ordering == ("-created_at",)
     assert meta.indexes == [("user_id", "created_at", "id"), ("created_at", "id")]
 
 
@@ -116,7 +116,7 @@ def test_options_turn_built_ins_off() -> None:
         {**BASE, "timestamps": False, "soft_delete": False, "user_tracking": False, "auth": False}
     )
     assert list(model._meta.fields) == ["id", "_version"]
-    assert model._meta.ordering == ("id", "asc")
+    assert model._meta.ordering == ("id",)
     assert model._meta.indexes == [("id",)]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from datamodel import Connection, DataModel, Query, create_tables, fields
+from datamodel.query.compiler import Compiler
 from datamodel.schema import index_name
 from datastore import Datastore, codec
 from datastore.backends.memory import MemoryKVStore, MemorySQLDatabase
@@ -93,7 +94,7 @@ def indexes_used(plan: list[str]) -> set[str]:
 
 def total_plan(query: Query[Any]) -> list[str]:
     """The plan of the count that ``list()`` runs beside the rows (no public explain for it)."""
-    sql, params = query._count_sql()
+    sql, params = Compiler(query).count()
     return [
         row["detail"]
         for row in query.scope.connection.sql.execute(f"EXPLAIN QUERY PLAN {sql}", params)

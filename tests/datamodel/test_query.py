@@ -128,11 +128,11 @@ def test_only_sync_fields_and_known_operators(pages) -> None:
         query.where("content", "x")
     with pytest.raises(ValidationError, match="not a sync field"):
         query.order_by("content")
-    with pytest.raises(ValidationError, match="not a sync field"):
+    with pytest.raises(ValidationError, match="has no field"):
         query.where('status" = "x" OR 1=1 --', "x")
     with pytest.raises(ValidationError, match="unknown operator"):
         query.where("status", "= 1 OR 1=1 --", "x")
-    with pytest.raises(ValidationError, match="direction"):
+    with pytest.raises(ValidationError, match="has no field 'desc; DROP TABLE webpage_meta'"):
         query.order_by("status", "desc; DROP TABLE webpage_meta")
     with pytest.raises(ValidationError, match="not one of"):
         query.where("status", "bogus")

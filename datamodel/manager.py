@@ -112,6 +112,13 @@ class ScopedManager(Generic[M]):
             if include_deleted or instance._values.get("deleted_at") is None
         }
 
+    def in_bulk(self, ids: Iterable[str], *, include_deleted: bool = False) -> dict[str, M]:
+        """``{id: object}`` for the visible objects among ``ids`` (each as ``get`` takes it:
+        the primary key, or the composite KV id), in one bulk KV read."""
+        wanted = {self.kv_id(object_id): object_id for object_id in ids}
+        found = self.get_many(list(wanted), include_deleted=include_deleted)
+        return {wanted[kv_id]: instance for kv_id, instance in found.items()}
+
     def _adopt(self, instance: M) -> M:
         if not isinstance(instance, self.model):
             raise ValidationError(f"expected {self.model.__name__} instances or dicts")

@@ -22,6 +22,7 @@ class _Query(Protocol):
     meta: Options
     scope: Scope
     _fields: tuple[str, ...] | None
+    _annotations: dict[str, Any]
 
 
 __all__ = [
@@ -76,7 +77,8 @@ class ValuesIterable(RowIterable):
     """``values(*fields)``: dicts of the chosen sync fields, straight from the row."""
 
     def columns(self) -> list[str]:
-        return list(self.query._fields or self.query.meta.sync_fields)
+        fields = list(self.query._fields or self.query.meta.sync_fields)
+        return [*fields, *self.query._annotations]
 
     def convert(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         columns = self.columns()

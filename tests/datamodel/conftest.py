@@ -7,7 +7,7 @@ import pytest
 from datamodel import Connection, create_tables, registry
 from datastore import Datastore, Routing
 from datastore.routing import DEFAULT_CLASS_NAMESPACES
-from tests.datamodel.models import TEST_MODELS, WEBHOOKS
+from tests.datamodel.models import TEST_MODELS, WEBHOOKS, Page
 from tests.support import make_kv, make_sql, needs_cloudflare
 
 # KV backend for objects, SQL backend for metadata (the SQL adapter keeps both in SQL).
@@ -60,3 +60,27 @@ def memory_connection() -> Iterator[Connection]:
     WEBHOOKS.clear()
     yield Connection(datastore, sql)
     datastore.close()
+
+
+@pytest.fixture
+def pages(connection: Connection):
+    """Twelve pages of user u1 over two projects, on every backend."""
+    scoped = Page.objects.auth("u1", using=connection)
+    scoped.bulk_create(
+        [
+            {
+                "page_id": f"page_{i:02d}",
+                "project_id": "proj_a" if i < 8 else "proj_b",
+                "url": f"https://example.com/{i}",
+                "title": f"Title {i}" if i % 4 else None,
+                "status": ["pending", "processing", "completed", "failed"][i % 4],
+                "priority": i % 5,
+                "score": i / 2,
+                "archived": i % 3 == 0,
+                "tags": ["seo", "blog"] if i % 2 else ["shop"],
+                "last_processed": f"2024-09-{i + 1:02d}T10:00:00Z",
+            }
+            for i in range(12)
+        ]
+    )
+    return scoped

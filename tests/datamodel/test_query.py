@@ -5,30 +5,6 @@ from __future__ import annotations
 import pytest
 
 from datamodel import Connection, ValidationError
-from tests.datamodel.models import Page
-
-
-@pytest.fixture
-def pages(connection: Connection):
-    scoped = Page.objects.auth("u1", using=connection)
-    scoped.bulk_create(
-        [
-            {
-                "page_id": f"page_{i:02d}",
-                "project_id": "proj_a" if i < 8 else "proj_b",
-                "url": f"https://example.com/{i}",
-                "title": f"Title {i}" if i % 4 else None,
-                "status": ["pending", "processing", "completed", "failed"][i % 4],
-                "priority": i % 5,
-                "score": i / 2,
-                "archived": i % 3 == 0,
-                "tags": ["seo", "blog"] if i % 2 else ["shop"],
-                "last_processed": f"2024-09-{i + 1:02d}T10:00:00Z",
-            }
-            for i in range(12)
-        ]
-    )
-    return scoped
 
 
 def ids(result) -> list[str]:

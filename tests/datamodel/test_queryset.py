@@ -17,7 +17,6 @@ from datamodel import (
     ValidationError,
 )
 from tests.datamodel.models import Page
-from tests.datamodel.test_query import pages  # noqa: F401  (the fixture)
 
 
 def trips(connection: Connection, kv_count: int, sql_count: int) -> tuple[int, int]:

@@ -5,7 +5,15 @@ Never imports Django. Built on ``datastore``.
 
 from . import fields, ids
 from .connection import Connection, get_connection, set_provider
-from .errors import DeclarationError, DoesNotExist, Rejected, SyncError, ValidationError
+from .errors import (
+    DeclarationError,
+    DoesNotExist,
+    IntegrityError,
+    PartialWrite,
+    Rejected,
+    SyncError,
+    ValidationError,
+)
 from .hooks import HookRegistry
 from .initialize import Report, initialize
 from .manager import Manager, ScopedManager
@@ -26,12 +34,14 @@ __all__ = [
     "DeclarationError",
     "DoesNotExist",
     "HookRegistry",
+    "IntegrityError",
     "Manager",
     "Max",
     "Min",
     "MultipleObjectsReturned",
     "Options",
     "Page",
+    "PartialWrite",
     "Q",
     "Query",
     "QuerySet",

@@ -1,12 +1,41 @@
-"""Errors of the model layer. Storage failures keep their ``datastore.errors`` types."""
+"""Errors of the model layer. Storage failures keep their ``datastore.errors`` types.
+
+::
+
+    TypeError
+    └── DeclarationError            a model declaration is wrong (at import)
+    ValueError
+    └── ValidationError             field values, lookups or arguments are invalid
+    LookupError
+    ├── DoesNotExist                no visible object matches
+    └── MultipleObjectsReturned     (datamodel.query) get(**lookups) matched several
+    Exception
+    └── Rejected                    a before_* hook refused the operation
+    datastore.DatastoreError
+    ├── datastore.Conflict
+    │   └── PartialWrite            a query-level write left some objects unchanged
+    ├── datastore.IntegrityError
+    │   └── IntegrityError          a unique value is taken (nothing was written)
+    └── SyncError                   saved to KV, metadata row not written (repairable)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from datastore.errors import DatastoreError
+from datastore.errors import Conflict, DatastoreError
+from datastore.errors import IntegrityError as StoreIntegrityError
 
-__all__ = ["DeclarationError", "DoesNotExist", "Rejected", "SyncError", "ValidationError"]
+__all__ = [
+    "DeclarationError",
+    "DoesNotExist",
+    "IntegrityError",
+    "PartialWrite",
+    "Rejected",
+    "SyncError",
+    "ValidationError",
+]
 
 
 class DeclarationError(TypeError):
@@ -40,3 +69,38 @@ class SyncError(DatastoreError):
     KV is the source of truth: the object is safe and ``nimbus_sync --repair`` rebuilds the
     row from it.
     """
+
+
+class IntegrityError(StoreIntegrityError):
+    """A unique value (or combination) is already taken by another object; nothing was
+    written. ``fields`` and ``values`` name it; ``holder`` is the KV id of the object that
+    holds it, where known."""
+
+    def __init__(
+        self,
+        model: str,
+        fields: Sequence[str],
+        values: Sequence[Any],
+        holder: str | None = None,
+    ) -> None:
+        self.model = model
+        self.fields = tuple(fields)
+        self.values = tuple(values)
+        self.holder = holder
+        if len(self.fields) == 1:
+            what = f"{self.fields[0]}={self.values[0]!r}"
+        else:
+            what = f"({', '.join(self.fields)})={self.values!r}"
+        owner = f" (held by {holder})" if holder else ""
+        super().__init__(f"{model}: {what} is already taken{owner}")
+
+
+class PartialWrite(Conflict):
+    """A query-level ``update()`` or ``delete()`` could not change every object: each of
+    ``failed_ids`` kept changing underneath it (one retry from a fresh read each), or a
+    unique value it needed was taken. ``done`` counts the objects that were written."""
+
+    def __init__(self, message: str, *, done: int, failed_ids: Sequence[str]) -> None:
+        super().__init__(message, keys=failed_ids)
+        self.done = done
+        self.failed_ids = list(failed_ids)

@@ -6,7 +6,7 @@ they never import ``datamodel.model``: data flows one way, model -> manager -> q
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -164,6 +164,12 @@ class ModelBase:
 
     def delete(self) -> None:
         """Delete (see ``DataModel.delete``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _save_many(cls, instances: Sequence[Self], scope: Scope) -> None:
+        """Save these instances in bulk round trips (see ``DataModel``): the layers below
+        the model class reach the save path through it, so they never import it."""
         raise NotImplementedError
 
     @classmethod

@@ -15,7 +15,7 @@ from datastore.keys import composite_key
 from . import sync
 from .connection import Connection, get_connection
 from .errors import DoesNotExist, ValidationError
-from .query import QuerySet
+from .query import Aggregate, Q, QuerySet
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -163,9 +163,45 @@ class ScopedManager(Generic[M]):
         """A query over the metadata table (see ``datamodel.query``)."""
         return QuerySet(self.model, self.scope)
 
-    def filter(self, **lookups: Any) -> QuerySet[M]:
+    # The query-set methods a manager offers: reads and the create-or-get writes. Never
+    # update() or delete(): ``Page.objects.auth(u).delete()`` cannot mean "everything".
+
+    def filter(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
         """``query().filter(status="done", created_at__gte=...)``."""
-        return self.query().filter(**lookups)
+        return self.query().filter(*conditions, **lookups)
+
+    def exclude(self, *conditions: Q, **lookups: Any) -> QuerySet[M]:
+        return self.query().exclude(*conditions, **lookups)
+
+    def order_by(self, *fields: str) -> QuerySet[M]:
+        return self.query().order_by(*fields)
+
+    def values(self, *fields: str) -> QuerySet[M]:
+        return self.query().values(*fields)
+
+    def values_list(self, *fields: str, flat: bool = False) -> QuerySet[M]:
+        return self.query().values_list(*fields, flat=flat)
+
+    def aggregate(self, **aggregates: Aggregate) -> dict[str, Any]:
+        return self.query().aggregate(**aggregates)
+
+    def first(self) -> Any:
+        return self.query().first()
+
+    def last(self) -> Any:
+        return self.query().last()
 
     def count(self) -> int:
         return self.query().count()
+
+    def get_or_create(
+        self, defaults: dict[str, Any] | None = None, **lookups: Any
+    ) -> tuple[M, bool]:
+        """See ``QuerySet.get_or_create``."""
+        return self.query().get_or_create(defaults, **lookups)
+
+    def update_or_create(
+        self, defaults: dict[str, Any] | None = None, **lookups: Any
+    ) -> tuple[M, bool]:
+        """See ``QuerySet.update_or_create``."""
+        return self.query().update_or_create(defaults, **lookups)

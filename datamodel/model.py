@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import sync
@@ -101,6 +102,10 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         """Undo a soft delete."""
         sync.restore(self, self._require_scope())
         return self
+
+    @classmethod
+    def _save_many(cls, instances: Sequence[Self], scope: Scope) -> None:
+        sync.bulk_save(instances, scope)
 
     def load(self, object_id: str) -> Self:
         """Replace this instance's values with the stored object ``object_id`` (its KV id)."""

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import DoesNotExist, ValidationError
 from ..fields import MISSING
+from . import writes
 from .aggregates import Aggregate
 from .compiler import Compiler, WhereNode, resolve, resolve_field
 from .expressions import OrderBy, Q
@@ -545,6 +546,28 @@ class QuerySet(Generic[M]):
         """Every matching row (the slice's rows once sliced), streamed in batches."""
         start, stop = self._slice or (0, None)
         return self._stream(start, stop)
+
+    # -- writing (every object through the save path) -------------------------------------
+
+    def update(self, **values: Any) -> int:
+        """Set these fields on every matching object, each through the save path (hooks,
+        versions, metadata row) in chunks of the backend's batch limit; the number updated.
+        ``PartialWrite`` names the objects that kept changing (each retried once)."""
+        return writes.update(self, values)
+
+    def get_or_create(
+        self, defaults: dict[str, Any] | None = None, **lookups: Any
+    ) -> tuple[M, bool]:
+        """``(object, created)``, safe under concurrency: the lookup must fix the key or a
+        unique constraint, so of two racing creates one wins and the other reads it."""
+        return writes.get_or_create(self, defaults, lookups)
+
+    def update_or_create(
+        self, defaults: dict[str, Any] | None = None, **lookups: Any
+    ) -> tuple[M, bool]:
+        """``(object, created)``: the matching object updated with ``defaults``, or a new one
+        made of the lookups and ``defaults``."""
+        return writes.update_or_create(self, defaults, lookups)
 
     def explain(self) -> builtins.list[str]:
         """SQLite's ``EXPLAIN QUERY PLAN`` for this query's page select (each of them, after a

@@ -101,7 +101,7 @@ def test_update_retries_a_conflict_once_then_reports_it(monkeypatch) -> None:
 
 def test_get_or_create_by_key(connection: Connection) -> None:
     pages = Page.objects.auth("u1", using=connection)
-    lookup = {"project_id": "x", "page_id": "home"}
+    lookup: dict[str, Any] = {"project_id": "x", "page_id": "home"}
     page, created = pages.get_or_create(defaults={"url": "https://e.example/"}, **lookup)
     assert created and page.get("url") == "https://e.example/"
     again, created = pages.get_or_create(defaults={"url": "https://other.example/"}, **lookup)
@@ -117,7 +117,7 @@ def test_get_or_create_needs_a_key_or_a_unique_lookup(connection: Connection) ->
 
 def test_get_or_create_loser_of_a_race_reads_the_winner(connection: Connection) -> None:
     pages = Page.objects.auth("u1", using=connection)
-    lookup = {"project_id": "x", "page_id": "raced"}
+    lookup: dict[str, Any] = {"project_id": "x", "page_id": "raced"}
     query = pages.query()
     # The other process creates it between our read (nothing there) and our create.
     winner = pages.create(url="https://winner.example/", **lookup)
@@ -144,7 +144,7 @@ def test_get_or_create_loser_of_a_race_reads_the_winner(connection: Connection) 
 
 def test_update_or_create(connection: Connection) -> None:
     pages = Page.objects.auth("u1", using=connection)
-    lookup = {"project_id": "x", "page_id": "p"}
+    lookup: dict[str, Any] = {"project_id": "x", "page_id": "p"}
     page, created = pages.update_or_create(
         defaults={"url": "https://e.example/", "priority": 1}, **lookup
     )
@@ -164,7 +164,7 @@ def test_the_manager_never_offers_update_or_delete_of_everything(connection: Con
 
 def test_update_or_create_retries_a_conflict_from_a_fresh_read(connection: Connection) -> None:
     pages = Page.objects.auth("u1", using=connection)
-    lookup = {"project_id": "x", "page_id": "p"}
+    lookup: dict[str, Any] = {"project_id": "x", "page_id": "p"}
     pages.create(url="https://e.example/", **lookup)
     stale = pages.get(**lookup)
     fresh = pages.get(**lookup)

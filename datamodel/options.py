@@ -18,7 +18,7 @@ from datastore.routing import DEFAULT_CLASS_NAMESPACES
 from . import ids
 from .constraints import UniqueConstraint
 from .errors import DeclarationError
-from .fields import Array, Field, Integer, String, Timestamp
+from .fields import MISSING, Array, Field, Integer, String, Timestamp
 from .seeds import Seed
 
 __all__ = ["BUILTIN_NAMES", "Options", "build_options"]
@@ -121,6 +121,22 @@ def _builtin_fields(meta: dict[str, Any]) -> dict[str, Field]:
     return builtins
 
 
+def _check_defaults(model: str, fields: dict[str, Field]) -> None:
+    """Every plain default must be a value its field accepts; it is kept in its stored form
+    (``3.0`` -> ``3``, a ``datetime`` -> ISO text). A callable default is checked each time it
+    is called instead: what it returns may depend on the moment or the environment."""
+    for name, model_field in fields.items():
+        default = model_field.default
+        if default is MISSING or callable(default):
+            continue
+        try:
+            cleaned = model_field.clean(default)
+        except ValueError as exc:
+            raise _fail(model, f"field {name!r}: default {default!r} is invalid: {exc}") from None
+        if not isinstance(cleaned, (list, dict)):  # a list or dict would be shared: keep it
+            model_field.default = cleaned
+
+
 def _parse_key_pattern(model: str, pattern: str) -> tuple[str, list[str]]:
     prefix, _, rest = pattern.partition(":")
     if not rest or not re.fullmatch(r"[a-z][a-z0-9_]*", prefix):
@@ -213,6 +229,7 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
     if not isinstance(pk_field, String) or pk_field.sql_type is None:
         raise _fail(model, f"primary key {pk_name!r} must be a string field")
     fields.update(builtins)
+    _check_defaults(model, fields)
 
     key_pattern = meta.get("key_pattern", f"{name.lower()}:{{{pk_name}}}")
     kv_class, key_fields = _parse_key_pattern(model, key_pattern)

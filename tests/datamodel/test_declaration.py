@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -70,6 +72,38 @@ BASE = {"namespace": "NIMBUS_WIDGETS"}
 def test_declaration_errors(meta: dict, model_fields: dict, message: str) -> None:
     with pytest.raises(DeclarationError, match=message):
         declare(meta, **model_fields)
+
+
+@pytest.mark.parametrize(
+    ("model_field", "message"),
+    [
+        (fields.Integer(default="x"), "default 'x' is invalid: expected an integer, got 'x'"),
+        (
+            fields.Choice(["a", "b"], default="zzz"),
+            "default 'zzz' is invalid: 'zzz' is not one of 'a', 'b'",
+        ),
+        (fields.String(max_length=2, default="abc"), "default 'abc' is invalid: is 3 long"),
+        (fields.URL(default="nowhere"), "default 'nowhere' is invalid: 'nowhere' is not a valid"),
+        (fields.Boolean(default=1), "default 1 is invalid: expected true or false"),
+        (fields.Timestamp(default="soon"), "default 'soon' is invalid: expected an ISO-8601"),
+    ],
+    ids=["integer", "choice", "max_length", "url", "boolean", "timestamp"],
+)
+def test_a_default_its_field_refuses_fails_at_declaration_naming_model_and_field(
+    model_field: fields.Field, message: str
+) -> None:
+    with pytest.raises(DeclarationError, match=re.escape(f"Widget: field 'priority': {message}")):
+        declare(BASE, priority=model_field)
+
+
+def test_a_valid_default_is_kept_in_its_stored_form() -> None:
+    moment = dt.datetime(2024, 9, 2, 13, 45, tzinfo=dt.UTC)
+    model = declare(
+        BASE, priority=fields.Integer(default=3.0), due=fields.Timestamp(default=moment)
+    )
+    widget = model()
+    assert widget.get("priority") == 3 and isinstance(widget.get("priority"), int)
+    assert widget.get("due") == "2024-09-02T13:45:00.000Z"
 
 
 def test_field_declaration_errors() -> None:

@@ -212,6 +212,12 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
     for field_name in declared:
         if field_name.startswith("_") or field_name in RESERVED:
             raise _fail(model, f"field name {field_name!r} is reserved")
+        if "__" in field_name:
+            raise _fail(
+                model,
+                f"field name {field_name!r} contains '__', which separates a field from its "
+                "lookup in filter() (status__in=...)",
+            )
         if field_name in builtins:
             raise _fail(model, f"{field_name!r} is a built-in field; turn it off in Meta instead")
 

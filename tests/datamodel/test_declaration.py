@@ -106,6 +106,13 @@ def test_a_valid_default_is_kept_in_its_stored_form() -> None:
     assert widget.get("due") == "2024-09-02T13:45:00.000Z"
 
 
+@pytest.mark.parametrize("name", ["a__b", "colour__", "in__stock__count"])
+def test_a_field_name_containing_a_double_underscore_is_refused(name: str) -> None:
+    # filter(a__b=...) would read it as field 'a', lookup 'b'
+    with pytest.raises(DeclarationError, match=f"Widget: field name '{name}' contains '__'"):
+        declare(BASE, **{name: fields.String()})
+
+
 def test_field_declaration_errors() -> None:
     with pytest.raises(TypeError, match="mutable default"):
         fields.Array(default=[])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,21 +24,6 @@ from .seeds import Seed
 __all__ = ["BUILTIN_NAMES", "Options", "build_options"]
 
 BUILTIN_NAMES = ("user_id", "created_at", "updated_at", "deleted_at", "_auth", "_version")
-RESERVED = {
-    "set",
-    "get",
-    "get_data",
-    "save",
-    "delete",
-    "restore",
-    "load",
-    "is_new",
-    "objects",
-    "hooks",
-    "pk",
-    "kv_id",
-    "scope",
-}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _META_KEYS = {
@@ -191,8 +176,18 @@ def _unique_constraints(
     return constraints
 
 
-def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Options:
-    """Resolve and validate ``class Meta`` against the declared fields."""
+def build_options(
+    model: str,
+    declared: dict[str, Field],
+    meta_class: Any,
+    *,
+    reserved: Collection[str] = frozenset(),
+) -> Options:
+    """Resolve and validate ``class Meta`` against the declared fields.
+
+    ``reserved``: names no field may take (the model class's own attributes, which a field
+    would hide); names starting with ``_`` are always reserved.
+    """
     meta = {key: value for key, value in vars(meta_class).items() if not key.startswith("__")}
     unknown = set(meta) - _META_KEYS
     if unknown:
@@ -210,7 +205,7 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
 
     builtins = _builtin_fields(meta)
     for field_name in declared:
-        if field_name.startswith("_") or field_name in RESERVED:
+        if field_name.startswith("_") or field_name in reserved:
             raise _fail(model, f"field name {field_name!r} is reserved")
         if "__" in field_name:
             raise _fail(

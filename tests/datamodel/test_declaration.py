@@ -106,6 +106,44 @@ def test_a_valid_default_is_kept_in_its_stored_form() -> None:
     assert widget.get("due") == "2024-09-02T13:45:00.000Z"
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "changes",
+        "save",
+        "full_clean",
+        "saved_value",
+        "get_data",
+        "is_new",
+        "load",
+        "restore",
+        "kv_id",
+        "scope",
+        "objects",
+        "hooks",
+        "before_create",
+        "after_update",
+    ],
+)
+def test_a_field_named_like_a_model_attribute_is_refused(name: str) -> None:
+    # the field would hide the attribute: save() calls self.changes(), for one
+    with pytest.raises(DeclarationError, match=f"Widget: field name '{name}' is reserved"):
+        declare(BASE, **{name: fields.String()})
+
+
+def test_every_public_attribute_of_the_model_base_classes_is_reserved() -> None:
+    from datamodel.instance import ModelBase
+    from datamodel.model import RESERVED_NAMES
+
+    public = {
+        name
+        for base in (ModelBase, DataModel)
+        for name in [*vars(base), *base.__annotations__]
+        if not name.startswith("_")
+    }
+    assert public <= RESERVED_NAMES and {"objects", "hooks", "changes"} <= public
+
+
 @pytest.mark.parametrize("name", ["a__b", "colour__", "in__stock__count"])
 def test_a_field_name_containing_a_double_underscore_is_refused(name: str) -> None:
     # filter(a__b=...) would read it as field 'a', lookup 'b'

@@ -207,7 +207,7 @@ def restore(
         )
     report = BackupReport()
     pending: dict[str, list[PutItem]] = {}
-    now = time.time()
+    now = kv.clock() if kv is not None else 0.0  # expiry times are on the store's clock
 
     def flush(namespace: str) -> None:
         items = pending.pop(namespace, [])

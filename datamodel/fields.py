@@ -42,7 +42,12 @@ MISSING: Any = _Missing()
 
 
 class Field:
-    """Base field. Subclasses set ``type_name``, ``sql_type`` and ``clean_value``."""
+    """Base field. Subclasses set ``type_name``, ``sql_type`` and ``clean_value``.
+
+    ``default`` is either a value the field accepts (checked when the model is declared) or,
+    as in Django, a callable called for each new instance, like ``default_factory``; what it
+    returns is checked then.
+    """
 
     type_name = "field"
     sql_type: str | None = "TEXT"
@@ -95,9 +100,18 @@ class Field:
     def has_default(self) -> bool:
         return self.default is not MISSING or self.default_factory is not None
 
+    @property
+    def has_callable_default(self) -> bool:
+        """Whether the default is computed for each new instance (``default=callable``, as in
+        Django, or ``default_factory``); its result is cleaned then, not at declaration."""
+        return self.default_factory is not None or callable(self.default)
+
     def get_default(self) -> Any:
+        """The value a new instance starts with (``None`` when there is no default)."""
         if self.default_factory is not None:
             return self.default_factory()
+        if callable(self.default):
+            return self.default()
         return None if self.default is MISSING else self.default
 
     def clean(self, value: Any) -> Any:

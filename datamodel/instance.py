@@ -51,8 +51,21 @@ class ModelBase:
         self._extra: dict[str, Any] = {}  # stored keys no field declares; kept on save
         self._state = ModelState()
         self._scope: Scope | None = None
+        errors: dict[str, list[str]] = {}
         for name, model_field in self._meta.fields.items():
-            self._values[name] = model_field.get_default()
+            if name in values:
+                self._values[name] = None  # set() below puts the given value
+                continue
+            default = model_field.get_default()
+            if model_field.has_callable_default:
+                # A plain default was checked at declaration; a computed one is checked here.
+                try:
+                    default = model_field.clean(default)
+                except ValueError as exc:
+                    errors[name] = [f"default {default!r} is invalid: {exc}"]
+            self._values[name] = default
+        if errors:
+            raise ValidationError(errors)
         self.set(values)
 
     # -- values --------------------------------------------------------------------------

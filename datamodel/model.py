@@ -40,7 +40,7 @@ from .scope import Scope
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["MANAGED", "DataModel", "ModelState", "Scope"]
+__all__ = ["MANAGED", "RESERVED_NAMES", "DataModel", "ModelState", "Scope"]
 
 
 class DataModelMeta(type):
@@ -58,7 +58,9 @@ class DataModelMeta(type):
         cls._declared_fields = declared  # type: ignore[attr-defined]
         if getattr(meta_class, "abstract", False):
             return cls
-        options = build_options(name, declared, meta_class or type("Meta", (), {}))
+        options = build_options(
+            name, declared, meta_class or type("Meta", (), {}), reserved=RESERVED_NAMES
+        )
         cls._meta = options  # type: ignore[attr-defined]
         for field_name, model_field in options.fields.items():
             if not isinstance(attrs.get(field_name), Field):
@@ -113,3 +115,16 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         loaded = type(self).objects.bind(scope).get(object_id, include_deleted=True)
         self._values, self._extra, self._state = loaded._values, loaded._extra, loaded._state
         return self
+
+
+def _reserved_names() -> frozenset[str]:
+    """Every public attribute of the model base classes (methods, properties, ``objects``,
+    ``hooks``) and the hook method names: a field of the same name would hide it."""
+    names: set[str] = set(EVENTS)
+    for base in (ModelBase, DataModel):
+        names.update(vars(base))
+        names.update(base.__annotations__)  # declared only: ``objects``, ``hooks``
+    return frozenset(name for name in names if not name.startswith("_"))
+
+
+RESERVED_NAMES = _reserved_names()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,27 +18,12 @@ from datastore.routing import DEFAULT_CLASS_NAMESPACES
 from . import ids
 from .constraints import UniqueConstraint
 from .errors import DeclarationError
-from .fields import Array, Field, Integer, String, Timestamp
+from .fields import MISSING, Array, Field, Integer, String, Timestamp
 from .seeds import Seed
 
 __all__ = ["BUILTIN_NAMES", "Options", "build_options"]
 
 BUILTIN_NAMES = ("user_id", "created_at", "updated_at", "deleted_at", "_auth", "_version")
-RESERVED = {
-    "set",
-    "get",
-    "get_data",
-    "save",
-    "delete",
-    "restore",
-    "load",
-    "is_new",
-    "objects",
-    "hooks",
-    "pk",
-    "kv_id",
-    "scope",
-}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _META_KEYS = {
@@ -126,6 +111,22 @@ def _builtin_fields(meta: dict[str, Any]) -> dict[str, Field]:
     return builtins
 
 
+def _check_defaults(model: str, fields: dict[str, Field]) -> None:
+    """Every plain default must be a value its field accepts; it is kept in its stored form
+    (``3.0`` -> ``3``, a ``datetime`` -> ISO text). A callable default is checked each time it
+    is called instead: what it returns may depend on the moment or the environment."""
+    for name, model_field in fields.items():
+        default = model_field.default
+        if default is MISSING or callable(default):
+            continue
+        try:
+            cleaned = model_field.clean(default)
+        except ValueError as exc:
+            raise _fail(model, f"field {name!r}: default {default!r} is invalid: {exc}") from None
+        if not isinstance(cleaned, (list, dict)):  # a list or dict would be shared: keep it
+            model_field.default = cleaned
+
+
 def _parse_key_pattern(model: str, pattern: str) -> tuple[str, list[str]]:
     prefix, _, rest = pattern.partition(":")
     if not rest or not re.fullmatch(r"[a-z][a-z0-9_]*", prefix):
@@ -204,8 +205,18 @@ def _ordering(
     return tuple(specs)
 
 
-def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Options:
-    """Resolve and validate ``class Meta`` against the declared fields."""
+def build_options(
+    model: str,
+    declared: dict[str, Field],
+    meta_class: Any,
+    *,
+    reserved: Collection[str] = frozenset(),
+) -> Options:
+    """Resolve and validate ``class Meta`` against the declared fields.
+
+    ``reserved``: names no field may take (the model class's own attributes, which a field
+    would hide); names starting with ``_`` are always reserved.
+    """
     meta = {key: value for key, value in vars(meta_class).items() if not key.startswith("__")}
     unknown = set(meta) - _META_KEYS
     if unknown:
@@ -223,8 +234,14 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
 
     builtins = _builtin_fields(meta)
     for field_name in declared:
-        if field_name.startswith("_") or field_name in RESERVED:
+        if field_name.startswith("_") or field_name in reserved:
             raise _fail(model, f"field name {field_name!r} is reserved")
+        if "__" in field_name:
+            raise _fail(
+                model,
+                f"field name {field_name!r} contains '__', which separates a field from its "
+                "lookup in filter() (status__in=...)",
+            )
         if field_name in builtins:
             raise _fail(model, f"{field_name!r} is a built-in field; turn it off in Meta instead")
 
@@ -242,6 +259,7 @@ def build_options(model: str, declared: dict[str, Field], meta_class: Any) -> Op
     if not isinstance(pk_field, String) or pk_field.sql_type is None:
         raise _fail(model, f"primary key {pk_name!r} must be a string field")
     fields.update(builtins)
+    _check_defaults(model, fields)
 
     key_pattern = meta.get("key_pattern", f"{name.lower()}:{{{pk_name}}}")
     kv_class, key_fields = _parse_key_pattern(model, key_pattern)

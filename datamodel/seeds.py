@@ -9,9 +9,10 @@
 
 Conditions: ``always`` (create, or update the object with the same ``key``), ``if_empty`` (only
 when the model has no objects at all), ``if_missing`` (only when no object has the same
-``key`` values). ``${VAR}`` in strings is replaced from the environment; a missing variable is
-an error naming it. ``data`` may also be a callable ``data(env) -> dict`` for values that need
-computing (a password hash, say).
+``key`` values). ``always`` and ``if_missing`` need ``key``, so every condition is idempotent:
+a second run adds nothing. ``${VAR}`` in strings is replaced from the environment; a missing
+variable is an error naming it. ``data`` may also be a callable ``data(env) -> dict`` for
+values that need computing (a password hash, say).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class Seed:
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONS:
             raise SeedError(f"seed condition {self.condition!r} is not one of {CONDITIONS}")
-        if self.condition == "if_missing" and not self.key:
-            raise SeedError("an 'if_missing' seed needs key=[...] (its natural key fields)")
+        if self.condition in ("always", "if_missing") and not self.key:
+            # Without a key a later run cannot find the object again: it would add another.
+            raise SeedError(f"an {self.condition!r} seed needs key=[...] (its natural key fields)")
 
 
 def substitute(value: Any, env: Mapping[str, str], where: str = "seed") -> Any:

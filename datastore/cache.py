@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import codec
@@ -204,11 +204,12 @@ class RateLimitResult:
     remaining: int
     reset_at: float  # epoch seconds when the current window ends
     limit: int
+    checked_at: float = field(default_factory=time.time)  # on the limiter's clock
 
     @property
     def retry_after(self) -> int:
         """Whole seconds until a refused caller may try again (0 if allowed)."""
-        return 0 if self.allowed else max(1, math.ceil(self.reset_at - time.time()))
+        return 0 if self.allowed else max(1, math.ceil(self.reset_at - self.checked_at))
 
 
 class RateLimiterClient:
@@ -250,8 +251,8 @@ class RateLimiterClient:
             logger.warning("rate limiter unavailable (%s): letting %s through", exc, identifier)
             if not self.fail_open:
                 raise
-            return RateLimitResult(True, limit, reset_at, limit)
-        return RateLimitResult(count <= limit, max(0, limit - count), reset_at, limit)
+            return RateLimitResult(True, limit, reset_at, limit, now)
+        return RateLimitResult(count <= limit, max(0, limit - count), reset_at, limit, now)
 
     def reset(self, identifier: str, window: int, key_prefix: str = "api") -> None:
         """Forget the current window's count for ``identifier``."""

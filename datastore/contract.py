@@ -84,7 +84,7 @@ class Entry:
     value: bytes
     version: int
     metadata: dict[str, Any] | None = None
-    expires_at: float | None = None  # epoch seconds, None = never
+    expires_at: float | None = None  # epoch seconds on the store's clock, None = never
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,7 @@ class KVStore(Protocol):
     supports_namespace_management: bool
     limits: KVLimits
     round_trips: RoundTripCounter
+    clock: Callable[[], float]  # the time expiries are on (``time.time`` unless injected)
 
     @overload
     def get(

@@ -9,7 +9,7 @@ pipeline a write overrides ``_start_apply`` too.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, overload
 
@@ -57,6 +57,8 @@ class BaseKVStore:
     supports_cas: bool
     supports_namespace_management: bool = True
     limits: KVLimits
+    # Expiry times (``Entry.expires_at``) are on this clock; stores that take ``clock=`` set it.
+    clock: Callable[[], float] = time.time
 
     def _get_value(self, namespace: str, key: str) -> bytes | None:
         raise NotImplementedError
@@ -212,7 +214,7 @@ class BaseKVStore:
         """The TTL left on an entry, as the store will accept it again."""
         if entry.expires_at is None:
             return None
-        return max(entry.expires_at - time.time(), self.limits.min_ttl_seconds, 0.001)
+        return max(entry.expires_at - self.clock(), self.limits.min_ttl_seconds, 0.001)
 
     def _scan(self, namespace: str) -> Iterator[QueryHit]:
         """Every JSON-object value of a namespace: a page of keys and one bulk read at a time."""

@@ -8,7 +8,6 @@ all of them, or, if a watched key changed meanwhile, none, and ``Conflict`` is r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ class RedisKVStore(Protocol):
     _client: Any
     _incr_script: Any
     _put_script: Any
+    clock: Callable[[], float]
 
     def _call(self, operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
     def _value_key(self, namespace: str, key: str) -> str: ...
@@ -79,7 +79,7 @@ class RedisTransaction:
         if failed:
             raise Conflict(f"version mismatch for {', '.join(map(repr, failed))}", keys=failed)
         versions = []
-        now = time.time()
+        now = self.store.clock()
         for put in puts:
             entry = current[put.key]
             version = (entry.version if entry else 0) + 1
@@ -103,7 +103,10 @@ class RedisTransaction:
     def incr(self, namespace: str, key: str, amount: int, ttl: float | None) -> int:
         entry = self.entry(namespace, key)
         value = parse_counter(entry.value if entry else None, key) + amount
-        expires_at = entry.expires_at if entry else (time.time() + ttl if ttl is not None else None)
+        if entry is not None:
+            expires_at = entry.expires_at
+        else:
+            expires_at = self.store.clock() + ttl if ttl is not None else None
         self.pending[(namespace, key)] = (
             str(value).encode(),
             (entry.version if entry else 0) + 1,

@@ -12,7 +12,7 @@ from datastore import Datastore, InvalidValue, KVStore, PutItem
 from datastore.backends.memory import MemoryKVStore
 from datastore.backends.sqlite import SQLiteKVStore
 from tests.datamodel.conftest import routing
-from tests.support import make_kv
+from tests.support import FakeClock, make_kv
 
 
 def everything(kv: KVStore) -> dict[tuple[str, str], tuple[bytes, Any]]:
@@ -77,6 +77,21 @@ def test_round_trip_between_backends(source: str, target: str, tmp_path, request
         "proj_1",
         "proj_2",
     ]
+
+
+def test_restore_keeps_the_time_left_on_the_target_store_clock(tmp_path) -> None:
+    origin = MemoryKVStore(clock=FakeClock())
+    origin.put("NIMBUS_CACHE", "cache:x:blob", b"v", ttl=120)
+    path = tmp_path / "b.jsonl.gz"
+    backup(origin, None, path)
+    clock = FakeClock()
+    clock.advance(20)
+    target = MemoryKVStore(clock=clock)
+    assert restore(target, None, path).kv_keys == 1
+    entry = target.get_entry("NIMBUS_CACHE", "cache:x:blob")
+    assert entry is not None and entry.expires_at == pytest.approx(clock() + 100)
+    clock.advance(101)
+    assert target.get("NIMBUS_CACHE", "cache:x:blob") is None
 
 
 def test_restore_refuses_a_non_empty_target_unless_told(tmp_path) -> None:

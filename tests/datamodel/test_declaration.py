@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -70,6 +72,83 @@ BASE = {"namespace": "NIMBUS_WIDGETS"}
 def test_declaration_errors(meta: dict, model_fields: dict, message: str) -> None:
     with pytest.raises(DeclarationError, match=message):
         declare(meta, **model_fields)
+
+
+@pytest.mark.parametrize(
+    ("model_field", "message"),
+    [
+        (fields.Integer(default="x"), "default 'x' is invalid: expected an integer, got 'x'"),
+        (
+            fields.Choice(["a", "b"], default="zzz"),
+            "default 'zzz' is invalid: 'zzz' is not one of 'a', 'b'",
+        ),
+        (fields.String(max_length=2, default="abc"), "default 'abc' is invalid: is 3 long"),
+        (fields.URL(default="nowhere"), "default 'nowhere' is invalid: 'nowhere' is not a valid"),
+        (fields.Boolean(default=1), "default 1 is invalid: expected true or false"),
+        (fields.Timestamp(default="soon"), "default 'soon' is invalid: expected an ISO-8601"),
+    ],
+    ids=["integer", "choice", "max_length", "url", "boolean", "timestamp"],
+)
+def test_a_default_its_field_refuses_fails_at_declaration_naming_model_and_field(
+    model_field: fields.Field, message: str
+) -> None:
+    with pytest.raises(DeclarationError, match=re.escape(f"Widget: field 'priority': {message}")):
+        declare(BASE, priority=model_field)
+
+
+def test_a_valid_default_is_kept_in_its_stored_form() -> None:
+    moment = dt.datetime(2024, 9, 2, 13, 45, tzinfo=dt.UTC)
+    model = declare(
+        BASE, priority=fields.Integer(default=3.0), due=fields.Timestamp(default=moment)
+    )
+    widget = model()
+    assert widget.get("priority") == 3 and isinstance(widget.get("priority"), int)
+    assert widget.get("due") == "2024-09-02T13:45:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "changes",
+        "save",
+        "full_clean",
+        "saved_value",
+        "get_data",
+        "is_new",
+        "load",
+        "restore",
+        "kv_id",
+        "scope",
+        "objects",
+        "hooks",
+        "before_create",
+        "after_update",
+    ],
+)
+def test_a_field_named_like_a_model_attribute_is_refused(name: str) -> None:
+    # the field would hide the attribute: save() calls self.changes(), for one
+    with pytest.raises(DeclarationError, match=f"Widget: field name '{name}' is reserved"):
+        declare(BASE, **{name: fields.String()})
+
+
+def test_every_public_attribute_of_the_model_base_classes_is_reserved() -> None:
+    from datamodel.instance import ModelBase
+    from datamodel.model import RESERVED_NAMES
+
+    public = {
+        name
+        for base in (ModelBase, DataModel)
+        for name in [*vars(base), *base.__annotations__]
+        if not name.startswith("_")
+    }
+    assert public <= RESERVED_NAMES and {"objects", "hooks", "changes"} <= public
+
+
+@pytest.mark.parametrize("name", ["a__b", "colour__", "in__stock__count"])
+def test_a_field_name_containing_a_double_underscore_is_refused(name: str) -> None:
+    # filter(a__b=...) would read it as field 'a', lookup 'b'
+    with pytest.raises(DeclarationError, match=f"Widget: field name '{name}' contains '__'"):
+        declare(BASE, **{name: fields.String()})
 
 
 def test_field_declaration_errors() -> None:

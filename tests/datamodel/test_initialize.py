@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from datamodel import Connection, SeedError, initialize
+from datamodel import Connection, DataModel, Seed, SeedError, fields, ids, initialize, registry
 from datamodel.schema import MIGRATIONS_TABLE
+from tests.datamodel.conftest import MODEL_BACKENDS, make_connection
 from tests.datamodel.models import ALL_TEST_MODELS, Page, Plan
 
 ENV = {"PLAN_FREE_LABEL": "Free forever", "PLAN_YEAR": "2026"}
@@ -103,3 +104,58 @@ def test_a_missing_environment_variable_is_named() -> None:
         from datamodel import Seed
 
         Seed("if_missing", {"a": 1})
+
+
+def test_an_always_seed_without_a_key_is_refused_at_declaration() -> None:
+    # without a key every run would add the object again
+    with pytest.raises(SeedError, match=r"an 'always' seed needs key=\[\.\.\.\]"):
+        Seed("always", {"code": "pro"})
+
+
+def declare_tip() -> type[DataModel]:
+    """Generated primary keys: seeds can only find their objects again by ``key`` or emptiness."""
+
+    class Tip(DataModel):
+        tip_id = fields.String(primary_key=True, generator=ids.uuid4)
+        slug = fields.String(required=True)
+        text = fields.String()
+
+        class Meta:
+            name = "TIP"
+            namespace = "NIMBUS_NOTES"  # a namespace every test store has
+            table = "tip_meta"
+            sync_fields = ["slug"]
+            user_tracking = False
+            seeds = [
+                Seed("if_empty", {"slug": "welcome", "text": "Hello"}),
+                Seed("if_empty", {"slug": "tour", "text": "Look around"}),
+                Seed("if_missing", {"slug": "help", "text": "Ask"}, key=["slug"]),
+                Seed("always", {"slug": "news", "text": "${TIP_NEWS}"}, key=["slug"]),
+            ]
+
+    return Tip
+
+
+@pytest.mark.parametrize("backend", MODEL_BACKENDS)
+def test_every_seed_condition_adds_nothing_on_later_runs(backend: str, tmp_path, request) -> None:
+    tip = declare_tip()
+    try:
+        connection = make_connection(backend, tmp_path, request)
+        runs = [
+            initialize(connection, [Plan, tip], env={**ENV, "TIP_NEWS": news})
+            for news in ("v1", "v1", "v2")
+        ]
+        written = [[seed["records"] for seed in report.seeds_run] for report in runs]
+        assert written == [
+            [1, 1, 1, 1, 1, 1, 1],
+            [0, 0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 1],  # the 'always' seed updates the object it wrote
+        ]
+        tips = tip.objects.system(using=connection)
+        assert Plan.objects.system(using=connection).count() == 3
+        assert tips.count() == 4
+        news = tips.query().where("slug", "news").first()
+        assert tips.get(news["tip_id"]).get("text") == "v2"
+        connection.datastore.close()
+    finally:
+        registry.unregister("TIP")

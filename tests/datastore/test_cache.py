@@ -17,7 +17,7 @@ from datastore import (
     RateLimiterClient,
     SessionCacheClient,
 )
-from tests.support import KV_BACKENDS, Backend, FaultyStore, make_kv
+from tests.support import KV_BACKENDS, Backend, FakeClock, FaultyStore, make_kv
 
 
 def test_cache_get_set_delete(kv: KVStore) -> None:
@@ -134,6 +134,17 @@ def test_rate_limit_counts_and_resets(kv: KVStore) -> None:
     assert limiter.check_limit("key_1", 3, 60).remaining == 2
     now[0] += 60
     assert limiter.check_limit("key_1", 3, 60).remaining == 2  # a new window
+
+
+def test_retry_after_is_counted_on_the_limiter_clock() -> None:
+    from datastore.backends.memory import MemoryKVStore
+
+    clock = FakeClock(1_700_000_000.0)  # 40 s before the end of its 60 s window
+    limiter = RateLimiterClient(MemoryKVStore(clock=clock), clock=clock)
+    results = [limiter.check_limit("key_1", 1, 60) for _ in range(2)]
+    assert [(r.allowed, r.retry_after) for r in results] == [(True, 0), (False, 40)]
+    clock.advance(30)
+    assert limiter.check_limit("key_1", 1, 60).retry_after == 10
 
 
 def test_rate_limit_is_exact_under_concurrency(kv: KVStore) -> None:

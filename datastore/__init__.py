@@ -9,6 +9,7 @@ from .adapters.base import StoredObject
 from .cache import CacheClient, RateLimiterClient, RateLimitResult, SessionCacheClient
 from .contract import (
     DEFAULT_KV_LIMITS,
+    DeleteItem,
     Entry,
     Filter,
     KeyPage,
@@ -50,6 +51,7 @@ __all__ = [
     "Conflict",
     "Datastore",
     "DatastoreError",
+    "DeleteItem",
     "Entry",
     "Filter",
     "IntegrityError",

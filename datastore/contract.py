@@ -13,6 +13,14 @@ KV semantics shared by every backend:
   otherwise it raises ``Conflict`` and writes nothing. Backends without compare-and-set declare
   ``supports_cas = False`` and raise ``NotSupported`` when ``if_version`` is given.
 * ``put`` replaces value, TTL and metadata together (as Cloudflare KV does).
+* ``put_many`` takes a batch of ``PutItem`` and ``DeleteItem``: one call writes some keys and
+  deletes others. Where ``supports_cas`` (memory, SQLite, Redis) the batch is atomic: every
+  ``if_version`` (of puts and deletes alike) is checked first, and if any fails, ``Conflict``
+  names every failing key and nothing is written or deleted. A key may appear once per batch.
+  The result has one entry per item, in order: the new version of a put, 0 for a delete.
+  Cloudflare KV has neither compare-and-set nor atomic batches: there the batch is a bulk
+  write, then a bulk delete (one more request when it holds deletes), and a failure between
+  the two leaves the writes done and the deletes not.
 * ``start_put``/``start_put_many`` send a write and return a ``Pending`` answered later (Redis
   pipelines; the other stores answer before returning).
 * ``list`` pages through keys with an opaque cursor; a page holds at most ``limit`` keys and the
@@ -32,6 +40,8 @@ from .pending import Pending
 
 __all__ = [
     "DEFAULT_KV_LIMITS",
+    "BatchItem",
+    "DeleteItem",
     "Entry",
     "Filter",
     "KVLimits",
@@ -96,6 +106,19 @@ class PutItem:
     ttl: float | None = None
     metadata: Metadata | None = None
     if_version: int | None = None
+
+
+@dataclass(frozen=True)
+class DeleteItem:
+    """One delete of a ``put_many`` batch. ``if_version=n`` deletes only if the stored version
+    is ``n`` (``Conflict`` otherwise, and the whole batch is refused); ``None`` deletes whatever
+    is there, a missing key included. Its entry in the batch's result is 0."""
+
+    key: str
+    if_version: int | None = None
+
+
+BatchItem = PutItem | DeleteItem
 
 
 @dataclass(frozen=True)
@@ -225,8 +248,11 @@ class KVStore(Protocol):
         """Store ``value``; returns the new version. ``Conflict`` if ``if_version`` mismatches."""
         ...
 
-    def put_many(self, namespace: str, items: Sequence[PutItem]) -> Versions:
-        """Store a batch (atomic where the backend can be); returns the new versions in order."""
+    def put_many(self, namespace: str, items: Sequence[BatchItem]) -> Versions:
+        """Write the ``PutItem``s and delete the ``DeleteItem``s of a batch, atomically where
+        ``supports_cas`` (see the module doc); returns one entry per item in order: the new
+        version of each put, 0 for each delete. ``Conflict(keys=[every failing key])`` if an
+        ``if_version`` does not hold, and then nothing is written."""
         ...
 
     def start_put(
@@ -246,7 +272,7 @@ class KVStore(Protocol):
         stores answer before returning."""
         ...
 
-    def start_put_many(self, namespace: str, items: Sequence[PutItem]) -> Pending[Versions]:
+    def start_put_many(self, namespace: str, items: Sequence[BatchItem]) -> Pending[Versions]:
         """``put_many``, sent without waiting for the answer (see ``start_put``)."""
         ...
 

@@ -12,6 +12,11 @@ explicit ``ds.system()``. A scoped view never reads, changes, deletes or reveals
 ``_auth`` does not name its user: to it such an object does not exist. The one thing a taken id
 cannot hide is that it is taken: writing to it raises ``Conflict`` without saying more.
 
+Unique values are *reservations* (``_unique:{class}:{name}`` beside the class's objects, holding
+the owner's id): ``put``/``put_many`` take ``claims`` and ``releases`` and write them in the same
+batch as the objects, create-only, so a taken value refuses the write with ``Conflict``;
+``delete_many`` takes ``releases``; ``reservation_owner`` says who holds one.
+
 The same code runs on a KV store (``adapter="kv"``) or on the SQL ``objects``/``lists`` tables
 (``adapter="sql"``), chosen by configuration.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .adapters.base import ObjectAdapter, ObjectWrite, StoredObject
@@ -28,7 +34,7 @@ from .adapters.kv import KVAdapter
 from .adapters.sql import SQLAdapter
 from .contract import KVStore, RoundTripCounter, SQLDatabase
 from .errors import Conflict, InvalidValue
-from .keys import composite_key, validate_id
+from .keys import RESERVATION_PREFIX, composite_key, reservation_key, validate_id
 from .pending import Pending
 from .routing import Routing
 
@@ -163,6 +169,8 @@ class ScopedDatastore:
         ttl: float | None = None,
         auth: Sequence[str] | None = None,
         if_version: int | None = None,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> int:
         """Store ``data`` (replacing any previous value); returns the new version.
 
@@ -175,9 +183,19 @@ class ScopedDatastore:
         and a user scope may only write objects that name it. The store refuses the write with
         ``Conflict`` if the object changed since. Stores without compare-and-set
         (``supports_cas = False``) cannot refuse it: there the last writer wins.
+
+        ``claims`` and ``releases`` move reservations with the object, as ``put_many``
+        describes.
         """
         return self.start_put(
-            class_name, object_id, data, ttl=ttl, auth=auth, if_version=if_version
+            class_name,
+            object_id,
+            data,
+            ttl=ttl,
+            auth=auth,
+            if_version=if_version,
+            claims=claims,
+            releases=releases,
         ).result()
 
     def start_put(
@@ -189,13 +207,21 @@ class ScopedDatastore:
         ttl: float | None = None,
         auth: Sequence[str] | None = None,
         if_version: int | None = None,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> Pending[int]:
         """``put``, with the write sent but its answer not yet read: ``result()`` returns the
         version or raises what ``put`` would. On Redis the caller works while the write is
         in flight; other stores answer before this returns."""
         versions = None if if_version is None else {object_id: if_version}
         return self.start_put_many(
-            class_name, {object_id: data}, ttl=ttl, auth=auth, if_versions=versions
+            class_name,
+            {object_id: data},
+            ttl=ttl,
+            auth=auth,
+            if_versions=versions,
+            claims=claims,
+            releases=releases,
         ).then(operator.itemgetter(object_id))
 
     def put_many(
@@ -207,6 +233,8 @@ class ScopedDatastore:
         auth: Sequence[str] | None = None,
         create: bool = False,
         if_versions: Mapping[str, int] | None = None,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> dict[str, int]:
         """Store several objects all-or-nothing; returns the new version of each.
 
@@ -214,9 +242,31 @@ class ScopedDatastore:
         With ``if_versions`` (each object's version from an earlier ``read``, 0 for a new one)
         the write is one compare-and-set batch and needs no read, as ``put(if_version=)``
         describes; ``create=True`` means every object must be new.
+
+        Reservations (unique values; see ``datastore.keys.reservation_key``) move with the
+        objects: ``claims`` maps reservation names to the id of the object in ``objects`` that
+        claims each, ``releases`` names reservations to delete. They are written in the same
+        batch as the objects, claims create-only: where the store has compare-and-set a name
+        already held (even by the same id: claim only values that changed) refuses the whole
+        write with ``Conflict`` whose ``keys`` include the reservation's key, and nothing is
+        written; the write costs no extra round trip. Without compare-and-set (Cloudflare KV)
+        the claims are read first (one bulk read, only when there are claims) and one held by
+        another id raises the same ``Conflict``; one held by the same id is fine. That check
+        is best effort: two writers racing between the read and the write can both succeed.
+        Objects, claims and releases must fit one store batch (``TooLarge`` otherwise), and
+        claims cannot be combined with ``ttl`` (the reservation would outlive its object).
+        Releases are not checked against their holder: the caller names the reservations its
+        objects held.
         """
         return self.start_put_many(
-            class_name, objects, ttl=ttl, auth=auth, create=create, if_versions=if_versions
+            class_name,
+            objects,
+            ttl=ttl,
+            auth=auth,
+            create=create,
+            if_versions=if_versions,
+            claims=claims,
+            releases=releases,
         ).result()
 
     def start_put_many(
@@ -228,6 +278,8 @@ class ScopedDatastore:
         auth: Sequence[str] | None = None,
         create: bool = False,
         if_versions: Mapping[str, int] | None = None,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> Pending[dict[str, int]]:
         """``put_many``, with the write sent but its answer not yet read (see ``start_put``)."""
         if not isinstance(objects, Mapping):
@@ -239,12 +291,15 @@ class ScopedDatastore:
             validate_id(object_id)
             if not isinstance(data, Mapping):
                 raise InvalidValue(f"data for {object_id!r} must be a mapping (a JSON object)")
+        moves = _Reservations.check(class_name, objects, claims, releases, ttl)
         if not objects:
+            if moves.releases:
+                raise InvalidValue("releases go with the objects that held them")
             return Pending.run(dict)
         if create:
             if_versions = dict.fromkeys(objects, 0)
         if if_versions is not None:
-            return self._write_versioned(class_name, objects, if_versions, owners, ttl)
+            return self._write_versioned(class_name, objects, if_versions, owners, ttl, moves)
         existing = self._adapter.read_many(class_name, list(objects))
         writes = []
         for object_id, data in objects.items():
@@ -267,7 +322,7 @@ class ScopedDatastore:
                     stored.version if stored is not None else 0,
                 )
             )
-        return self._start_write(class_name, objects, writes, ttl)
+        return self._start_write(class_name, objects, writes, ttl, moves)
 
     def _start_write(
         self,
@@ -275,11 +330,28 @@ class ScopedDatastore:
         objects: Mapping[str, Mapping[str, Any]],
         writes: list[ObjectWrite],
         ttl: float | None,
+        moves: _Reservations,
     ) -> Pending[dict[str, int]]:
         object_ids = list(objects)  # as they are now, whatever the caller does meanwhile
-        return self._adapter.start_write_many(class_name, writes, ttl).then(
-            lambda versions: dict(zip(object_ids, versions, strict=True))
+        if moves.claims and not self._adapter.supports_cas:
+            self._check_claims(class_name, moves.claims)
+        pending = self._adapter.start_write_many(
+            class_name, writes, ttl, claims=moves.claims, releases=moves.releases
         )
+        if moves.claims:
+            pending = _explain_taken(pending)
+        return pending.then(lambda versions: dict(zip(object_ids, versions, strict=True)))
+
+    def _check_claims(self, class_name: str, claims: Mapping[str, str]) -> None:
+        """Without compare-and-set: refuse claims held by another object (one bulk read)."""
+        held = self._adapter.reservation_owners(class_name, list(claims))
+        taken = [
+            reservation_key(class_name, name)
+            for name, owner in held.items()
+            if owner != claims[name]
+        ]
+        if taken:
+            raise Conflict(_taken_message(taken), keys=taken)
 
     def _write_versioned(
         self,
@@ -288,6 +360,7 @@ class ScopedDatastore:
         if_versions: Mapping[str, int],
         owners: list[str] | None,
         ttl: float | None,
+        moves: _Reservations,
     ) -> Pending[dict[str, int]]:
         writes = []
         for object_id, data in objects.items():
@@ -306,22 +379,63 @@ class ScopedDatastore:
                     f"this user may not write {object_id!r}: it is not among its owners"
                 )
             writes.append(ObjectWrite(object_id, _with_auth(data, object_owners), expected))
-        return self._start_write(class_name, objects, writes, ttl)
+        return self._start_write(class_name, objects, writes, ttl, moves)
 
     def delete(self, class_name: str, object_id: str) -> bool:
         """Remove the object; ``False`` if it is missing or not visible to this scope."""
         return self.delete_many(class_name, [object_id]) == 1
 
-    def delete_many(self, class_name: str, object_ids: Sequence[str]) -> int:
-        """Remove the visible objects among ``object_ids``; returns how many were removed."""
+    def delete_many(
+        self, class_name: str, object_ids: Sequence[str], *, releases: Sequence[str] = ()
+    ) -> int:
+        """Remove the visible objects among ``object_ids``; returns how many were removed.
+
+        ``releases`` names reservations to delete with them, in the same batch (atomic where
+        the store is). That costs one bulk read (to count, and in a user scope to check
+        visibility) and one batch. A user scope releases nothing unless it removes at least
+        one object; ``system()`` releases them even when no object is given (repair).
+        """
         _check_sequence(object_ids, "object_ids")
         ids = list(dict.fromkeys(object_ids))
+        names = _Reservations.check(class_name, {}, None, releases, None).releases
+        if names:
+            found = self.read_many(class_name, ids) if ids else {}
+            if not found and not self.is_system:
+                return 0
+            self._adapter.remove_and_release(
+                class_name, ids if self.is_system else list(found), names
+            )
+            return len(found)
         if not ids:
             return 0
         if self.is_system:
             return self._adapter.remove_many(class_name, ids)
         visible = self.get_many(class_name, ids)
         return self._adapter.remove_many(class_name, list(visible)) if visible else 0
+
+    # -- reservations --------------------------------------------------------------------
+
+    def reservation_owner(self, class_name: str, name: str) -> str | None:
+        """The id of the object holding reservation ``name`` of ``class_name``, or ``None``.
+
+        A user scope sees only holders it can see: ``None`` there means free or held by an
+        object this scope cannot see (a claim of it then raises ``Conflict``). One round trip,
+        plus one in a user scope when the name is held.
+        """
+        return self.reservation_owners(class_name, [name]).get(name)
+
+    def reservation_owners(self, class_name: str, names: Sequence[str]) -> dict[str, str]:
+        """``reservation_owner`` for several names in one bulk read: name -> holder's id, for
+        the names that are held (and, in a user scope, whose holder it can see)."""
+        _check_sequence(names, "names")
+        unique = list(dict.fromkeys(names))
+        for name in unique:
+            reservation_key(class_name, name)
+        owners = self._adapter.reservation_owners(class_name, unique) if unique else {}
+        if self.is_system or not owners:
+            return owners
+        visible = self.read_many(class_name, list(dict.fromkeys(owners.values())))
+        return {name: owner for name, owner in owners.items() if owner in visible}
 
     # -- lists ---------------------------------------------------------------------------
 
@@ -362,6 +476,62 @@ class ScopedDatastore:
     def __repr__(self) -> str:
         who = "system" if self.is_system else repr(self.user_id)
         return f"<ScopedDatastore {who} on {self._adapter.name}>"
+
+
+@dataclass(frozen=True)
+class _Reservations:
+    """The validated ``claims`` and ``releases`` of one write."""
+
+    claims: dict[str, str]
+    releases: list[str]
+
+    @classmethod
+    def check(
+        cls,
+        class_name: str,
+        objects: Mapping[str, Any],
+        claims: Mapping[str, str] | None,
+        releases: Sequence[str],
+        ttl: float | None,
+    ) -> _Reservations:
+        if claims is not None and not isinstance(claims, Mapping):
+            raise InvalidValue("claims must be a mapping of reservation name -> object id")
+        if isinstance(releases, str) or not isinstance(releases, Sequence):
+            raise InvalidValue("releases must be a list of reservation names")
+        claimed = dict(claims or {})
+        released = list(dict.fromkeys(releases))
+        for name, owner in claimed.items():
+            reservation_key(class_name, name)
+            if owner not in objects:
+                raise InvalidValue(
+                    f"claim {name!r} names {owner!r}, which is not among the objects written"
+                )
+            if name in released:
+                raise InvalidValue(f"reservation {name!r} is both claimed and released")
+        for name in released:
+            reservation_key(class_name, name)
+        if claimed and ttl is not None:
+            raise InvalidValue("claims cannot be written with a ttl: they would outlive it")
+        return cls(claimed, released)
+
+
+def _taken_message(keys: Sequence[str]) -> str:
+    return f"already reserved: {', '.join(map(repr, keys))}; nothing was written"
+
+
+def _explain_taken(pending: Pending[list[int]]) -> Pending[list[int]]:
+    """``pending``, whose ``Conflict`` says which reservations were taken, when some were."""
+
+    def receive() -> list[int]:
+        try:
+            return pending.result()
+        except Conflict as exc:
+            taken = [key for key in exc.keys if key.startswith(RESERVATION_PREFIX)]
+            if not taken:
+                raise
+            raise Conflict(_taken_message(taken), keys=exc.keys) from exc
+
+    return Pending.run(receive) if pending.done() else Pending(receive)
 
 
 def _data_auth(data: Mapping[str, Any]) -> list[str] | None:

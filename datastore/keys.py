@@ -4,6 +4,10 @@ The formats are the ones Workers read, so they must not drift:
 
 * objects: ``{class_lower}:{id}`` (``project:proj_456``, ``page:proj_1:page_abc``)
 * lists: ``{list_name}:{pointer}`` (``apiKeys:userId:12345``)
+* reservations: ``_unique:{class_lower}:{name}`` (``_unique:user:email:3f2a...``), in the
+  class's namespace, holding the JSON id of the object that owns the unique value. Class and
+  list names start with a letter, so a reservation key is never an object or list key and
+  never appears in a class's ``{class_lower}:`` listing.
 
 An id may be *composite*: several segments joined with ``:``. Each segment is validated on its
 own and may not itself contain ``:``, so two different part sequences can never produce the same
@@ -18,9 +22,12 @@ from .errors import InvalidKey, TooLarge
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "RESERVATION_PREFIX",
     "composite_key",
     "list_key",
     "object_key",
+    "reservation_key",
+    "reservation_prefix",
     "validate_class_name",
     "validate_id",
     "validate_kv_key",
@@ -36,6 +43,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # RFC 3986 unreserved characters plus a few that appear in natural ids (emails: @ +).
 _SEGMENT = re.compile(r"[A-Za-z0-9._~@+=-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+RESERVATION_PREFIX = "_unique:"
 
 
 def validate_namespace(name: str) -> str:
@@ -136,3 +144,20 @@ def list_key(list_name: str, pointer: str) -> str:
     validate_list_name(list_name)
     validate_id(pointer, what="pointer")
     return validate_kv_key(f"{list_name}:{pointer}")
+
+
+def reservation_prefix(class_name: str) -> str:
+    """``_unique:{class_lower}:``: the prefix every reservation of a class starts with."""
+    validate_class_name(class_name)
+    return f"{RESERVATION_PREFIX}{class_name.lower()}:"
+
+
+def reservation_key(class_name: str, name: str) -> str:
+    """``_unique:{class_lower}:{name}``, validated: ``name`` is a non-empty string without
+    whitespace or control characters, and the key fits the 512-byte KV key limit."""
+    prefix = reservation_prefix(class_name)
+    if not isinstance(name, str) or not name:
+        raise InvalidKey(f"invalid reservation name {name!r}: must be a non-empty string")
+    if any(char.isspace() for char in name):
+        raise InvalidKey(f"invalid reservation name {name!r}: whitespace is not allowed")
+    return validate_kv_key(prefix + name)

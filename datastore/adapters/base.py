@@ -3,11 +3,16 @@
 Auth is decided once, in ``datastore.facade``; adapters only store and fetch. Both adapters
 offer compare-and-set on a per-object version so the facade's read-check-write sequences
 cannot overwrite a concurrent change.
+
+Reservations (``datastore.keys.reservation_key``) travel with the objects: ``claims`` (name ->
+id of the object claiming it) are written create-only and ``releases`` deleted in the same
+batch as the objects, so where the store is atomic (``supports_cas``) a taken name refuses the
+whole write with ``Conflict`` naming the reservation's key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,24 +58,50 @@ class ObjectAdapter(Protocol):
 
     name: str
     round_trips: RoundTripCounter
+    supports_cas: bool  # whether the store itself refuses a stale version or a taken claim
 
     def read(self, class_name: str, object_id: str) -> StoredObject | None: ...
 
     def read_many(self, class_name: str, object_ids: Sequence[str]) -> dict[str, StoredObject]: ...
 
     def write_many(
-        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+        self,
+        class_name: str,
+        writes: Sequence[ObjectWrite],
+        ttl: float | None,
+        *,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> list[int]:
-        """Write all or nothing; ``Conflict`` if any ``if_version`` does not hold."""
+        """Write all or nothing, with the ``claims`` (create-only) and ``releases`` in the same
+        batch; ``Conflict`` if any ``if_version`` does not hold or a claimed name is held.
+        Returns the objects' new versions."""
         ...
 
     def start_write_many(
-        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+        self,
+        class_name: str,
+        writes: Sequence[ObjectWrite],
+        ttl: float | None,
+        *,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> Pending[list[int]]:
         """``write_many``, sent without waiting for the answer where the store can pipeline."""
         ...
 
     def remove_many(self, class_name: str, object_ids: Sequence[str]) -> int: ...
+
+    def remove_and_release(
+        self, class_name: str, object_ids: Sequence[str], releases: Sequence[str]
+    ) -> None:
+        """Delete the objects and the named reservations in one batch (atomic where the store
+        is). Reports nothing: the caller reads first when it needs to count."""
+        ...
+
+    def reservation_owners(self, class_name: str, names: Sequence[str]) -> dict[str, str]:
+        """The id holding each of ``names`` that is held (one bulk read per store limit)."""
+        ...
 
     def list_ids(
         self, class_name: str, cursor: str | None, limit: int

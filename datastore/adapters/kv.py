@@ -1,6 +1,9 @@
 """The KV adapter: objects under ``{class}:{id}``, lists as JSON arrays under ``{list}:{pointer}``.
 
 This is the layout a Worker reads with ``env.NIMBUS_PROJECTS.get("project:proj_456", "json")``.
+Reservations live beside the objects of their class, under ``_unique:{class}:{name}``, holding
+the owner's id as a JSON string; a write with claims or releases is a single ``put_many`` of
+``PutItem``s and ``DeleteItem``s (claims create-only where the store has compare-and-set).
 A list's owners are kept in the key's metadata (``{"_auth": [...]}``) so the value stays the
 plain array of the spec. List changes are read-modify-write with compare-and-set where the store
 supports it (retried on a concurrent change); without CAS the last writer wins.
@@ -8,12 +11,12 @@ supports it (retried on a concurrent change); without CAS the last writer wins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .. import codec
-from ..contract import KVStore, PutItem
-from ..errors import Conflict, InvalidValue
-from ..keys import list_key, object_key
+from ..contract import BatchItem, DeleteItem, KVStore, PutItem
+from ..errors import Conflict, InvalidValue, TooLarge
+from ..keys import list_key, object_key, reservation_key
 from ..pending import Pending
 from ..routing import Routing
 from .base import ObjectWrite, StoredList, StoredObject
@@ -32,6 +35,7 @@ class KVAdapter:
         self.kv = kv
         self.routing = routing
         self.round_trips = kv.round_trips
+        self.supports_cas = kv.supports_cas
 
     # -- objects -------------------------------------------------------------------------
 
@@ -52,15 +56,29 @@ class KVAdapter:
         return found
 
     def write_many(
-        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+        self,
+        class_name: str,
+        writes: Sequence[ObjectWrite],
+        ttl: float | None,
+        *,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> list[int]:
-        return self.start_write_many(class_name, writes, ttl).result()
+        return self.start_write_many(
+            class_name, writes, ttl, claims=claims, releases=releases
+        ).result()
 
     def start_write_many(
-        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+        self,
+        class_name: str,
+        writes: Sequence[ObjectWrite],
+        ttl: float | None,
+        *,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> Pending[list[int]]:
         namespace = self.routing.namespace_for(class_name)
-        items = [
+        items: list[BatchItem] = [
             PutItem(
                 object_key(class_name, write.object_id),
                 codec.dumps(write.data),
@@ -69,6 +87,11 @@ class KVAdapter:
             )
             for write in writes
         ]
+        if claims or releases:
+            items.extend(self._reservation_items(class_name, claims or {}, releases))
+            self._check_one_batch(len(items))
+            count = len(writes)
+            return self.kv.start_put_many(namespace, items).then(lambda versions: versions[:count])
         if len(items) <= self.kv.limits.max_batch_write:  # one call, a single put included
             return self.kv.start_put_many(namespace, items)
 
@@ -80,6 +103,27 @@ class KVAdapter:
 
         return Pending.run(in_chunks)
 
+    def _reservation_items(
+        self, class_name: str, claims: Mapping[str, str], releases: Sequence[str]
+    ) -> list[BatchItem]:
+        """Claims as create-only puts (where the store can refuse them), releases as deletes."""
+        create_only = 0 if self.kv.supports_cas else None
+        items: list[BatchItem] = [
+            PutItem(reservation_key(class_name, name), codec.dumps(owner), if_version=create_only)
+            for name, owner in claims.items()
+        ]
+        items.extend(DeleteItem(reservation_key(class_name, name)) for name in releases)
+        return items
+
+    def _check_one_batch(self, count: int) -> None:
+        limit = self.kv.limits.max_batch_write
+        if count > limit:
+            raise TooLarge(
+                f"{count} writes (objects and their reservations) do not fit one batch of "
+                f"{limit}: reservations move with their objects atomically, so write fewer "
+                "objects at a time"
+            )
+
     def remove_many(self, class_name: str, object_ids: Sequence[str]) -> int:
         namespace = self.routing.namespace_for(class_name)
         keys = [object_key(class_name, object_id) for object_id in object_ids]
@@ -87,6 +131,27 @@ class KVAdapter:
             self.kv.delete_many(namespace, chunk)
             for chunk in _chunks(keys, self.kv.limits.max_batch_write)
         )
+
+    def remove_and_release(
+        self, class_name: str, object_ids: Sequence[str], releases: Sequence[str]
+    ) -> None:
+        namespace = self.routing.namespace_for(class_name)
+        items: list[BatchItem] = [
+            DeleteItem(object_key(class_name, object_id)) for object_id in object_ids
+        ]
+        items.extend(self._reservation_items(class_name, {}, releases))
+        self._check_one_batch(len(items))
+        if items:
+            self.kv.put_many(namespace, items)
+
+    def reservation_owners(self, class_name: str, names: Sequence[str]) -> dict[str, str]:
+        namespace = self.routing.namespace_for(class_name)
+        keys = {reservation_key(class_name, name): name for name in names}
+        owners: dict[str, str] = {}
+        for chunk in _chunks(list(keys), self.kv.limits.max_batch_get):
+            for key, value in self.kv.get_many(namespace, chunk).items():
+                owners[keys[key]] = _owner(key, value)
+        return owners
 
     def list_ids(
         self, class_name: str, cursor: str | None, limit: int
@@ -169,6 +234,13 @@ def _decode(value: bytes, version: int) -> StoredObject:
     if not isinstance(data, dict):
         raise InvalidValue("stored value is not a JSON object")
     return StoredObject(data, version)
+
+
+def _owner(key: str, value: bytes) -> str:
+    owner = codec.loads(value)
+    if not isinstance(owner, str):
+        raise InvalidValue(f"reservation {key!r} does not hold an object id")
+    return owner
 
 
 def _chunks(items: list, size: int) -> list[list]:

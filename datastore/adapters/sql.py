@@ -4,6 +4,11 @@ Beyond the spec's columns, ``objects`` carries ``version`` (compare-and-set) and
 (TTL), and ``lists`` carries ``auth_users`` (the list's owners). Every write is one
 ``SQLDatabase.batch`` call: atomic on SQLite and on D1.
 
+Reservations are rows of ``objects`` too: class ``_unique:{class}``, id the reservation's name,
+data the owner's id as a JSON string (so ``class || ':' || id`` is the KV adapter's key). A
+claim is a plain ``INSERT`` in the objects' batch, which the primary key refuses when the name
+is held; releases are ``DELETE``s in the same batch. Backups copy them with the other rows.
+
 A version check inside a batch uses a guard table whose CHECK constraint fails when the
 preceding ``UPDATE`` changed no row, which aborts the whole batch: that is how a multi-object
 compare-and-set stays all-or-nothing on D1, which has no BEGIN/COMMIT over its REST API.
@@ -13,14 +18,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .. import codec
 from ..contract import SQLDatabase, Statement
 from ..errors import Conflict, IntegrityError, InvalidValue, TooLarge
-from ..keys import list_key, object_key
+from ..keys import list_key, object_key, reservation_key, reservation_prefix
 from ..pending import Pending
 from ..routing import Routing
 from .base import ObjectWrite, StoredList, StoredObject
@@ -72,6 +77,12 @@ _INSERT = (
     "INSERT INTO objects (class, id, data, auth_users, version, expires_at, created_at, "
     "updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?) RETURNING version"
 )
+_CLAIM = (
+    "INSERT INTO objects (class, id, data, auth_users, version, created_at, updated_at) "
+    "VALUES (?, ?, ?, '[]', 1, ?, ?)"
+)
+_DELETE_IDS = "DELETE FROM objects WHERE class = ? AND id IN (SELECT value FROM json_each(?))"
+_OWNERS = "SELECT id, data FROM objects WHERE class = ? AND id IN (SELECT value FROM json_each(?))"
 _UPDATE = (
     "UPDATE objects SET data = ?, auth_users = ?, version = version + 1, expires_at = ?, "
     "updated_at = ? WHERE class = ? AND id = ? AND version = ? RETURNING version"
@@ -90,6 +101,7 @@ class SQLAdapter:
         self.routing = routing
         self.clock = clock
         self.round_trips = sql.round_trips
+        self.supports_cas = True
 
     def create_tables(self) -> None:
         """Create the tables and indexes if missing (idempotent)."""
@@ -122,12 +134,26 @@ class SQLAdapter:
         return {row["id"]: _decode(row) for row in rows}
 
     def start_write_many(
-        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+        self,
+        class_name: str,
+        writes: Sequence[ObjectWrite],
+        ttl: float | None,
+        *,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> Pending[list[int]]:
-        return Pending.run(lambda: self.write_many(class_name, writes, ttl))
+        return Pending.run(
+            lambda: self.write_many(class_name, writes, ttl, claims=claims, releases=releases)
+        )
 
     def write_many(
-        self, class_name: str, writes: Sequence[ObjectWrite], ttl: float | None
+        self,
+        class_name: str,
+        writes: Sequence[ObjectWrite],
+        ttl: float | None,
+        *,
+        claims: Mapping[str, str] | None = None,
+        releases: Sequence[str] = (),
     ) -> list[int]:
         klass = self._class(class_name)
         now = self.clock()
@@ -135,6 +161,7 @@ class SQLAdapter:
         expires_at = now + ttl if ttl is not None else None
         if ttl is not None and ttl <= 0:
             raise InvalidValue(f"ttl must be positive, not {ttl!r}")
+        claims = claims or {}
         statements: list[Statement] = [
             (
                 "DELETE FROM objects WHERE class = ? AND id IN (SELECT value FROM json_each(?)) "
@@ -169,18 +196,70 @@ class SQLAdapter:
                     )
                 )
                 statements.append((_GUARD, [write.object_id]))
+        statements.extend(self._reservation_statements(class_name, claims, releases, stamp))
         try:
             results = self.sql.batch(statements)
         except IntegrityError as exc:
             message = str(exc)
             if "nimbus_version_conflict" in message or "objects.class, objects.id" in message:
                 keys = [f"{klass}:{write.object_id}" for write in writes if write.if_version]
+                if claims:  # which claim (or version) failed: one more read, on this path only
+                    keys = self._failing_keys(class_name, writes, claims) or keys
                 raise Conflict(
                     f"version conflict writing {', '.join(keys) or klass}; nothing was written",
                     keys=keys,
                 ) from exc
             raise
         return [int(results[index][0]["version"]) for index in result_index]
+
+    def _reservation_statements(
+        self,
+        class_name: str,
+        claims: Mapping[str, str],
+        releases: Sequence[str],
+        stamp: str,
+    ) -> list[Statement]:
+        reserved = _reserved_class(class_name)
+        statements: list[Statement] = []
+        for name, owner in claims.items():
+            reservation_key(class_name, name)
+            statements.append((_CLAIM, [reserved, name, json.dumps(owner), stamp, stamp]))
+        for name in releases:
+            reservation_key(class_name, name)
+        if releases:
+            statements.append((_DELETE_IDS, [reserved, json.dumps(list(releases))]))
+        return statements
+
+    def _failing_keys(
+        self, class_name: str, writes: Sequence[ObjectWrite], claims: Mapping[str, str]
+    ) -> list[str]:
+        """The keys whose precondition does not hold now: held claims, stale versions."""
+        klass = self._class(class_name)
+        rows = self.sql.execute(
+            "SELECT class, id, version FROM objects WHERE (class = ? AND id IN "
+            f"(SELECT value FROM json_each(?)) AND {_LIVE}) OR (class = ? AND id IN "
+            "(SELECT value FROM json_each(?)))",
+            [
+                klass,
+                json.dumps([write.object_id for write in writes]),
+                self.clock(),
+                _reserved_class(class_name),
+                json.dumps(list(claims)),
+            ],
+        )
+        versions = {(row["class"], row["id"]): int(row["version"]) for row in rows}
+        keys = [
+            f"{klass}:{write.object_id}"
+            for write in writes
+            if write.if_version is not None
+            and versions.get((klass, write.object_id), 0) != write.if_version
+        ]
+        keys.extend(
+            reservation_key(class_name, name)
+            for name in claims
+            if (_reserved_class(class_name), name) in versions
+        )
+        return keys
 
     def remove_many(self, class_name: str, object_ids: Sequence[str]) -> int:
         klass = self._class(class_name)
@@ -197,6 +276,33 @@ class SQLAdapter:
             ]
         )
         return live.changes
+
+    def remove_and_release(
+        self, class_name: str, object_ids: Sequence[str], releases: Sequence[str]
+    ) -> None:
+        klass = self._class(class_name)
+        for object_id in object_ids:
+            object_key(class_name, object_id)
+        statements = self._reservation_statements(class_name, {}, releases, "")
+        if object_ids:
+            statements.insert(0, (_DELETE_IDS, [klass, json.dumps(list(object_ids))]))
+        if statements:
+            self.sql.batch(statements)
+
+    def reservation_owners(self, class_name: str, names: Sequence[str]) -> dict[str, str]:
+        self._class(class_name)
+        for name in names:
+            reservation_key(class_name, name)
+        if not names:
+            return {}
+        rows = self.sql.execute(_OWNERS, [_reserved_class(class_name), json.dumps(list(names))])
+        owners: dict[str, str] = {}
+        for row in rows:
+            owner = codec.loads(row["data"])
+            if not isinstance(owner, str):
+                raise InvalidValue(f"reservation {row['id']!r} does not hold an object id")
+            owners[row["id"]] = owner
+        return owners
 
     def list_ids(
         self, class_name: str, cursor: str | None, limit: int
@@ -269,6 +375,11 @@ class SQLAdapter:
             [list_name, pointer, owner],
         )
         return result.changes > 0
+
+
+def _reserved_class(class_name: str) -> str:
+    """The ``class`` column of a class's reservations: ``_unique:{class_lower}``."""
+    return reservation_prefix(class_name)[:-1]
 
 
 def _owned_by_other(owner_param: str) -> str:

@@ -1,7 +1,8 @@
 """What every KV backend does the same way: argument checks and the single-item forms.
 
-A backend implements ``_apply(namespace, puts)`` (write a validated batch, returning the new
-versions), ``delete_many`` and ``get_entry``; ``put``, ``put_many``, ``start_put``,
+A backend implements ``_apply(namespace, items)`` (apply a validated batch of ``PreparedPut``
+and ``PreparedDelete``, returning one version per item: 0 for a delete), ``delete_many`` and
+``get_entry``; ``put``, ``put_many``, ``start_put``,
 ``start_put_many``, ``delete`` and ``get_metadata`` follow from those here. A backend that can
 pipeline a write overrides ``_start_apply`` too.
 """
@@ -14,12 +15,12 @@ from contextlib import contextmanager
 from typing import Any, Literal, overload
 
 from .. import codec
-from ..contract import Entry, KVLimits, Metadata, Names, PutItem, Versions
+from ..contract import BatchItem, Entry, KVLimits, Metadata, Names, Versions
 from ..errors import Conflict, InvalidValue, NotSupported
 from ..keys import validate_namespace
 from ..pending import Pending
 from ._query import QueryHit, matches, parse_filters, parse_sort, select
-from ._validation import PreparedPut, prepare_put, prepare_puts
+from ._validation import PreparedItem, PreparedPut, prepare_put, prepare_puts
 
 __all__ = ["BaseKVStore", "check_amount", "parse_counter"]
 
@@ -89,12 +90,12 @@ class BaseKVStore:
             return self.get_entry(namespace, key)  # type: ignore[no-any-return]
         return self._get_value(namespace, key)
 
-    def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
+    def _apply(self, namespace: str, items: Sequence[PreparedItem]) -> Versions:
         raise NotImplementedError
 
-    def _start_apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Pending[Versions]:
+    def _start_apply(self, namespace: str, items: Sequence[PreparedItem]) -> Pending[Versions]:
         """``_apply`` sent without waiting; a backend that can pipeline overrides it."""
-        return Pending.run(lambda: self._apply(namespace, puts))
+        return Pending.run(lambda: self._apply(namespace, items))
 
     def _prepare_one(
         self,
@@ -130,9 +131,9 @@ class BaseKVStore:
         puts = self._prepare_one(namespace, key, value, ttl, metadata, if_version)
         return self._apply(namespace, puts)[0]
 
-    def put_many(self, namespace: str, items: Sequence[PutItem]) -> Versions:
-        puts = prepare_puts(namespace, items, self.limits, self.supports_cas)
-        return self._apply(namespace, puts) if puts else []
+    def put_many(self, namespace: str, items: Sequence[BatchItem]) -> Versions:
+        prepared = prepare_puts(namespace, items, self.limits, self.supports_cas)
+        return self._apply(namespace, prepared) if prepared else []
 
     def start_put(
         self,
@@ -147,9 +148,9 @@ class BaseKVStore:
         puts = self._prepare_one(namespace, key, value, ttl, metadata, if_version)
         return self._start_apply(namespace, puts).then(_first)
 
-    def start_put_many(self, namespace: str, items: Sequence[PutItem]) -> Pending[Versions]:
-        puts = prepare_puts(namespace, items, self.limits, self.supports_cas)
-        return self._start_apply(namespace, puts) if puts else Pending.run(list)
+    def start_put_many(self, namespace: str, items: Sequence[BatchItem]) -> Pending[Versions]:
+        prepared = prepare_puts(namespace, items, self.limits, self.supports_cas)
+        return self._start_apply(namespace, prepared) if prepared else Pending.run(list)
 
     def delete(self, namespace: str, key: str) -> bool:
         return self.delete_many(namespace, [key]) == 1

@@ -16,7 +16,7 @@ import redis
 from ..contract import Entry
 from ..errors import Conflict
 from ._base import parse_counter
-from ._validation import PreparedPut
+from ._validation import PreparedDelete, PreparedItem
 
 
 class RedisKVStore(Protocol):
@@ -68,25 +68,29 @@ class RedisTransaction:
         pttl = self.store._call(self.pipe.pttl, value_key)
         return self.store._to_entry(value, version, metadata, pttl)
 
-    def apply(self, namespace: str, puts: Sequence[PreparedPut]) -> list[int]:
-        current = {put.key: self.entry(namespace, put.key) for put in puts}
+    def apply(self, namespace: str, items: Sequence[PreparedItem]) -> list[int]:
+        current = {item.key: self.entry(namespace, item.key) for item in items}
         failed = [
-            put.key
-            for put in puts
-            if put.if_version is not None
-            and (current[put.key].version if current[put.key] else 0) != put.if_version  # type: ignore[union-attr]
+            item.key
+            for item in items
+            if item.if_version is not None
+            and (current[item.key].version if current[item.key] else 0) != item.if_version  # type: ignore[union-attr]
         ]
         if failed:
             raise Conflict(f"version mismatch for {', '.join(map(repr, failed))}", keys=failed)
         versions = []
         now = self.store.clock()
-        for put in puts:
-            entry = current[put.key]
+        for item in items:
+            if isinstance(item, PreparedDelete):
+                self.pending[(namespace, item.key)] = (None, 0, None, None)
+                versions.append(0)
+                continue
+            entry = current[item.key]
             version = (entry.version if entry else 0) + 1
-            expires_at = now + put.ttl if put.ttl is not None else None
-            self.pending[(namespace, put.key)] = (put.value, version, put.metadata, expires_at)
+            expires_at = now + item.ttl if item.ttl is not None else None
+            self.pending[(namespace, item.key)] = (item.value, version, item.metadata, expires_at)
             versions.append(version)
-        keys, args = self.store._put_arguments(namespace, puts, check_versions=False)
+        keys, args = self.store._put_arguments(namespace, items, check_versions=False)
         self.ops.append(lambda pipe: self.store._put_script(keys=keys, args=args, client=pipe))
         return versions
 

@@ -6,11 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..contract import KVLimits, Metadata, PutItem
+from ..contract import BatchItem, DeleteItem, KVLimits, Metadata, PutItem
 from ..errors import InvalidValue, NotSupported, TooLarge
 from ..keys import validate_kv_key, validate_namespace
 
 __all__ = [
+    "PreparedDelete",
+    "PreparedItem",
     "PreparedPut",
     "check_batch_size",
     "check_list_args",
@@ -40,6 +42,27 @@ class PreparedPut:
         self.metadata = metadata
         self.metadata_json = metadata_json
         self.if_version = if_version
+
+
+class PreparedDelete:
+    """A validated delete of a batch (see ``contract.DeleteItem``)."""
+
+    __slots__ = ("if_version", "key")
+
+    def __init__(self, key: str, if_version: int | None) -> None:
+        self.key = key
+        self.if_version = if_version
+
+
+PreparedItem = PreparedPut | PreparedDelete
+
+
+def _check_if_version(if_version: int | None, supports_cas: bool) -> None:
+    if if_version is not None:
+        if not supports_cas:
+            raise NotSupported("this backend has no compare-and-set; if_version is unsupported")
+        if isinstance(if_version, bool) or not isinstance(if_version, int) or if_version < 0:
+            raise InvalidValue(f"if_version must be an int >= 0, not {if_version!r}")
 
 
 def _encode_metadata(metadata: Metadata | None, limits: KVLimits) -> str | None:
@@ -89,11 +112,7 @@ def prepare_put(
             raise InvalidValue(
                 f"ttl {ttl!r}s is below this backend's minimum of {limits.min_ttl_seconds}s"
             )
-    if if_version is not None:
-        if not supports_cas:
-            raise NotSupported("this backend has no compare-and-set; if_version is unsupported")
-        if isinstance(if_version, bool) or not isinstance(if_version, int) or if_version < 0:
-            raise InvalidValue(f"if_version must be an int >= 0, not {if_version!r}")
+    _check_if_version(if_version, supports_cas)
     metadata_json = _encode_metadata(metadata, limits)
     return PreparedPut(
         key, value, ttl, dict(metadata) if metadata is not None else None, metadata_json, if_version
@@ -101,23 +120,36 @@ def prepare_put(
 
 
 def prepare_puts(
-    namespace: str, items: Sequence[PutItem], limits: KVLimits, supports_cas: bool
-) -> list[PreparedPut]:
-    """Validate a whole batch; nothing is written if any item is bad or keys repeat."""
+    namespace: str, items: Sequence[BatchItem], limits: KVLimits, supports_cas: bool
+) -> list[PreparedItem]:
+    """Validate a whole batch of puts and deletes; nothing is written if any item is bad or a
+    key appears twice (a put and a delete of one key included)."""
     validate_namespace(namespace)
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise InvalidValue(f"put_many takes a sequence of items, not {type(items).__name__}")
     check_batch_size(len(items), limits.max_batch_write, "put_many")
-    prepared = [
-        prepare_put(
-            item.key,
-            item.value,
-            ttl=item.ttl,
-            metadata=item.metadata,
-            if_version=item.if_version,
-            limits=limits,
-            supports_cas=supports_cas,
-        )
-        for item in items
-    ]
+    prepared: list[PreparedItem] = []
+    for item in items:
+        if isinstance(item, PutItem):
+            prepared.append(
+                prepare_put(
+                    item.key,
+                    item.value,
+                    ttl=item.ttl,
+                    metadata=item.metadata,
+                    if_version=item.if_version,
+                    limits=limits,
+                    supports_cas=supports_cas,
+                )
+            )
+        elif isinstance(item, DeleteItem):
+            validate_kv_key(item.key, limits.max_key_bytes)
+            _check_if_version(item.if_version, supports_cas)
+            prepared.append(PreparedDelete(item.key, item.if_version))
+        else:
+            raise InvalidValue(
+                f"put_many items are PutItem or DeleteItem, not {type(item).__name__}"
+            )
     if len({item.key for item in prepared}) != len(prepared):
         raise InvalidValue("put_many: the same key appears more than once in one batch")
     return prepared

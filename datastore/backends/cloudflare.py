@@ -11,7 +11,8 @@ What differs from the other KV backends, by Cloudflare's design:
   while a cursor is returned;
 * ``get_many``/``get_entries`` use the bulk API, which returns values as UTF-8 text: use ``get``
   for binary values. ``put_many`` sends values base64-encoded, so any bytes are safe there;
-* ``delete``/``delete_many`` read before deleting to report what existed (one extra request).
+* ``delete``/``delete_many`` read before deleting to report what existed (one extra request);
+* ``put_many`` with ``DeleteItem``s is a bulk write then a bulk delete: two requests, not atomic.
 
 ``CloudflareD1Database`` runs statements through ``/raw`` in one batch per call. At most 100
 bound parameters and 100,000 bytes per statement are accepted; BLOB parameters cannot travel
@@ -53,7 +54,13 @@ from ._base import BaseKVStore
 from ._cloudflare_http import DEFAULT_BASE_URL, CloudflareHTTP
 from ._cursor import decode_after_key, encode_after_key
 from ._introspection import table_info
-from ._validation import PreparedPut, check_list_args, validate_keys
+from ._validation import (
+    PreparedDelete,
+    PreparedItem,
+    PreparedPut,
+    check_list_args,
+    validate_keys,
+)
 
 __all__ = ["CLOUDFLARE_KV_LIMITS", "CloudflareD1Database", "CloudflareKVStore", "is_idempotent"]
 
@@ -281,14 +288,20 @@ class CloudflareKVStore(BaseKVStore):
 
     # -- writes --------------------------------------------------------------------------
 
-    def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
+    def _apply(self, namespace: str, items: Sequence[PreparedItem]) -> Versions:
+        """The puts (one request, or bulk writes of at most ~90 MB), then the deletes (one bulk
+        delete): not atomic, and a failure in between leaves the puts written."""
         base = self._base(namespace)
+        puts = [item for item in items if isinstance(item, PreparedPut)]
+        deletes = [item.key for item in items if isinstance(item, PreparedDelete)]
         if len(puts) == 1:
             self._put_one(base, puts[0])
         else:
             for chunk in _size_chunks(puts):
                 self._bulk_write(base, chunk)
-        return [0] * len(puts)
+        if deletes:
+            self._bulk_delete(base, deletes)
+        return [0] * len(items)
 
     def _put_one(self, base: str, put: PreparedPut) -> None:
         params = {"expiration_ttl": math.ceil(put.ttl)} if put.ttl is not None else None
@@ -330,19 +343,18 @@ class CloudflareKVStore(BaseKVStore):
             body = [item for item in body if item["key"] in failed]
         raise Unavailable(f"Cloudflare KV bulk write kept failing for keys: {sorted(failed)}")
 
+    def _bulk_delete(self, base: str, keys: Sequence[str]) -> None:
+        # Deleting a key twice leaves the same state, so a bulk delete is idempotent.
+        self._http.request(
+            "POST", f"{base}/bulk/delete", what="KV bulk delete", idempotent=True, json=keys
+        )
+
     def delete_many(self, namespace: str, keys: Sequence[str]) -> int:
         validate_keys(namespace, keys, self.limits, self.limits.max_batch_write)
         if not keys:
             return 0
         existing = self._bulk_get(namespace, keys, with_metadata=False)
-        response = self._http.request(
-            "POST",
-            f"{self._base(namespace)}/bulk/delete",
-            what="KV bulk delete",
-            idempotent=True,
-            json=list(dict.fromkeys(keys)),
-        )
-        assert response is not None
+        self._bulk_delete(self._base(namespace), list(dict.fromkeys(keys)))
         return len(existing)
 
     def close(self) -> None:

@@ -29,6 +29,8 @@ from ..keys import validate_kv_key, validate_namespace
 from ._base import BaseKVStore, check_amount, parse_counter
 from ._cursor import decode_after_key, encode_after_key
 from ._validation import (
+    PreparedDelete,
+    PreparedItem,
     PreparedPut,
     check_list_args,
     validate_keys,
@@ -102,25 +104,33 @@ class MemoryKVStore(BaseKVStore):
             return None
         return record
 
-    def _check_versions(self, namespace: str, puts: Sequence[PreparedPut]) -> None:
+    def _check_versions(self, namespace: str, items: Sequence[PreparedItem]) -> None:
         failed = []
-        for put in puts:
-            if put.if_version is None:
+        for item in items:
+            if item.if_version is None:
                 continue
-            record = self._live(namespace, put.key)
+            record = self._live(namespace, item.key)
             current = record.version if record else 0
-            if current != put.if_version:
-                failed.append(put.key)
+            if current != item.if_version:
+                failed.append(item.key)
         if failed:
             raise Conflict(
                 f"version mismatch for {', '.join(repr(k) for k in failed)}", keys=failed
             )
 
-    def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
+    def _apply(self, namespace: str, items: Sequence[PreparedItem]) -> Versions:
         self.round_trips.add()
         with self._lock:
-            self._check_versions(namespace, puts)
-            return [self._write(namespace, put) for put in puts]
+            self._check_versions(namespace, items)
+            return [self._write_or_delete(namespace, item) for item in items]
+
+    def _write_or_delete(self, namespace: str, item: PreparedItem) -> int:
+        if isinstance(item, PreparedDelete):
+            space = self._namespaces.get(namespace)
+            if space is not None:
+                space.remove(item.key)
+            return 0
+        return self._write(namespace, item)
 
     def incr(self, namespace: str, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         validate_namespace(namespace)

@@ -6,12 +6,12 @@ Layout, under a configurable ``key_prefix`` (default ``nimbus:``):
 * ``{prefix}kvm:{namespace}:{key}`` a companion hash: ``v`` (version), ``m`` (metadata JSON);
 * ``{prefix}namespaces``           a set of namespace names.
 
-Writes run as one Lua script per call, so a batch checks every ``if_version`` and writes all
-items atomically in a single round trip; ``start_put`` sends that call and reads the reply
-later (pipelining). Values are read with ``GET``/``MGET``; entries (value, version, metadata,
-TTL) with one Lua script call, atomically. Listing uses ``SCAN``: its order is unspecified,
-pages may be shorter than ``limit`` (even empty) while a cursor is returned, and a key may
-repeat if Redis resizes its keyspace mid-scan.
+Writes run as one Lua script per call, so a batch checks every ``if_version`` and writes (or
+deletes) all items atomically in a single round trip; ``start_put`` sends that call and reads
+the reply later (pipelining). Values are read with ``GET``/``MGET``; entries (value, version,
+metadata, TTL) with one Lua script call, atomically. Listing uses ``SCAN``: its order is
+unspecified, pages may be shorter than ``limit`` (even empty) while a cursor is returned, and
+a key may repeat if Redis resizes its keyspace mid-scan.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from ._base import BaseKVStore, check_amount
 from ._redis_pipeline import start_script
 from ._redis_transaction import RedisTransaction
 from ._validation import (
-    PreparedPut,
+    PreparedDelete,
+    PreparedItem,
     check_list_args,
     validate_keys,
 )
@@ -72,7 +73,8 @@ end
 return entries
 """
 # KEYS: value key, meta key for each item, then the namespaces set.
-# ARGV: namespace, item count, then per item: value, if_version, ttl_ms, metadata ('' = none).
+# ARGV: namespace, item count, then per item: op ('p' put, 'd' delete), value, if_version,
+# ttl_ms, metadata ('' = none). Every version is checked before anything is written.
 _PUT_SCRIPT = """
 local n = tonumber(ARGV[2])
 local versions = {}
@@ -83,7 +85,7 @@ for i = 1, n do
     current = tonumber(redis.call('HGET', KEYS[2 * i], 'v') or '0')
   end
   versions[i] = current
-  local expected = ARGV[3 + (i - 1) * 4 + 1]
+  local expected = ARGV[3 + (i - 1) * 5 + 2]
   if expected ~= '' and tonumber(expected) ~= current then
     failed[#failed + 1] = i
   end
@@ -91,27 +93,36 @@ end
 if #failed > 0 then
   return {0, failed}
 end
+local wrote = false
 for i = 1, n do
-  local base = 3 + (i - 1) * 4
+  local base = 3 + (i - 1) * 5
   local vkey, mkey = KEYS[2 * i - 1], KEYS[2 * i]
-  local ttl, meta = ARGV[base + 2], ARGV[base + 3]
-  versions[i] = versions[i] + 1
-  redis.call('DEL', mkey)
-  if ttl ~= '' then
-    redis.call('SET', vkey, ARGV[base], 'PX', ttl)
+  if ARGV[base] == 'd' then
+    versions[i] = 0
+    redis.call('DEL', vkey, mkey)
   else
-    redis.call('SET', vkey, ARGV[base])
-  end
-  if meta ~= '' then
-    redis.call('HSET', mkey, 'v', versions[i], 'm', meta)
-  else
-    redis.call('HSET', mkey, 'v', versions[i])
-  end
-  if ttl ~= '' then
-    redis.call('PEXPIRE', mkey, ttl)
+    local value, ttl, meta = ARGV[base + 1], ARGV[base + 3], ARGV[base + 4]
+    wrote = true
+    versions[i] = versions[i] + 1
+    redis.call('DEL', mkey)
+    if ttl ~= '' then
+      redis.call('SET', vkey, value, 'PX', ttl)
+    else
+      redis.call('SET', vkey, value)
+    end
+    if meta ~= '' then
+      redis.call('HSET', mkey, 'v', versions[i], 'm', meta)
+    else
+      redis.call('HSET', mkey, 'v', versions[i])
+    end
+    if ttl ~= '' then
+      redis.call('PEXPIRE', mkey, ttl)
+    end
   end
 end
-redis.call('SADD', KEYS[2 * n + 1], ARGV[1])
+if wrote then
+  redis.call('SADD', KEYS[2 * n + 1], ARGV[1])
+end
 return {1, versions}
 """
 
@@ -379,31 +390,34 @@ class RedisKVStore(BaseKVStore):
     # -- writes --------------------------------------------------------------------------
 
     def _put_arguments(
-        self, namespace: str, puts: Sequence[PreparedPut], *, check_versions: bool = True
+        self, namespace: str, items: Sequence[PreparedItem], *, check_versions: bool = True
     ) -> ScriptArguments:
         keys: Names = []
-        args: Arguments = [namespace, len(puts)]
-        for put in puts:
-            keys.append(self._value_key(namespace, put.key))
-            keys.append(self._meta_key(namespace, put.key))
-            ttl_ms = max(1, round(put.ttl * 1000)) if put.ttl is not None else ""
-            expected = put.if_version if check_versions and put.if_version is not None else ""
-            args.extend([put.value, expected, ttl_ms, put.metadata_json or ""])
+        args: Arguments = [namespace, len(items)]
+        for item in items:
+            keys.append(self._value_key(namespace, item.key))
+            keys.append(self._meta_key(namespace, item.key))
+            expected = item.if_version if check_versions and item.if_version is not None else ""
+            if isinstance(item, PreparedDelete):
+                args.extend(["d", "", expected, "", ""])
+                continue
+            ttl_ms = max(1, round(item.ttl * 1000)) if item.ttl is not None else ""
+            args.extend(["p", item.value, expected, ttl_ms, item.metadata_json or ""])
         keys.append(self._namespaces_key)
         return keys, args
 
-    def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
+    def _apply(self, namespace: str, items: Sequence[PreparedItem]) -> Versions:
         if (transaction := self._transaction()) is not None:
-            return transaction.apply(namespace, puts)
-        keys, args = self._put_arguments(namespace, puts)
-        return _versions(puts, self._start_script(self._put_script, keys, args).result())
+            return transaction.apply(namespace, items)
+        keys, args = self._put_arguments(namespace, items)
+        return _versions(items, self._start_script(self._put_script, keys, args).result())
 
-    def _start_apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Pending[Versions]:
+    def _start_apply(self, namespace: str, items: Sequence[PreparedItem]) -> Pending[Versions]:
         if self._transaction() is not None:
-            return super()._start_apply(namespace, puts)
-        keys, args = self._put_arguments(namespace, puts)
+            return super()._start_apply(namespace, items)
+        keys, args = self._put_arguments(namespace, items)
         return self._start_script(self._put_script, keys, args).then(
-            lambda reply: _versions(puts, reply)
+            lambda reply: _versions(items, reply)
         )
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> int:
@@ -473,11 +487,11 @@ class RedisKVStore(BaseKVStore):
         return f"RedisKVStore({self._safe_url()!r}, key_prefix={self.key_prefix!r})"
 
 
-def _versions(puts: Sequence[PreparedPut], reply: Any) -> Versions:
+def _versions(items: Sequence[PreparedItem], reply: Any) -> Versions:
     """The put script's reply: the new versions, or ``Conflict`` naming the stale keys."""
     ok, payload = reply
     if not ok:
-        failed = [puts[int(index) - 1].key for index in payload]
+        failed = [items[int(index) - 1].key for index in payload]
         raise Conflict(f"version mismatch for {', '.join(repr(k) for k in failed)}", keys=failed)
     return [int(version) for version in payload]
 

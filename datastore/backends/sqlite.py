@@ -45,6 +45,8 @@ from ._query import (
 )
 from ._sqlite_connections import SQLiteConnections, translate_error
 from ._validation import (
+    PreparedDelete,
+    PreparedItem,
     PreparedPut,
     check_list_args,
     validate_keys,
@@ -369,52 +371,68 @@ class SQLiteKVStore(BaseKVStore):
 
     # -- writes --------------------------------------------------------------------------
 
-    def _apply(self, namespace: str, puts: Sequence[PreparedPut]) -> Versions:
-        """Check versions and write a batch in one IMMEDIATE transaction."""
+    def _apply(self, namespace: str, items: Sequence[PreparedItem]) -> Versions:
+        """Check versions, then write and delete a batch, in one IMMEDIATE transaction."""
         now = self.clock()
-        if len(puts) == 1 and namespace in self._known_namespaces:
-            return [self._apply_one(namespace, puts[0], now)]
+        if (
+            len(items) == 1
+            and isinstance(items[0], PreparedPut)
+            and namespace in self._known_namespaces
+        ):
+            return [self._apply_one(namespace, items[0], now)]
+        puts = [item for item in items if isinstance(item, PreparedPut)]
+        deletes = [item.key for item in items if isinstance(item, PreparedDelete)]
         self.round_trips.add()
         with self._connections.transaction() as connection:
             try:
-                if len(puts) == 1:
+                if len(items) == 1:
                     rows = connection.execute(
                         f"SELECT key, version FROM nimbus_kv WHERE namespace = ? AND key = ? "
                         f"AND {_LIVE}",
-                        (namespace, puts[0].key, now),
+                        (namespace, items[0].key, now),
                     ).fetchall()
                 else:
                     rows = connection.execute(
                         "SELECT key, version FROM nimbus_kv WHERE namespace = ? AND key IN "
                         f"(SELECT value FROM json_each(?)) AND {_LIVE}",
-                        (namespace, json.dumps([put.key for put in puts]), now),
+                        (namespace, json.dumps([item.key for item in items]), now),
                     ).fetchall()
                 current = {row["key"]: row["version"] for row in rows}
                 failed = [
-                    put.key
-                    for put in puts
-                    if put.if_version is not None and current.get(put.key, 0) != put.if_version
+                    item.key
+                    for item in items
+                    if item.if_version is not None and current.get(item.key, 0) != item.if_version
                 ]
                 if failed:
                     raise Conflict(
                         f"version mismatch for {', '.join(repr(k) for k in failed)}", keys=failed
                     )
-                versions = [current.get(put.key, 0) + 1 for put in puts]
-                connection.executemany(
-                    _WRITE_ROW,
-                    [
-                        (
-                            namespace,
-                            put.key,
-                            put.value,
-                            version,
-                            put.metadata_json,
-                            now + put.ttl if put.ttl is not None else None,
-                        )
-                        for put, version in zip(puts, versions, strict=True)
-                    ],
-                )
-                self._register_namespace(connection, namespace, now)
+                versions = [
+                    current.get(item.key, 0) + 1 if isinstance(item, PreparedPut) else 0
+                    for item in items
+                ]
+                if puts:
+                    connection.executemany(
+                        _WRITE_ROW,
+                        [
+                            (
+                                namespace,
+                                put.key,
+                                put.value,
+                                current.get(put.key, 0) + 1,
+                                put.metadata_json,
+                                now + put.ttl if put.ttl is not None else None,
+                            )
+                            for put in puts
+                        ],
+                    )
+                    self._register_namespace(connection, namespace, now)
+                if deletes:
+                    connection.execute(
+                        "DELETE FROM nimbus_kv WHERE namespace = ? AND key IN "
+                        "(SELECT value FROM json_each(?))",
+                        (namespace, json.dumps(deletes)),
+                    )
             except sqlite3.Error as exc:
                 raise translate_error(exc) from exc
         self._count_writes(len(puts))

@@ -153,3 +153,38 @@ def test_sql_adapter_objects_and_migration_log(tmp_path) -> None:
     assert copy.auth("alice").get("PROJECT", "proj_1") == {"name": "x", "_auth": ["alice"]}
     assert copy.auth("alice").get_list("projects", "alice") == ["proj_1"]
     assert target.execute("SELECT count(*) AS n FROM _nimbus_migrations")[0]["n"] > 0
+
+
+@pytest.mark.parametrize("adapter", ["kv", "sql"])
+def test_reservations_travel_with_their_objects(adapter: str, tmp_path) -> None:
+    """Reservation keys are raw KV keys (or ``objects`` rows): a backup keeps them, a restore
+    brings them back still refusing a second claim, and they never pass for objects."""
+    from datastore import Conflict
+    from datastore.backends.sqlite import SQLiteDatabase
+
+    def datastore(name: str) -> tuple[Datastore, Any]:
+        if adapter == "kv":
+            kv = SQLiteKVStore(tmp_path / f"{name}.kv.sqlite3")
+            return Datastore(kv, routing=routing()), kv
+        sql = SQLiteDatabase(tmp_path / f"{name}.sqlite3")
+        ds = Datastore(sql=sql, adapter="sql", routing=routing())
+        ds.adapter.create_tables()  # type: ignore[attr-defined]
+        return ds, sql
+
+    origin, origin_store = datastore("a")
+    origin.auth("alice").put_many(
+        "PROJECT", {"proj_1": {}, "proj_2": {}}, create=True, claims={"slug:x": "proj_1"}
+    )
+    path = tmp_path / "r.jsonl.gz"
+    copy, copy_store = datastore("b")
+    if adapter == "kv":
+        assert backup(origin_store, None, path).kv_keys == 3  # two objects, one reservation
+        restore(copy_store, None, path)
+    else:
+        backup(None, origin_store, path)
+        restore(None, copy_store, path)
+    system = copy.system()
+    assert system.reservation_owner("PROJECT", "slug:x") == "proj_1"
+    assert sorted(oid for batch in system.scan("PROJECT") for oid in batch) == ["proj_1", "proj_2"]
+    with pytest.raises(Conflict):
+        system.put("PROJECT", "proj_3", {}, if_version=0, claims={"slug:x": "proj_3"})

@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from datastore import InvalidKey, TooLarge, composite_key, list_key, object_key
-from datastore.keys import validate_id, validate_kv_key, validate_namespace
+from datastore.keys import (
+    reservation_key,
+    reservation_prefix,
+    validate_id,
+    validate_kv_key,
+    validate_namespace,
+)
 
 
 def test_object_and_list_key_formats() -> None:
@@ -43,3 +49,35 @@ def test_raw_key_limits() -> None:
         validate_kv_key("k" * 513)
     with pytest.raises(InvalidKey):
         validate_kv_key("tab\there")
+
+
+def test_reservation_keys_never_meet_object_or_list_keys() -> None:
+    assert reservation_key("USER", "email:3f2a") == "_unique:user:email:3f2a"
+    assert (
+        reservation_key("Batch", "project_id+batch_id:9c") == "_unique:batch:project_id+batch_id:9c"
+    )
+    assert reservation_key("USER", "é@x") == "_unique:user:é@x"
+    assert reservation_prefix("USER") == "_unique:user:"
+    key = reservation_key("USER", "u1")
+    assert not key.startswith(object_key("USER", "u1").split(":")[0] + ":")
+    with pytest.raises(InvalidKey):
+        object_key("_unique", "x")  # no class can own the reservation prefix
+    with pytest.raises(InvalidKey):
+        list_key("_unique", "x")
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "tab\there", "new\nline", "nbsp\u00a0", "nul\x00"])
+def test_invalid_reservation_names(bad: str) -> None:
+    with pytest.raises(InvalidKey):
+        reservation_key("USER", bad)
+
+
+def test_reservation_keys_fit_the_key_limit() -> None:
+    room = 512 - len("_unique:user:")
+    assert len(reservation_key("USER", "n" * room)) == 512
+    with pytest.raises(TooLarge):
+        reservation_key("USER", "n" * (room + 1))
+    with pytest.raises(InvalidKey):
+        reservation_key("1USER", "n")
+    with pytest.raises(InvalidKey):
+        reservation_key("USER", 5)  # type: ignore[arg-type]

@@ -23,10 +23,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from datastore import DatastoreError, Pending, SQLDatabase
+from datastore import Conflict, DatastoreError, Pending, SQLDatabase
 from datastore.contract import Statement
 from datastore.sqlbuild import insert_rows, quote_identifier
 
+from . import reservations
 from .clock import now_iso
 from .errors import SyncError, ValidationError
 
@@ -143,26 +144,46 @@ def _stamp(instance: DataModel, scope: Scope, adding: bool, stamp: str) -> None:
         instance._values["_auth"] = list(owners or [])
 
 
-def _write(instance: DataModel, scope: Scope, adding: bool) -> None:
-    """Steps 2-5 for one object; on a KV failure the instance is left as it was."""
+def _stored_values(instance: DataModel) -> dict[str, Any] | None:
+    """The values as last stored (``None`` for a new object), taken before they change."""
+    if instance._state.adding:
+        return None
+    saved = instance._state.saved
+    return dict(saved if saved is not None else instance._values)
+
+
+def _write(instance: DataModel, scope: Scope, adding: bool, before: dict[str, Any] | None) -> None:
+    """Steps 2-5 for one object; on a KV failure the instance is left as it was. ``before``
+    (the values as last stored) says which unique values the write moves."""
     meta = instance._meta
     previous = dict(instance._values)
     _stamp(instance, scope, adding, now_iso())
     data = _stored_data(instance)
     sql = scope.connection.sql
+    store = scope.store(meta)
     try:
+        kv_id = instance.kv_id
+        found = reservations.moves(meta, [(kv_id, before, data)])
         # The row is built first: nothing is sent if it cannot be.
         statements = upsert_statements(meta, [project_row(meta, data)], sql.max_bound_parameters)
-        pending = scope.store(meta).start_put(
+        pending = store.start_put(
             meta.kv_class,
-            instance.kv_id,
+            kv_id,
             data,
             if_version=0 if adding else instance._state.kv_version,
+            claims=found.claims or None,
+            releases=found.releases,
         )
+    except Conflict as exc:  # a store that checks claims before sending (Cloudflare KV)
+        instance._values = previous
+        raise reservations.to_integrity_error(meta, found, exc, store) or exc from exc
     except BaseException:
         instance._values = previous
         raise
-    version, sql_error = _write_rows(statements, sql, pending, [(instance, previous)])
+    try:
+        version, sql_error = _write_rows(statements, sql, pending, [(instance, previous)])
+    except Conflict as exc:
+        raise reservations.to_integrity_error(meta, found, exc, store) or exc from exc
     _mark_stored(instance, version)
     if sql_error is not None:
         raise SyncError(
@@ -228,17 +249,18 @@ def save(instance: DataModel, scope: Scope) -> None:
             _owner_checks(instance, scope, adding)
             instance.hooks.run_before("before_create", instance)
             instance.full_clean()
-            _write(instance, scope, adding=True)
+            _write(instance, scope, adding=True, before=None)
             instance.hooks.run_after("after_create", instance)
             return
         changes = instance.changes()
         if not changes:
             return
+        before = _stored_values(instance)
         _owner_checks(instance, scope, adding)
         instance.hooks.run_before("before_update", instance, changes)
         instance.full_clean()
         changes = instance.changes()
-        _write(instance, scope, adding=False)
+        _write(instance, scope, adding=False, before=before)
         instance.hooks.run_after("after_update", instance, changes)
 
 
@@ -250,10 +272,12 @@ def delete(instance: DataModel, scope: Scope) -> None:
         instance.hooks.run_before("before_delete", instance)
         if meta.soft_delete:
             if instance._values.get("deleted_at") is None:
+                before = _stored_values(instance)
                 instance._values["deleted_at"] = now_iso()
-                _write(instance, scope, adding=False)
+                _write(instance, scope, adding=False, before=before)
         else:
-            scope.store(meta).delete(meta.kv_class, instance.kv_id)
+            released = list(reservations.held(meta, _stored_values(instance)))
+            scope.store(meta).delete_many(meta.kv_class, [instance.kv_id], releases=released)
             scope.connection.sql.execute(
                 f"DELETE FROM {quote_identifier(meta.table)} "
                 f"WHERE {quote_identifier(meta.pk_name)} = ?",
@@ -271,8 +295,9 @@ def restore(instance: DataModel, scope: Scope) -> None:
         return
     with timed("restore", meta, scope, instance.pk):
         instance.hooks.run_before("before_restore", instance)
+        before = _stored_values(instance)
         instance._values["deleted_at"] = None
-        _write(instance, scope, adding=False)
+        _write(instance, scope, adding=False, before=before)
         instance.hooks.run_after("after_restore", instance)
 
 
@@ -288,10 +313,12 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
     meta = instances[0]._meta
     stamp = now_iso()
     changes: dict[int, dict[str, Any]] = {}
+    before: dict[int, dict[str, Any] | None] = {}
     for instance in instances:
         if type(instance)._meta is not meta:
             raise ValidationError("bulk saves take instances of one model")
         adding = instance._state.adding
+        before[id(instance)] = _stored_values(instance)
         if adding and instance._values.get(meta.pk_name) is None and meta.pk.generator:
             instance._values[meta.pk_name] = meta.pk.generator()
         _owner_checks(instance, scope, adding)
@@ -304,11 +331,19 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
     kv_ids = [instance.kv_id for instance in instances]
     if len(set(kv_ids)) != len(kv_ids):
         raise ValidationError("a bulk save has the same key more than once")
+    # Two objects of the batch claiming one unique value: refused before anything is sent.
+    reservations.moves(
+        meta,
+        [(kv_id, before[id(i)], i._values) for kv_id, i in zip(kv_ids, instances, strict=True)],
+    )
+    previous = {id(instance): dict(instance._values) for instance in instances}
     for instance in instances:
         _stamp(instance, scope, instance._state.adding, stamp)
     store = scope.store(meta)
     datastore = scope.connection.datastore
     batch_size = datastore.kv.limits.max_batch_write if datastore.kv is not None else 1000
+    # A batch carries each object's claims and releases too: up to two per constraint.
+    batch_size = max(1, batch_size // (1 + 2 * len(meta.unique_constraints)))
     sql = scope.connection.sql
     with timed("bulk_save", meta, scope, f"{len(instances)} objects"):
         for start in range(0, len(instances), batch_size):
@@ -316,15 +351,31 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
             stored = {instance.kv_id: _stored_data(instance) for instance in chunk}
             rows = [project_row(meta, data) for data in stored.values()]
             statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)
-            pending = store.start_put_many(
-                meta.kv_class,
-                stored,
-                if_versions={
-                    instance.kv_id: 0 if instance._state.adding else instance._state.kv_version
-                    for instance in chunk
-                },
+            found = reservations.moves(
+                meta,
+                [
+                    (kv_id, before[id(instance)], data)
+                    for (kv_id, data), instance in zip(stored.items(), chunk, strict=True)
+                ],
             )
-            versions, sql_error = _write_rows(statements, sql, pending)
+            try:
+                pending = store.start_put_many(
+                    meta.kv_class,
+                    stored,
+                    if_versions={
+                        instance.kv_id: 0 if instance._state.adding else instance._state.kv_version
+                        for instance in chunk
+                    },
+                    claims=found.claims or None,
+                    releases=found.releases,
+                )
+                versions, sql_error = _write_rows(
+                    statements, sql, pending, [(i, previous[id(i)]) for i in chunk]
+                )
+            except Conflict as exc:
+                for instance in chunk:
+                    instance._values = previous[id(instance)]
+                raise reservations.to_integrity_error(meta, found, exc, store) or exc from exc
             created = {id(instance) for instance in chunk if instance._state.adding}
             for instance in chunk:
                 _mark_stored(instance, versions[instance.kv_id])

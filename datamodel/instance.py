@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from datastore import InvalidKey, codec
-from datastore.keys import composite_key
 
 from .errors import DeclarationError, ValidationError
 from .fields import MISSING
@@ -138,7 +137,7 @@ class ModelBase:
         if missing:
             raise ValidationError({name: ["is required (part of the key)"] for name in missing})
         try:
-            return composite_key(*(str(part) for part in parts))
+            return self._meta.kv_id(self._values)
         except InvalidKey as exc:
             raise ValidationError({name: [str(exc)] for name in self._meta.key_fields}) from None
 

@@ -68,7 +68,7 @@ class ScopedManager(Generic[M]):
             raise TypeError(
                 f"{self.meta.name} objects are found by {', '.join(self.meta.key_fields)}"
             )
-        return composite_key(*(str(key_fields[name]) for name in self.meta.key_fields))
+        return self.meta.kv_id(key_fields)
 
     def new(self, **values: Any) -> M:
         """An unsaved instance bound to this scope."""

@@ -129,7 +129,7 @@ class DataModelAdmin(admin.ModelAdmin):
                     merged.pop(key, None)
             return "?" + urlencode(merged)
 
-        kv_ids = [":".join(str(row[name]) for name in meta.key_fields) for row in result.data]
+        kv_ids = [meta.kv_id(row) for row in result.data]
         rows = [
             {"id": kv_id, "cells": [_display(row[column]) for column in columns]}
             for kv_id, row in zip(kv_ids, result.data, strict=True)

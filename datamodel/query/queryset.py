@@ -469,8 +469,8 @@ class QuerySet(Generic[M]):
 
     def last(self) -> Any:
         """The last row (or instance) in the query's order, or ``None``."""
-        if self._slice is not None:
-            found = builtins.list(self._stream(*self._slice))
+        if self._slice is not None or self._grouped():  # few rows: read them in order
+            found = builtins.list(self._stream(*(self._slice or (0, None))))
             return found[-1] if found else None
         return self.reverse().first()
 

@@ -123,7 +123,7 @@ def update(query: _Query, values: Mapping[str, Any]) -> int:
                 retried |= bad
                 pending = [kv_id for kv_id in pending if kv_id not in given_up]
                 continue
-            done += sum(1 for instance in instances if not instance.is_new())
+            done += len(instances)
             break
     if failed:
         raise PartialWrite(

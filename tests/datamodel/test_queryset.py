@@ -208,6 +208,8 @@ def test_group_by_with_annotate_and_distinct(pages, connection: Connection) -> N
     assert list(ordered) == [{"project_id": "proj_a", "n": 8}, {"project_id": "proj_b", "n": 4}]
     assert ordered.list().pagination["total"] == 2
     assert list(pages.query().values_list("archived", flat=True).distinct()) == [False, True]
+    assert ordered.last() == {"project_id": "proj_b", "n": 4}
+    assert ordered.first() == {"project_id": "proj_a", "n": 8}
     with pytest.raises(ValidationError, match="values"):
         pages.query().annotate(n=Count())
 

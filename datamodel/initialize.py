@@ -42,6 +42,7 @@ class Report:
     tables_created: list[str] = field(default_factory=list)
     columns_added: list[dict[str, str]] = field(default_factory=list)
     indexes_created: list[dict[str, str]] = field(default_factory=list)
+    indexes_dropped: list[dict[str, str]] = field(default_factory=list)
     seeds_run: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
@@ -53,6 +54,7 @@ class Report:
             self.tables_created
             or self.columns_added
             or self.indexes_created
+            or self.indexes_dropped
             or any(seed["records"] for seed in self.seeds_run)
         )
 
@@ -62,6 +64,7 @@ class Report:
             "tablesCreated": self.tables_created,
             "columnsAdded": self.columns_added,
             "indexesCreated": self.indexes_created,
+            "indexesDropped": self.indexes_dropped,
             "seedsRun": self.seeds_run,
             "warnings": self.warnings,
             "duration": self.duration_ms,
@@ -76,6 +79,8 @@ class Report:
             self.tables_created.append(change.table)
         elif change.kind == "add_column":
             self.columns_added.append({"table": change.table, "column": change.detail})
+        elif change.kind == "drop_index":
+            self.indexes_dropped.append({"table": change.table, "index": change.detail})
         else:
             self.indexes_created.append({"table": change.table, "index": change.detail})
 

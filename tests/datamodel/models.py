@@ -128,5 +128,23 @@ class Plan(DataModel):
         ]
 
 
+class Member(DataModel):
+    """Unique constraints: an email kept by deleted members, a handle released on delete, and
+    a seat unique per team. Not in ``ALL_TEST_MODELS``: its tests make its table themselves."""
+
+    member_id = fields.String(primary_key=True, generator=ids.uuid4)
+    team_id = fields.String(required=True)
+    email = fields.String(unique=True)
+    handle = fields.String(unique=True, release_on_delete=True)
+    seat = fields.Integer()
+    bio = fields.Text()
+
+    class Meta:
+        name = "MEMBER"
+        namespace = "NIMBUS_MEMBERS"
+        table = "member_meta"
+        unique_together = [("team_id", "seat")]
+
+
 TEST_MODELS = [Page, Note, Setting]
 ALL_TEST_MODELS = [*TEST_MODELS, Plan]

@@ -34,11 +34,14 @@ if TYPE_CHECKING:
 __all__ = [
     "MIGRATIONS_TABLE",
     "Change",
+    "DuplicateGroup",
+    "Duplicates",
     "ModelPlan",
     "column_definition",
     "create_statements",
     "create_tables",
     "existing_indexes",
+    "find_duplicates",
     "index_name",
     "live_only",
     "plan_model",
@@ -263,3 +266,84 @@ def plan_model(sql: SQLDatabase, model: type[DataModel]) -> ModelPlan:
             plan.changes.append(_create_unique(meta, unique))
     plan.changes.extend(_obsolete_unique_indexes(meta, existing))
     return plan
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Values that ``count`` rows hold; ``ids`` are the first of their primary keys."""
+
+    values: dict[str, Any]
+    ids: list[Any]
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"values": self.values, "ids": self.ids, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """The values of a unique constraint held by more than one row of a metadata table:
+    ``total`` such values in all, the first ``groups`` of them in order."""
+
+    constraint: UniqueConstraint
+    groups: list[DuplicateGroup]
+    total: int
+
+
+def _unique_filter(meta: Options, constraint: UniqueConstraint) -> str:
+    """The rows a unique index covers: NULLs repeat freely, deleted rows count unless the
+    constraint is released on delete."""
+    conditions = [f"{quote_identifier(column)} IS NOT NULL" for column in constraint.fields]
+    if live_only(meta, constraint):
+        conditions.append('"deleted_at" IS NULL')
+    return " AND ".join(conditions)
+
+
+def find_duplicates(
+    sql: SQLDatabase,
+    meta: Options,
+    constraint: UniqueConstraint,
+    *,
+    limit: int = 20,
+    ids_per_group: int = 10,
+) -> Duplicates:
+    """What would refuse ``constraint``'s unique index on the live table: the first ``limit``
+    duplicated values with up to ``ids_per_group`` ids each, and how many values in all.
+
+    One round trip (two statements in a batch) and memory bounded by ``limit`` and
+    ``ids_per_group`` however many rows repeat a value; the database scans the table.
+    """
+    table, pk = quote_identifier(meta.table), quote_identifier(meta.pk_name)
+    columns = ", ".join(quote_identifier(column) for column in constraint.fields)
+    where = _unique_filter(meta, constraint)
+    ranked = (
+        f'SELECT {columns}, {pk} AS "_id", COUNT(*) OVER (PARTITION BY {columns}) AS "_count", '
+        f'ROW_NUMBER() OVER (PARTITION BY {columns} ORDER BY {pk}) AS "_rank" '
+        f"FROM {table} WHERE {where}"
+    )
+    rows, totals = sql.batch(
+        [
+            (
+                f'SELECT {columns}, "_id", "_count" FROM ({ranked}) '
+                f'WHERE "_count" > 1 AND "_rank" <= ? ORDER BY {columns}, "_id" LIMIT ?',
+                [ids_per_group, limit * ids_per_group],
+            ),
+            (
+                f'SELECT COUNT(*) AS "total" FROM (SELECT 1 FROM {table} WHERE {where} '
+                f"GROUP BY {columns} HAVING COUNT(*) > 1)",
+                [],
+            ),
+        ]
+    )
+    groups: dict[tuple[Any, ...], DuplicateGroup] = {}
+    for row in rows:
+        values = tuple(row[column] for column in constraint.fields)
+        group = groups.get(values)
+        if group is None:
+            if len(groups) == limit:
+                break
+            group = groups[values] = DuplicateGroup(
+                dict(zip(constraint.fields, values, strict=True)), [], row["_count"]
+            )
+        group.ids.append(row["_id"])
+    return Duplicates(constraint, list(groups.values()), totals[0]["total"] if totals else 0)

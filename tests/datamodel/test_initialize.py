@@ -2,45 +2,33 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from datamodel import Connection, DataModel, SeedError, fields, ids, initialize, registry
-from datamodel.schema import MIGRATIONS_TABLE, schema_hash
+from datamodel import Connection, DataModel, Scope, SeedError, fields, initialize
+from datamodel.schema import MIGRATIONS_TABLE, find_duplicates, schema_hash
 from datastore import IntegrityError
-from tests.datamodel.models import ALL_TEST_MODELS, Member, Page, Plan
+from tests.datamodel.models import (
+    ALL_TEST_MODELS,
+    Member,
+    Page,
+    Plan,
+    redeclare_member,
+    restore_member,
+)
 
 ENV = {"PLAN_FREE_LABEL": "Free forever", "PLAN_YEAR": "2026"}
-MEMBER_META = {"name": "MEMBER", "namespace": "NIMBUS_MEMBERS", "table": "member_meta"}
 Declare = Callable[..., type[DataModel]]
 
 
 @pytest.fixture
 def redeclare() -> Iterator[Declare]:
-    """Declare another version of MEMBER, as an edited models.py would (same name, table and
-    KV class): ``redeclare(meta, email=fields.String(unique=True))`` replaces or adds fields.
-    The original class is registered again after the test."""
-
-    def declare(meta: dict[str, Any] | None = None, **changed: Any) -> type[DataModel]:
-        registry.unregister("MEMBER")
-        model_fields: dict[str, Any] = {
-            "member_id": fields.String(primary_key=True, generator=ids.uuid4),
-            "team_id": fields.String(required=True),
-            "email": fields.String(),
-            "handle": fields.String(),
-            "seat": fields.Integer(),
-            "bio": fields.Text(),
-            **changed,
-        }
-        attrs = {name: value for name, value in model_fields.items() if value is not None}
-        attrs["Meta"] = type("Meta", (), {**MEMBER_META, **(meta or {})})
-        return type("Member", (DataModel,), attrs)
-
-    yield declare
-    registry.unregister("MEMBER")
-    registry.register(Member)
+    """``redeclare(meta, **fields)``: another version of MEMBER for the test's duration."""
+    yield redeclare_member
+    restore_member()
 
 
 def member_row(sql: Any, member_id: str, **values: Any) -> None:
@@ -198,3 +186,217 @@ def test_a_unique_index_no_longer_declared_is_dropped(bare_connection, redeclare
     member_row(connection.sql, "m1", email="a@e.com")
     member_row(connection.sql, "m2", email="a@e.com")  # no longer refused by the table
     assert initialize(connection, [kept]).changed is False
+
+
+def emails(connection: Connection) -> dict[str, str | None]:
+    rows = connection.sql.execute("SELECT member_id, email FROM member_meta")
+    return {row["member_id"]: row["email"] for row in rows}
+
+
+def logged(connection: Connection, change: str) -> list[str]:
+    rows = connection.sql.execute(
+        f"SELECT detail FROM {MIGRATIONS_TABLE} WHERE change = ? ORDER BY id", [change]
+    )
+    return [row["detail"] for row in rows]
+
+
+def test_a_new_sync_field_is_backfilled_from_kv(bare_connection, redeclare) -> None:
+    connection: Connection = bare_connection
+    before = redeclare()
+    initialize(connection, [before])
+    members = before.objects.auth("u1", using=connection)
+    ann = members.create(team_id="t", email="ann@e.com")
+    nobody = members.create(team_id="t")
+    gone = members.create(team_id="t", email="gone@e.com")
+    gone.delete()
+
+    after = redeclare({"sync_fields": ["email"]})
+    report = initialize(connection, [after])
+    assert report.columns_added == [{"table": "member_meta", "column": "email"}]
+    assert report.backfills == [
+        {
+            "model": "MEMBER",
+            "table": "member_meta",
+            "columns": ["email"],
+            "objects": 3,
+            "progress": [3],
+        }
+    ]
+    assert emails(connection) == {ann.pk: "ann@e.com", nobody.pk: None, gone.pk: "gone@e.com"}
+    found = after.objects.system(using=connection).query().where("email", "ann@e.com").list()
+    assert [row["member_id"] for row in found.data] == [ann.pk]  # the new filter finds old objects
+    assert logged(connection, "backfill") == ["email"]
+
+    again = initialize(connection, [after])
+    assert again.changed is False and again.backfills == [] and again.statements == []
+
+
+def test_a_dry_run_counts_the_objects_a_backfill_would_write(bare_connection, redeclare) -> None:
+    connection: Connection = bare_connection
+    before = redeclare()
+    initialize(connection, [before])
+    before.objects.auth("u1", using=connection).bulk_create([{"team_id": "t"} for _ in range(7)])
+    report = initialize(connection, [redeclare({"sync_fields": ["email"]})], dry_run=True)
+    assert report.backfills == [
+        {
+            "model": "MEMBER",
+            "table": "member_meta",
+            "columns": ["email"],
+            "objects": 7,
+            "progress": [],
+        }
+    ]
+    assert "email" not in {column.name for column in connection.sql.table_info("member_meta")}
+    assert logged(connection, "backfill") == []
+
+
+def test_an_interrupted_backfill_is_resumed_by_the_next_run(
+    bare_connection, redeclare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connection: Connection = bare_connection
+    before = redeclare()
+    initialize(connection, [before])
+    created = before.objects.auth("u1", using=connection).bulk_create(
+        [{"team_id": "t", "email": f"m{n}@e.com"} for n in range(25)]
+    )
+    after = redeclare({"sync_fields": ["email"]})
+    monkeypatch.setattr(sys.modules["datamodel.initialize"], "PROGRESS_EVERY", 10)
+
+    def interrupt(model: str, done: int) -> None:
+        raise KeyboardInterrupt  # the operator's Ctrl-C after the first batch
+
+    with pytest.raises(KeyboardInterrupt):
+        initialize(connection, [after], batch_size=10, backfill_progress=interrupt)
+    assert 0 < sum(email is not None for email in emails(connection).values()) < 25
+    assert logged(connection, "add_column") == ["email"] and logged(connection, "backfill") == []
+
+    report = initialize(connection, [after], batch_size=10)
+    assert report.columns_added == [] and report.backfills[0]["objects"] == 25
+    assert emails(connection) == {member.pk: member.get("email") for member in created}
+    assert initialize(connection, [after]).changed is False
+
+
+# Not on the local Cloudflare API: 2,500 objects take it some 15 s; the backfill tests above
+# run there.
+@pytest.mark.parametrize(
+    "bare_connection", ["memory", "sqlite", "redis", "sql-adapter"], indirect=True
+)
+def test_a_backfill_streams_in_batches_and_reports_every_thousand(
+    bare_connection, redeclare
+) -> None:
+    connection: Connection = bare_connection
+    before = redeclare()
+    initialize(connection, [before])
+    before.objects.auth("u1", using=connection).bulk_create(
+        [{"team_id": "t", "email": f"m{n}@e.com"} for n in range(2500)]
+    )
+    after = redeclare({"sync_fields": ["email"]})
+    events: list[tuple[str, int]] = []
+    with connection.sql.round_trips.track() as sql_trips:
+        report = initialize(
+            connection, [after], batch_size=500, backfill_progress=lambda *e: events.append(e)
+        )
+    spent = sql_trips.count  # a delta counts until it is read
+    with connection.sql.round_trips.track() as scanning:  # the same pages again, to count them
+        store = Scope(connection, None).store(after._meta)
+        pages = [len(batch) for batch in store.scan("MEMBER", batch_size=500)]
+    scan_trips = scanning.count
+    assert sum(pages) == 2500 and max(pages) <= 500
+    with connection.sql.round_trips.track() as nothing_to_do:
+        assert initialize(connection, [after]).changed is False
+    # what a run with nothing to do reads, the ALTER with its log entry, one upsert round trip
+    # per page of objects (and with the SQL adapter the objects' own reads, from the same
+    # database), and the backfill's log entry
+    assert spent == nothing_to_do.count + 1 + len(pages) + scan_trips + 1
+    counts = [done for _, done in events]
+    assert [name for name, _ in events] == ["MEMBER"] * 3
+    assert [done // 1000 for done in counts] == [1, 2, 2] and counts[-1] == 2500
+    if pages == [500] * 5:  # every store but Redis, whose SCAN pages vary in size
+        assert counts == [1000, 2000, 2500]
+    assert report.backfills[0]["progress"] == counts
+    assert connection.sql.execute(
+        "SELECT count(*) AS n FROM member_meta WHERE email IS NOT NULL"
+    ) == [{"n": 2500}]
+
+
+def test_a_unique_index_over_duplicates_is_refused_and_they_are_listed(
+    bare_connection, redeclare
+) -> None:
+    connection: Connection = bare_connection
+    before = redeclare({"sync_fields": ["email"]})
+    initialize(connection, [before])
+    members = before.objects.auth("u1", using=connection)
+    a = [members.create(team_id="t", email="a@e.com") for _ in range(2)]
+    b = [members.create(team_id="t", email="b@e.com") for _ in range(3)]
+    b[2].delete()  # a deleted member keeps its email
+    members.create(team_id="t", email="c@e.com")
+    members.create(team_id="t")
+    members.create(team_id="t")  # NULLs repeat freely
+
+    after = redeclare({"sync_fields": ["handle"]}, email=fields.String(unique=True))
+    expected = {
+        "model": "MEMBER",
+        "table": "member_meta",
+        "index": "member_meta__uniq__email",
+        "fields": ["email"],
+        "duplicates": 2,
+        "groups": [
+            {"values": {"email": "a@e.com"}, "ids": sorted(m.pk for m in a), "count": 2},
+            {"values": {"email": "b@e.com"}, "ids": sorted(m.pk for m in b), "count": 3},
+        ],
+    }
+    preview = initialize(connection, [after], dry_run=True)
+    assert [{k: v for k, v in r.items() if k != "hint"} for r in preview.refused] == [expected]
+
+    report = initialize(connection, [after])
+    [refused] = report.refused
+    assert {k: v for k, v in refused.items() if k != "hint"} == expected
+    assert "nimbus_initialize" in refused["hint"] and "nimbus_sync" in refused["hint"]
+    assert report.columns_added == [{"table": "member_meta", "column": "handle"}]  # applied
+    assert report.indexes_created == []
+    indexes = connection.sql.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert "member_meta__uniq__email" not in {row["name"] for row in indexes}
+    assert initialize(connection, [after]).refused[0]["duplicates"] == 2  # refused until fixed
+
+    for member, email in ((a[1], "a2@e.com"), (b[1], "b2@e.com"), (b[2], "b3@e.com")):
+        member.set("email", email)
+        member.save()
+    fixed = initialize(connection, [after])
+    assert fixed.refused == []
+    assert fixed.indexes_created == [{"table": "member_meta", "index": "member_meta__uniq__email"}]
+
+
+def test_duplicates_are_listed_within_bounds(memory_connection: Connection, redeclare) -> None:
+    connection = memory_connection
+    model = redeclare({"sync_fields": ["email"]})
+    initialize(connection, [model])
+    rows = [(f"m{n:03d}", f"{n % 25:02d}@e.com") for n in range(50)]  # 25 values twice
+    rows += [(f"x{n:02d}", "many@e.com") for n in range(12)]
+    for member_id, email in rows:
+        member_row(connection.sql, member_id, email=email)
+    unique = redeclare(email=fields.String(unique=True))._meta.unique_constraints[0]
+    duplicates = find_duplicates(connection.sql, model._meta, unique, limit=20, ids_per_group=10)
+    assert duplicates.total == 26 and len(duplicates.groups) == 20
+    assert duplicates.groups[0].values == {"email": "00@e.com"}
+    assert duplicates.groups[0].ids == ["m000", "m025"]
+    assert not any(group.values["email"] == "many@e.com" for group in duplicates.groups)
+    last = find_duplicates(connection.sql, model._meta, unique, limit=30, ids_per_group=10)
+    many = last.groups[-1]
+    assert (many.values, many.count, len(many.ids)) == ({"email": "many@e.com"}, 12, 10)
+
+
+def test_a_backfill_stopped_by_a_unique_index_says_what_to_run(
+    memory_connection: Connection, redeclare
+) -> None:
+    connection = memory_connection
+    unique = redeclare(email=fields.String(unique=True))
+    initialize(connection, [unique])
+    first = unique.objects.auth("u1", using=connection).create(team_id="t", email="a@e.com")
+    twin = {**first.get_data(), "member_id": "twin"}  # a duplicate that slipped into KV
+    connection.datastore.system().put("MEMBER", "twin", twin)
+    evolved = redeclare({"sync_fields": ["handle"]}, email=fields.String(unique=True))
+    with pytest.raises(
+        IntegrityError, match=r"backfilling member_meta from KV stopped.*nimbus_sync"
+    ):
+        initialize(connection, [evolved])
+    assert logged(connection, "backfill") == []  # resumed by the next run, once resolved

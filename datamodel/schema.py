@@ -191,10 +191,7 @@ def _obsolete_unique_indexes(meta: Options, existing: dict[str, str]) -> list[Ch
         ours = any(name.startswith(f"{meta.table}{prefix}") for prefix in UNIQUE_PREFIXES)
         if not ours or name in declared or not statement.upper().startswith("CREATE UNIQUE"):
             continue
-        match = _INDEXED_COLUMNS.search(statement)
-        columns = tuple(
-            column.strip().strip('"') for column in (match.group(1) if match else "").split(",")
-        )
+        columns = _indexed_columns(statement)
         changes.append(
             Change(
                 "drop_index",
@@ -205,6 +202,26 @@ def _obsolete_unique_indexes(meta: Options, existing: dict[str, str]) -> list[Ch
             )
         )
     return changes
+
+
+def _indexed_columns(statement: str) -> tuple[str, ...]:
+    """The columns a ``CREATE [UNIQUE] INDEX`` statement indexes (empty if it cannot tell)."""
+    match = _INDEXED_COLUMNS.search(statement)
+    if match is None:
+        return ()
+    return tuple(column.strip().strip('"') for column in match.group(1).split(","))
+
+
+def _drop_column_sql(meta: Options, column: str, existing: dict[str, str]) -> str:
+    """How to drop ``column`` by hand: its indexes first (SQLite refuses otherwise)."""
+    table = quote_identifier(meta.table)
+    statements = [
+        f"DROP INDEX IF EXISTS {quote_identifier(name)};"
+        for name, statement in sorted(existing.items())
+        if column in _indexed_columns(statement)
+    ]
+    statements.append(f"ALTER TABLE {table} DROP COLUMN {quote_identifier(column)};")
+    return f"drop it by hand: `{' '.join(statements)}`"
 
 
 def _create_unique(meta: Options, unique: UniqueConstraint) -> Change:
@@ -232,6 +249,7 @@ def plan_model(sql: SQLDatabase, model: type[DataModel]) -> ModelPlan:
             )
         plan.changes.extend(_create_unique(meta, unique) for unique in meta.unique_constraints)
         return plan
+    existing = existing_indexes(sql, meta.table)
     for column in meta.sync_fields:
         expected = meta.fields[column].sql_type or ""
         live = columns.get(column)
@@ -248,15 +266,22 @@ def plan_model(sql: SQLDatabase, model: type[DataModel]) -> ModelPlan:
         elif live.type.upper() != expected.upper():
             plan.warnings.append(
                 f"{meta.table}.{column} is {live.type or 'untyped'} in the database but "
-                f"{expected} in {meta.name}: retyping is not applied; migrate it by hand"
+                f"{expected} in {meta.name}: retyping is not applied (SQLite and D1 cannot "
+                "change a column's type, and its rows keep comparing as the old type). To "
+                f"retype it, {_drop_column_sql(meta, column, existing)}, then run `manage.py "
+                f"nimbus_initialize`: it adds the column as {expected} and backfills it from "
+                "KV (until then, filters on it find nothing)"
             )
     for column in columns:
         if column not in meta.sync_fields:
             plan.warnings.append(
                 f"{meta.table}.{column} is not a sync field of {meta.name} (removed or "
-                "renamed?): it is left in place; drop it by hand once unused"
+                "renamed?): it is left in place. If renamed, declare the new name as a sync "
+                "field and run `manage.py nimbus_initialize`, which adds its column and "
+                "backfills it from KV (objects stored before the rename keep their value "
+                "under the old name in KV until they are saved again). Once nothing reads "
+                f"the old column, {_drop_column_sql(meta, column, existing)}"
             )
-    existing = existing_indexes(sql, meta.table)
     for index in meta.indexes:
         name = index_name(meta, index)
         if name not in existing:

@@ -400,3 +400,57 @@ def test_a_backfill_stopped_by_a_unique_index_says_what_to_run(
     ):
         initialize(connection, [evolved])
     assert logged(connection, "backfill") == []  # resumed by the next run, once resolved
+
+
+def by_hand(warning: str) -> list[str]:
+    """The statements a warning tells the operator to run (between backticks)."""
+    [sql] = [part for part in warning.split("`")[1::2] if "DROP" in part]
+    return [statement.strip() for statement in sql.split(";") if statement.strip()]
+
+
+def test_a_renamed_field_is_reported_with_what_to_run(bare_connection, redeclare) -> None:
+    connection: Connection = bare_connection
+    before = redeclare({"sync_fields": ["email"], "indexes": [("email",)]})
+    initialize(connection, [before])
+    old = before.objects.auth("u1", using=connection).create(team_id="t", email="old@e.com")
+
+    renamed = redeclare({"sync_fields": ["mail"], "indexes": [("mail",)]}, mail=fields.String())
+    report = initialize(connection, [renamed])
+    [warning] = report.warnings
+    assert warning.startswith("member_meta.email is not a sync field of MEMBER (removed or")
+    assert "declare the new name as a sync field and run `manage.py nimbus_initialize`" in warning
+    assert by_hand(warning) == [
+        'DROP INDEX IF EXISTS "member_meta__email"',
+        'ALTER TABLE "member_meta" DROP COLUMN "email"',
+    ]
+    assert report.columns_added == [{"table": "member_meta", "column": "mail"}]
+    assert report.backfills[0]["columns"] == ["mail"]
+    new = renamed.objects.auth("u1", using=connection).create(team_id="t", mail="new@e.com")
+    assert emails(connection) == {old.pk: "old@e.com", new.pk: None}  # the old column
+
+    for statement in by_hand(warning):
+        connection.sql.execute(statement)
+    again = initialize(connection, [renamed])
+    assert again.warnings == [] and again.changed is False
+
+
+def test_a_retyped_field_is_reported_with_what_to_run(bare_connection, redeclare) -> None:
+    connection: Connection = bare_connection
+    before = redeclare({"sync_fields": ["seat"]})
+    initialize(connection, [before])
+    member = before.objects.auth("u1", using=connection).create(team_id="t", seat=7)
+
+    retyped = redeclare({"sync_fields": ["seat"]}, seat=fields.String())
+    [warning] = initialize(connection, [retyped]).warnings
+    assert warning.startswith("member_meta.seat is INTEGER in the database but TEXT in MEMBER")
+    assert "it adds the column as TEXT and backfills it from KV" in warning
+    for statement in by_hand(warning):
+        connection.sql.execute(statement)
+    report = initialize(connection, [retyped])
+    assert report.columns_added == [{"table": "member_meta", "column": "seat"}]
+    assert report.backfills[0]["objects"] == 1 and report.warnings == []
+    [column] = [c for c in connection.sql.table_info("member_meta") if c.name == "seat"]
+    assert column.type == "TEXT"
+    [row] = connection.sql.execute("SELECT member_id, seat FROM member_meta")
+    # the value KV holds, as text now (D1 binds every number as a REAL: "7.0")
+    assert row["member_id"] == member.pk and row["seat"] in ("7", "7.0")

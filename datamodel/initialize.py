@@ -62,9 +62,10 @@ SAMPLE = 20  # duplicated values listed per refused unique index
 
 REFUSED_HINT = (
     "Existing objects already share these values, so the unique index was not created (the "
-    "other changes were applied). Decide which object keeps each value and change or delete "
-    "the others through the model layer (`manage.py nimbus_sync` lists them too), then run "
-    "`manage.py nimbus_initialize` again to create the index."
+    "other changes were applied). Decide which object keeps each value and change the others' "
+    "values through the model layer (deleting one frees its value only on a model without "
+    "soft delete, or with release_on_delete=True; `manage.py nimbus_sync` lists them too), "
+    "then run `manage.py nimbus_initialize` again to create the index."
 )
 
 

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError, SystemCheckError
 from datamodel import DataModel, fields
 from nimbus import conf
 from nimbus.models import User
-from tests.datamodel.models import redeclare_member, restore_member
+from tests.datamodel.models import Member, redeclare_member, restore_member
 
 
 def run(*args: str, **options) -> str:
@@ -229,3 +229,30 @@ def test_initialize_backfills_new_sync_fields_and_refuses_unique_indexes_over_du
     assert refused["groups"] == [{"values": {"email": "a@e.com"}, "ids": twins, "count": 2}]
     rows = conf.sql_database().execute("SELECT handle FROM member_meta WHERE handle = 'bee'")
     assert rows == [{"handle": "bee"}]  # the other changes were applied
+
+
+def test_nimbus_sync_lists_duplicates_and_repair_leaves_them_to_decide() -> None:
+    run("nimbus_initialize", "--model", "MEMBER")
+    ann = Member.objects.auth("u1").create(team_id="t", email="a@e.com")
+    twin = {**ann.get_data(), "member_id": "twin"}  # slipped past the constraint, into KV
+    conf.get_connection().datastore.system().put("MEMBER", "twin", twin)
+    ids = ", ".join(sorted([ann.pk, "twin"]))
+
+    report = run("nimbus_sync", "--model", "MEMBER")
+    assert "MEMBER: 2 checked, 0 missing, 0 stale, 0 orphan, 1 duplicated (not repairable)" in (
+        report
+    )
+    assert f"duplicate email='a@e.com': {ids}" in report
+    assert "decide which object keeps each value" in report
+
+    error, out, _ = run_failing("nimbus_sync", "--model", "MEMBER", "--repair")
+    assert "0 repaired" in out and error.returncode == 1
+    assert "1 values of unique constraints are held by more than one object" in str(error)
+    error, out, _ = run_failing("nimbus_sync", "--model", "MEMBER", "--check", "--json")
+    [model] = json.loads(out)["models"]
+    assert model["duplicates"] == 1 and model["duplicate_values"][0]["ids"] == sorted(
+        [ann.pk, "twin"]
+    )
+    assert conf.sql_database().execute("SELECT member_id FROM member_meta") == [
+        {"member_id": ann.pk}
+    ]

@@ -256,3 +256,17 @@ def test_nimbus_sync_lists_duplicates_and_repair_leaves_them_to_decide() -> None
     assert conf.sql_database().execute("SELECT member_id FROM member_meta") == [
         {"member_id": ann.pk}
     ]
+
+
+@pytest.mark.django_db
+def test_initialize_over_http_is_unsuccessful_when_it_refuses_an_index(
+    admin_client, member
+) -> None:
+    before = member({"sync_fields": ["email"]})
+    run("nimbus_initialize", "--model", "MEMBER")
+    for _ in range(2):
+        before.objects.auth("u1").create(team_id="t", email="a@e.com")
+    member(email=fields.String(unique=True))
+    body = admin_client.post("/api/system/initialize/").json()
+    assert body["success"] is False
+    assert [refused["index"] for refused in body["data"]["refused"]] == ["member_meta__uniq__email"]

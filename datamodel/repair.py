@@ -270,7 +270,9 @@ def _unique_conflicts(
             holders.setdefault((constraint, values), []).append(row)
             if row[meta.pk_name] not in objects:
                 outside[composite_key(*(str(row[name]) for name in meta.key_fields))] = row
-    stored = connection.datastore.system().read_many(meta.kv_class, list(outside))
+    stored = (
+        connection.datastore.system().read_many(meta.kv_class, list(outside)) if outside else {}
+    )
     truth = {
         row[meta.pk_name]: stored[kv_id].data for kv_id, row in outside.items() if kv_id in stored
     }

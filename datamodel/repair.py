@@ -5,12 +5,21 @@ page of ids plus one bulk read per batch) and compares its projection with the m
 
 * missing: the object has no row;
 * stale: the row differs from the object's projection;
-* orphan: a row whose object is gone from KV.
+* orphan: a row whose object is gone from KV;
+* duplicate: a value of a unique constraint held by more than one object (a write that
+  slipped past the constraint, on a store without compare-and-set such as Cloudflare KV).
 
 With ``repair=True`` missing and stale rows are upserted from KV and orphan rows deleted. It is
 safe while the application writes: upserts are guarded by ``_version`` so a row a concurrent
 save just wrote is never regressed, and an orphan row is deleted only if its ``_version`` is
 still the one seen. Memory stays bounded by ``batch_size``.
+
+Duplicates are never repaired: which object keeps the value is a decision for a person, and
+either way one object's data changes. Where the table has the constraint's unique index, an
+object whose row would break it is left as it is and reported (not counted as missing or
+stale); a row that holds a value only because it is stale (its object says otherwise) has the
+value cleared first, so the object that owns it gets its row. Where the index is missing (refused
+by ``initialize``), the rows are written as KV says and the duplicates found in the table.
 """
 
 from __future__ import annotations
@@ -20,48 +29,99 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from datastore.contract import Statement
 from datastore.keys import composite_key
 from datastore.sqlbuild import quote_identifier
 
+from .schema import existing_indexes, find_duplicates, live_only, unique_index_name
 from .sync import project_row, upsert_statements
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .constraints import UniqueConstraint
     from .model import DataModel
+    from .options import Options
 
-__all__ = ["SyncReport", "verify"]
+__all__ = ["DUPLICATES_HINT", "SyncReport", "verify"]
 
 SAMPLE = 20
+IDS_PER_VALUE = 10
+
+DUPLICATES_HINT = (
+    "Duplicated values are not repaired: decide which object keeps each value and change the "
+    "others' values through the model layer (deleting one frees its value only on a model "
+    "without soft delete, or with release_on_delete=True), then run `manage.py nimbus_sync "
+    "--repair` again (and `manage.py nimbus_initialize` if it refused the unique index)."
+)
 
 
 @dataclass
 class SyncReport:
+    """What ``verify`` found for one model. ``missing``, ``stale`` and ``orphans`` are rows
+    ``repair`` rebuilds; ``duplicates`` counts values of unique constraints held by several
+    objects, which it leaves for a person to decide (the first are in ``duplicate_values``)."""
+
     model: str
     checked: int = 0
     missing: int = 0
     stale: int = 0
     orphans: int = 0
+    duplicates: int = 0
     repaired: int = 0
     examples: list[str] = field(default_factory=list)
+    duplicate_values: list[dict[str, Any]] = field(default_factory=list)
+    _duplicated: dict[tuple[str, tuple[Any, ...]], set[Any]] = field(
+        default_factory=dict, repr=False
+    )
+
+    @property
+    def repairable(self) -> int:
+        """The drift ``repair=True`` fixes: missing, stale and orphan rows."""
+        return self.missing + self.stale + self.orphans
 
     @property
     def drift(self) -> int:
-        return self.missing + self.stale + self.orphans
+        return self.repairable + self.duplicates
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        report = {
             "model": self.model,
             "checked": self.checked,
             "missing": self.missing,
             "stale": self.stale,
             "orphans": self.orphans,
+            "duplicates": self.duplicates,
             "repaired": self.repaired,
             "examples": self.examples,
+            "duplicate_values": self.duplicate_values,
         }
+        if self.duplicates:
+            report["duplicates_hint"] = DUPLICATES_HINT
+        return report
 
     def _note(self, kind: str, object_id: str) -> None:
         if len(self.examples) < SAMPLE:
             self.examples.append(f"{kind}: {object_id}")
+
+    def _duplicate(self, constraint: UniqueConstraint, values: tuple[Any, ...], ids: Any) -> None:
+        """Count a duplicated value once however often it is met; keep the first in full."""
+        key = (constraint.name, values)
+        known = self._duplicated.get(key)
+        if known is None:
+            known = self._duplicated[key] = set()
+            self.duplicates += 1
+            if len(self.duplicate_values) < SAMPLE:
+                self.duplicate_values.append(
+                    {
+                        "constraint": constraint.name,
+                        "values": dict(zip(constraint.fields, values, strict=True)),
+                        "ids": [],
+                    }
+                )
+        known.update(ids)
+        for entry in self.duplicate_values:
+            if entry["constraint"] == constraint.name and tuple(entry["values"].values()) == values:
+                entry["ids"] = sorted(known, key=str)[:IDS_PER_VALUE]
 
 
 def compare(model: type[DataModel], data: dict[str, Any], row: dict[str, Any] | None) -> str:
@@ -97,33 +157,151 @@ def verify(
     report = SyncReport(meta.name)
     system = connection.datastore.system()
     sql = connection.sql
+    indexed: list[UniqueConstraint] = []
+    if meta.unique_constraints:
+        existing = existing_indexes(sql, meta.table)
+        indexed = [c for c in meta.unique_constraints if unique_index_name(meta, c) in existing]
     for batch in system.scan(meta.kv_class, batch_size):
         objects = {stored.data.get(meta.pk_name): stored.data for stored in batch.values()}
         rows = _rows(connection, model, list(objects))
-        fixes, ahead = [], []
+        drifted = {}
         for pk, data in objects.items():
             report.checked += 1
-            row = rows.get(pk)
-            state = compare(model, data, row)
-            if state == "ok":
-                continue
+            state = compare(model, data, rows.get(pk))
+            if state != "ok":
+                drifted[pk] = state
+        withheld: set[Any] = set()
+        clears: list[Statement] = []
+        if indexed and drifted:
+            withheld, clears = _unique_conflicts(
+                connection, model, indexed, objects, drifted, report
+            )
+        fixes, ahead = [], []
+        for pk, state in drifted.items():
+            if pk in withheld:
+                continue  # shares a unique value with another object: reported, not repaired
             setattr(report, state, getattr(report, state) + 1)
             report._note(state, str(pk))
+            row, data = rows.get(pk), objects[pk]
             if row is not None and (row.get("_version") or 0) > (data.get("_version") or 0):
                 ahead.append(row)  # the guarded upsert would keep this row: handled below
             else:
                 fixes.append(project_row(meta, data))
         if repair and fixes:
-            sql.batch(upsert_statements(meta, fixes, sql.max_bound_parameters), idempotent=True)
+            upserts = upsert_statements(meta, fixes, sql.max_bound_parameters)
+            sql.batch([*clears, *upserts], idempotent=True)
             report.repaired += len(fixes)
         if repair and ahead:
             report.repaired += _force(connection, model, ahead)
         if progress is not None:
             progress(report)
     _orphans(connection, model, report, repair, batch_size)
+    for constraint in meta.unique_constraints:
+        if constraint not in indexed:  # nothing kept duplicates out of the table: look there
+            found = find_duplicates(sql, meta, constraint, limit=SAMPLE)
+            for group in found.groups:
+                report._duplicate(constraint, tuple(group.values.values()), group.ids)
+            report.duplicates += found.total - len(found.groups)
     if progress is not None:
         progress(report)
     return report
+
+
+def _claims(meta: Options, constraint: UniqueConstraint, data: dict[str, Any]) -> tuple | None:
+    """The values an object holds under ``constraint`` in its row, or ``None`` if it holds
+    none (a NULL among them, or deleted where the constraint is released on delete)."""
+    row = dict(zip(meta.sync_fields, project_row(meta, data), strict=True))
+    values = tuple(row[name] for name in constraint.fields)
+    if any(value is None for value in values):
+        return None
+    if live_only(meta, constraint) and row.get("deleted_at") is not None:
+        return None
+    return values
+
+
+def _unique_conflicts(
+    connection: Connection,
+    model: type[DataModel],
+    constraints: list[UniqueConstraint],
+    objects: dict[Any, dict[str, Any]],
+    drifted: dict[Any, str],
+    report: SyncReport,
+) -> tuple[set[Any], list[Statement]]:
+    """Which drifted objects of a batch would break a unique index with their row.
+
+    Returns the objects to leave alone (their value is also another object's, in KV: reported
+    as duplicates) and the statements that clear a value from rows holding it only because
+    they are stale. One SQL round trip for the rows holding the values, and one bulk KV read
+    for those of other objects, outside the batch."""
+    meta = model._meta
+    table, sql = quote_identifier(meta.table), connection.sql
+    claims: dict[tuple[UniqueConstraint, tuple], list[Any]] = {}
+    for pk in drifted:
+        for constraint in constraints:
+            values = _claims(meta, constraint, objects[pk])
+            if values is not None:
+                claims.setdefault((constraint, values), []).append(pk)
+    if not claims:
+        return set(), []
+    selected = list(dict.fromkeys([meta.pk_name, *meta.key_fields, "_version"]))
+    statements: list[Statement] = []
+    for constraint in constraints:
+        wanted = [list(values) for (c, values) in claims if c == constraint]
+        join = " AND ".join(
+            f"t.{quote_identifier(name)} = json_extract(j.value, '$[{position}]')"
+            for position, name in enumerate(constraint.fields)
+        )
+        live = ' AND t."deleted_at" IS NULL' if live_only(meta, constraint) else ""
+        columns = ", ".join(f"t.{quote_identifier(c)}" for c in [*selected, *constraint.fields])
+        statements.append(
+            (
+                f"SELECT {columns} FROM json_each(?) AS j JOIN {table} AS t ON {join}{live}",
+                [json.dumps(wanted)],
+            )
+        )
+    found = dict(zip(constraints, sql.batch(statements), strict=True))
+    holders: dict[tuple[UniqueConstraint, tuple], list[dict[str, Any]]] = {}
+    outside: dict[str, Any] = {}
+    for constraint, rows in found.items():
+        for row in rows:
+            values = tuple(row[name] for name in constraint.fields)
+            if row[meta.pk_name] in claims.get((constraint, values), ()):
+                continue  # the object's own row already holds it
+            holders.setdefault((constraint, values), []).append(row)
+            if row[meta.pk_name] not in objects:
+                outside[composite_key(*(str(row[name]) for name in meta.key_fields))] = row
+    stored = (
+        connection.datastore.system().read_many(meta.kv_class, list(outside)) if outside else {}
+    )
+    truth = {
+        row[meta.pk_name]: stored[kv_id].data for kv_id, row in outside.items() if kv_id in stored
+    }
+    truth.update(objects)
+    withheld: set[Any] = set()
+    clears: list[Statement] = []
+    for (constraint, values), claimants in claims.items():
+        also: list[Any] = []
+        for row in holders.get((constraint, values), []):
+            data = truth.get(row[meta.pk_name])
+            if data is not None and _claims(meta, constraint, data) == values:
+                also.append(row[meta.pk_name])  # its object holds the value too, in KV
+            else:
+                clears.append(_clear(meta, constraint, row))
+        if len(claimants) + len(also) > 1:
+            withheld.update(claimants)
+            report._duplicate(constraint, values, [*claimants, *also])
+    return withheld, clears
+
+
+def _clear(meta: Options, constraint: UniqueConstraint, row: dict[str, Any]) -> Statement:
+    """Empty a stale row's unique values (if unchanged since seen); its own repair, in this
+    pass or the orphan pass, rewrites or deletes it."""
+    assignments = ", ".join(f"{quote_identifier(name)} = NULL" for name in constraint.fields)
+    return (
+        f"UPDATE {quote_identifier(meta.table)} SET {assignments} "
+        f'WHERE {quote_identifier(meta.pk_name)} = ? AND "_version" IS ?',
+        [row[meta.pk_name], row["_version"]],
+    )
 
 
 def _force(connection: Connection, model: type[DataModel], rows: list[dict[str, Any]]) -> int:

@@ -151,6 +151,8 @@ class InitializeView(APIView):
     """The spec's ``system.initialize``: create and migrate the metadata tables, run seeds.
 
     POST ``{"dry_run": true}`` to only see what would change. Administrators only.
+    ``success`` is false when a unique index was refused (``data.refused`` says why); every
+    other change was applied.
     """
 
     permission_classes = [IsNimbusAdmin]
@@ -162,4 +164,4 @@ class InitializeView(APIView):
             report = initialize(conf.get_connection(), dry_run=dry_run)
         except (DatastoreError, SeedError) as exc:
             return Response({"success": False, "error": str(exc)}, status=500)
-        return Response({"success": True, "data": report.to_json()})
+        return Response({"success": not report.refused, "data": report.to_json()})

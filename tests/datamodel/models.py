@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodel import DataModel, Rejected, Seed, fields, ids
+from datamodel import DataModel, Rejected, Seed, fields, ids, registry
 
 WEBHOOKS: list[dict[str, Any]] = []
 
@@ -126,6 +126,52 @@ class Plan(DataModel):
                 when_env="PLAN_YEAR",
             ),
         ]
+
+
+class Member(DataModel):
+    """Unique constraints: an email kept by deleted members, a handle released on delete, and
+    a seat unique per team. Not in ``ALL_TEST_MODELS``: its tests make its table themselves."""
+
+    member_id = fields.String(primary_key=True, generator=ids.uuid4)
+    team_id = fields.String(required=True)
+    email = fields.String(unique=True)
+    handle = fields.String(unique=True, release_on_delete=True)
+    seat = fields.Integer()
+    bio = fields.Text()
+
+    class Meta:
+        name = "MEMBER"
+        namespace = "NIMBUS_MEMBERS"
+        table = "member_meta"
+        unique_together = [("team_id", "seat")]
+
+
+MEMBER_META = {"name": "MEMBER", "namespace": "NIMBUS_MEMBERS", "table": "member_meta"}
+
+
+def redeclare_member(meta: dict[str, Any] | None = None, **changed: Any) -> type[DataModel]:
+    """Another version of MEMBER, as an edited models.py would declare it (same name, table
+    and KV class): plain fields, no constraint, unless ``meta`` and ``changed`` fields say
+    otherwise (a field given as ``None`` is left out). Call ``restore_member()`` afterwards."""
+    registry.unregister("MEMBER")
+    model_fields: dict[str, Any] = {
+        "member_id": fields.String(primary_key=True, generator=ids.uuid4),
+        "team_id": fields.String(required=True),
+        "email": fields.String(),
+        "handle": fields.String(),
+        "seat": fields.Integer(),
+        "bio": fields.Text(),
+        **changed,
+    }
+    attrs = {name: value for name, value in model_fields.items() if value is not None}
+    attrs["Meta"] = type("Meta", (), {**MEMBER_META, **(meta or {})})
+    return type("Member", (DataModel,), attrs)
+
+
+def restore_member() -> None:
+    """Register the declared MEMBER again, after ``redeclare_member``."""
+    registry.unregister("MEMBER")
+    registry.register(Member)
 
 
 TEST_MODELS = [Page, Note, Setting]

@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 
 from datamodel import Connection, DataModel, Query, create_tables, fields
+from datamodel.constraints import UniqueConstraint
 from datamodel.query.compiler import Compiler
-from datamodel.schema import index_name
+from datamodel.schema import index_name, unique_index_name
 from datastore import Datastore, codec
 from datastore.backends.memory import MemoryKVStore, MemorySQLDatabase
 from datastore.sqlbuild import insert_rows
 from nimbus.models import DOMAIN_MODELS, Page
 from tests.datamodel.conftest import routing
-from tests.datamodel.models import ALL_TEST_MODELS
+from tests.datamodel.models import ALL_TEST_MODELS, Member
 
 MODELS: list[type[DataModel]] = [*DOMAIN_MODELS, *ALL_TEST_MODELS]
 ROWS = 300
@@ -188,3 +189,40 @@ def test_page_lists_read_rows_and_totals_from_their_index(
         assert not any("TEMP B-TREE" in line for line in plan), plan
     total = total_plan(query)
     assert len(total) == 1 and "USING COVERING INDEX page_meta__project_id__" in total[0], total
+
+
+def member_values(number: int) -> dict[str, Any]:
+    """MEMBER's row ``number``, with unique values where its constraints want them."""
+    return {
+        **{column: column_value(Member, column, number) for column in Member._meta.sync_fields},
+        "email": f"m{number}@example.com",
+        "handle": f"m{number}",
+        "team_id": f"team-{number % 7}",
+        "seat": number,
+    }
+
+
+@pytest.fixture(scope="module")
+def members() -> Iterator[Connection]:
+    sql = MemorySQLDatabase()
+    datastore = Datastore(MemoryKVStore(), routing=routing())
+    create_tables(sql, [Member])
+    columns = Member._meta.sync_fields
+    rows = [[member_values(n)[column] for column in columns] for n in range(ROWS)]
+    sql.batch(insert_rows(Member._meta.table, columns, rows, max_parameters=999))
+    yield Connection(datastore, sql)
+    datastore.close()
+    sql.close()
+
+
+@pytest.mark.parametrize("constraint", Member._meta.unique_constraints, ids=lambda c: c.name)
+def test_a_lookup_on_unique_values_uses_their_unique_index(
+    members: Connection, constraint: UniqueConstraint
+) -> None:
+    """Each unique constraint's index serves equality on its values (the partial index of a
+    handle released on delete too: the live-rows filter of every query implies its WHERE)."""
+    query = Member.objects.system(using=members).query()
+    for column in constraint.fields:
+        query = query.where(column, member_values(SAMPLE)[column])
+    assert query.count() == 1
+    assert indexes_used(total_plan(query)) == {unique_index_name(Member._meta, constraint)}

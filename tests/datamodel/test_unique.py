@@ -10,7 +10,7 @@ from datamodel import Connection, DataModel, IntegrityError, create_tables, fiel
 from datastore.keys import reservation_prefix
 
 
-class Member(DataModel):
+class ClubMember(DataModel):
     """A unique email kept by deleted members; a unique nickname released on soft delete."""
 
     email = fields.String(required=True, unique=True)
@@ -19,9 +19,9 @@ class Member(DataModel):
     seat = fields.Integer()
 
     class Meta:
-        name = "MEMBER"
+        name = "CLUBMEMBER"
         namespace = "NIMBUS_USERS"
-        table = "member_meta"
+        table = "club_member_meta"
         unique_together = [("team", "seat")]
 
 
@@ -40,8 +40,8 @@ class Badge(DataModel):
 
 @pytest.fixture
 def members(connection: Connection):
-    create_tables(connection.sql, [Member])
-    return Member.objects.auth("u1", using=connection)
+    create_tables(connection.sql, [ClubMember])
+    return ClubMember.objects.auth("u1", using=connection)
 
 
 def cas(connection: Connection) -> bool:
@@ -66,7 +66,7 @@ def test_a_value_is_unique_across_users_without_revealing_the_holder(
     members, connection: Connection
 ) -> None:
     members.create(email="a@example.com")
-    other = Member.objects.auth("u2", using=connection)
+    other = ClubMember.objects.auth("u2", using=connection)
     with pytest.raises(IntegrityError, match=r"is already taken$") as taken:
         other.create(email="a@example.com")
     assert taken.value.holder is None  # u2 cannot see whose it is

@@ -20,7 +20,7 @@ from datastore import Datastore
 from datastore.keys import reservation_prefix
 from tests.datamodel.conftest import routing
 from tests.datamodel.models import TEST_MODELS
-from tests.datamodel.test_unique import Member
+from tests.datamodel.test_unique import ClubMember
 
 USERS = ["alice", "bob"]
 EMAILS = [f"{name}@example.com" for name in ("a", "b", "c")]
@@ -39,7 +39,7 @@ def stores(kind: str, tmp_path: Any) -> Connection:
         from datastore.backends.sqlite import SQLiteDatabase, SQLiteKVStore
 
         kv, sql = SQLiteKVStore(tmp_path / "kv.sqlite3"), SQLiteDatabase(tmp_path / "m.sqlite3")
-    create_tables(sql, [*TEST_MODELS, Member])
+    create_tables(sql, [*TEST_MODELS, ClubMember])
     return Connection(Datastore(kv, routing=routing()), sql)
 
 
@@ -53,16 +53,16 @@ class UniqueMembers(RuleBasedStateMachine):
         kv = self.connection.datastore.kv
         assert kv is not None
         self.kv = kv
-        self.namespace = self.connection.datastore.namespace_for("MEMBER")
+        self.namespace = self.connection.datastore.namespace_for("CLUBMEMBER")
         if self.kind != "memory":  # one file pair per run: start from empty
             self.kv.clear(self.namespace)
-            self.connection.sql.execute("DELETE FROM member_meta")
+            self.connection.sql.execute("DELETE FROM club_member_meta")
 
     steps = 0  # counted over every run, so the test can tell the rules ran
 
     def members(self, user: str) -> Any:
         UniqueMembers.steps += 1
-        return Member.objects.auth(user, using=self.connection)
+        return ClubMember.objects.auth(user, using=self.connection)
 
     def mine(self, user: str, email: str) -> Any:
         return self.members(user).query().include_deleted().with_data().filter(email=email).first()
@@ -108,10 +108,10 @@ class UniqueMembers(RuleBasedStateMachine):
 
     @invariant()
     def every_value_has_one_holder_and_nothing_is_left_behind(self) -> None:
-        meta = Member._meta
+        meta = ClubMember._meta
         objects = {
             kv_id: stored.data
-            for batch in self.connection.datastore.system().scan("MEMBER")
+            for batch in self.connection.datastore.system().scan("CLUBMEMBER")
             for kv_id, stored in batch.items()
         }
         expected: dict[str, str] = {}
@@ -120,12 +120,12 @@ class UniqueMembers(RuleBasedStateMachine):
                 assert name not in expected, f"{name} held by {expected.get(name)} and {kv_id}"
                 expected[name] = kv_id
         owners = self.connection.datastore.system().reservation_owners(
-            "MEMBER",
-            [key[len(reservation_prefix("MEMBER")) :] for key in self.all_reservation_keys()],
+            "CLUBMEMBER",
+            [key[len(reservation_prefix("CLUBMEMBER")) :] for key in self.all_reservation_keys()],
         )
         assert owners == expected
         rows = self.connection.sql.execute(
-            f"SELECT {', '.join(meta.sync_fields)} FROM member_meta ORDER BY id"
+            f"SELECT {', '.join(meta.sync_fields)} FROM club_member_meta ORDER BY id"
         )
         assert len(rows) == len(objects)
         for row in rows:
@@ -135,7 +135,7 @@ class UniqueMembers(RuleBasedStateMachine):
         keys: list[str] = []
         cursor = None
         while True:
-            page = self.kv.list(self.namespace, reservation_prefix("MEMBER"), cursor, 1000)
+            page = self.kv.list(self.namespace, reservation_prefix("CLUBMEMBER"), cursor, 1000)
             keys += page.keys
             if page.cursor is None:
                 return keys

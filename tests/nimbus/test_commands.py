@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from io import StringIO
 
 import pytest
@@ -10,14 +11,31 @@ from django.contrib.auth.hashers import check_password
 from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
 
+from datamodel import DataModel, fields
 from nimbus import conf
 from nimbus.models import User
+from tests.datamodel.models import Member, redeclare_member, restore_member
 
 
 def run(*args: str, **options) -> str:
     out = StringIO()
     call_command(*args, stdout=out, stderr=StringIO(), **options)
     return out.getvalue()
+
+
+def run_failing(*args: str) -> tuple[CommandError, str, str]:
+    """A command expected to fail: its error, and what it printed before."""
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as info:
+        call_command(*args, stdout=out, stderr=err)
+    return info.value, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def member() -> Iterator[Callable[..., type[DataModel]]]:
+    """``member(meta, **fields)``: another version of the tests' MEMBER model."""
+    yield redeclare_member
+    restore_member()
 
 
 def test_initialize_is_idempotent_and_says_so() -> None:
@@ -170,3 +188,85 @@ def test_create_key_refuses_admin_keys_for_non_admins_and_bad_limits() -> None:
         run("nimbus_create_key", "dev@example.com", "--rate-limit", "0")
     keys = conf.sql_database().execute("SELECT key_hash FROM apikey_meta")
     assert len(keys) == 1
+
+
+def test_initialize_backfills_new_sync_fields_and_refuses_unique_indexes_over_duplicates(
+    member,
+) -> None:
+    before = member()
+    run("nimbus_initialize", "--model", "MEMBER")
+    members = before.objects.auth("u1")
+    twins = sorted(members.create(team_id="t", email="a@e.com").pk for _ in range(2))
+    members.create(team_id="t", email="b@e.com", handle="bee")
+
+    member(email=fields.String(unique=True))
+    preview = run("nimbus_initialize", "--model", "MEMBER", "--dry-run")
+    assert "would backfill member_meta (email) from 3 KV objects" in preview
+    error, out, _ = run_failing("nimbus_initialize", "--model", "MEMBER")
+    assert "backfilling MEMBER: 3 objects" in out
+    assert "backfilled member_meta (email) from 3 KV objects" in out
+    assert "Refused unique index member_meta__uniq__email on member_meta (email)" in out
+    assert f"email='a@e.com': {twins[0]}, {twins[1]}" in out
+    assert "run `manage.py nimbus_initialize` again" in out
+    assert error.returncode == 1 and "member_meta__uniq__email" in str(error)
+
+    member({"sync_fields": ["handle"]}, email=fields.String(unique=True))
+    preview_error, _, _ = run_failing("nimbus_initialize", "--model", "MEMBER", "--dry-run")
+    assert preview_error.returncode == 1  # the email column is there: checked in a dry run too
+    error, out, _ = run_failing("nimbus_initialize", "--model", "MEMBER", "--json")
+    report = json.loads(out)  # the report on stdout, then the error
+    assert report["columnsAdded"] == [{"table": "member_meta", "column": "handle"}]
+    assert report["backfills"] == [
+        {
+            "model": "MEMBER",
+            "table": "member_meta",
+            "columns": ["handle"],
+            "objects": 3,
+            "progress": [3],
+        }
+    ]
+    [refused] = report["refused"]
+    assert refused["groups"] == [{"values": {"email": "a@e.com"}, "ids": twins, "count": 2}]
+    rows = conf.sql_database().execute("SELECT handle FROM member_meta WHERE handle = 'bee'")
+    assert rows == [{"handle": "bee"}]  # the other changes were applied
+
+
+def test_nimbus_sync_lists_duplicates_and_repair_leaves_them_to_decide() -> None:
+    run("nimbus_initialize", "--model", "MEMBER")
+    ann = Member.objects.auth("u1").create(team_id="t", email="a@e.com")
+    twin = {**ann.get_data(), "member_id": "twin"}  # slipped past the constraint, into KV
+    conf.get_connection().datastore.system().put("MEMBER", "twin", twin)
+    ids = ", ".join(sorted([ann.pk, "twin"]))
+
+    report = run("nimbus_sync", "--model", "MEMBER")
+    assert "MEMBER: 2 checked, 0 missing, 0 stale, 0 orphan, 1 duplicated (not repairable)" in (
+        report
+    )
+    assert f"duplicate email='a@e.com': {ids}" in report
+    assert "decide which object keeps each value" in report
+
+    error, out, _ = run_failing("nimbus_sync", "--model", "MEMBER", "--repair")
+    assert "0 repaired" in out and error.returncode == 1
+    assert "1 values of unique constraints are held by more than one object" in str(error)
+    error, out, _ = run_failing("nimbus_sync", "--model", "MEMBER", "--check", "--json")
+    [model] = json.loads(out)["models"]
+    assert model["duplicates"] == 1 and model["duplicate_values"][0]["ids"] == sorted(
+        [ann.pk, "twin"]
+    )
+    assert conf.sql_database().execute("SELECT member_id FROM member_meta") == [
+        {"member_id": ann.pk}
+    ]
+
+
+@pytest.mark.django_db
+def test_initialize_over_http_is_unsuccessful_when_it_refuses_an_index(
+    admin_client, member
+) -> None:
+    before = member({"sync_fields": ["email"]})
+    run("nimbus_initialize", "--model", "MEMBER")
+    for _ in range(2):
+        before.objects.auth("u1").create(team_id="t", email="a@e.com")
+    member(email=fields.String(unique=True))
+    body = admin_client.post("/api/system/initialize/").json()
+    assert body["success"] is False
+    assert [refused["index"] for refused in body["data"]["refused"]] == ["member_meta__uniq__email"]

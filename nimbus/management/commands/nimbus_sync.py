@@ -1,5 +1,8 @@
 """``manage.py nimbus_sync``: check every metadata row against its KV object; ``--repair``
-rebuilds the rows from KV (the source of truth). Streams in batches; safe while serving."""
+rebuilds the rows from KV (the source of truth). Streams in batches; safe while serving.
+
+Values of unique constraints held by several objects are listed, never repaired: ``--check``
+and ``--repair`` exit with status 1 while any remain, since a person must decide."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from datamodel import SyncReport, registry, verify
+from datamodel.repair import DUPLICATES_HINT
 from datastore import DatastoreError
 from nimbus import conf
 
@@ -16,7 +20,8 @@ from nimbus import conf
 class Command(BaseCommand):
     help = (
         "Verify that every DataModel metadata row matches its KV object (missing, stale and "
-        "orphan rows); with --repair, rebuild the rows from KV."
+        "orphan rows, and values of unique constraints held by several objects); with --repair, "
+        "rebuild the rows from KV (duplicated values are listed for you to decide)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,7 +34,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="One JSON report on stdout.")
         parser.add_argument(
-            "--check", action="store_true", help="Exit with status 1 if any drift is found."
+            "--check",
+            action="store_true",
+            help="Exit with status 1 if any drift is found (duplicated values too).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -62,24 +69,47 @@ class Command(BaseCommand):
             raise CommandError(f"nimbus_sync failed: {exc}") from exc
 
         drift = sum(report.drift for report in reports)
+        repairable = sum(report.repairable for report in reports)
+        duplicates = sum(report.duplicates for report in reports)
         if options["json"]:
             self.stdout.write(
                 json.dumps({"models": [r.to_json() for r in reports], "drift": drift})
             )
         else:
             for report in reports:
-                line = (
-                    f"{report.model}: {report.checked} checked, {report.missing} missing, "
-                    f"{report.stale} stale, {report.orphans} orphan"
-                )
-                if options["repair"]:
-                    line += f", {report.repaired} repaired"
-                style = self.style.WARNING if report.drift else self.style.SUCCESS
-                self.stdout.write(style(line))
-                if verbosity >= 2:
-                    for example in report.examples:
-                        self.stdout.write(f"    {example}")
-            if drift and not options["repair"]:
+                self._report(report, options["repair"], verbosity)
+            if repairable and not options["repair"]:
                 self.stdout.write("Run with --repair to rebuild the metadata from KV.")
-        if options["check"] and drift and not options["repair"]:
-            raise CommandError(f"{drift} rows drifted from KV", returncode=1)
+            if duplicates:
+                self.stdout.write(self.style.ERROR(DUPLICATES_HINT))
+        if options["check"] and repairable and not options["repair"]:
+            also = f" and {duplicates} duplicated values need a decision" if duplicates else ""
+            raise CommandError(f"{repairable} rows drifted from KV{also}", returncode=1)
+        if (options["check"] or options["repair"]) and duplicates:
+            raise CommandError(
+                f"{duplicates} values of unique constraints are held by more than one object: "
+                "not repaired, they need a decision",
+                returncode=1,
+            )
+
+    def _report(self, report: SyncReport, repair: bool, verbosity: int) -> None:
+        line = (
+            f"{report.model}: {report.checked} checked, {report.missing} missing, "
+            f"{report.stale} stale, {report.orphans} orphan"
+        )
+        if report.duplicates:
+            line += f", {report.duplicates} duplicated (not repairable)"
+        if repair:
+            line += f", {report.repaired} repaired"
+        style = self.style.WARNING if report.drift else self.style.SUCCESS
+        self.stdout.write(style(line))
+        for entry in report.duplicate_values:  # always: each needs a person's decision
+            values = ", ".join(f"{name}={value!r}" for name, value in entry["values"].items())
+            ids = ", ".join(str(object_id) for object_id in entry["ids"])
+            self.stdout.write(f"    duplicate {values}: {ids}")
+        unlisted = report.duplicates - len(report.duplicate_values)
+        if unlisted:
+            self.stdout.write(f"    ... and {unlisted} more")
+        if verbosity >= 2:
+            for example in report.examples:
+                self.stdout.write(f"    {example}")

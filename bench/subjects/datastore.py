@@ -58,8 +58,8 @@ class DatastorePages:
         }
         self.store.put_many("page", objects, create=True)
 
-    def round_trips(self) -> int | None:
-        return self.datastore.round_trips.value
+    def round_trips(self) -> tuple[int, int] | None:
+        return self.datastore.round_trips.value, 0
 
     def close(self) -> None:
         pass

@@ -46,8 +46,8 @@ class NimbusPages:
     def bulk_create(self, numbers: range) -> None:
         self.pages.bulk_create([page_values(number) for number in numbers])
 
-    def round_trips(self) -> int | None:
-        return self.connection.datastore.round_trips.value + self.connection.sql.round_trips.value
+    def round_trips(self) -> tuple[int, int] | None:
+        return self.connection.datastore.round_trips.value, self.connection.sql.round_trips.value
 
     def close(self) -> None:
         pass

@@ -174,7 +174,8 @@ class RawPages:
         self.meta = connect(metadata_path)
         for statement in ddl:
             self.meta.execute(statement)
-        self.trips = 0
+        self.kv_trips = 0
+        self.sql_trips = 0
 
     @staticmethod
     def _key(number: int) -> str:
@@ -186,7 +187,8 @@ class RawPages:
 
     def _write(self, number: int, data: dict[str, Any], expected_version: int) -> None:
         data["_version"] = expected_version + 1
-        self.trips += 2
+        self.kv_trips += 1
+        self.sql_trips += 1
         if not self.pipelined:
             self.kv.put(self._key(number), json.dumps(data), expected_version)
             self.meta.execute(UPSERT, self._row(data))
@@ -208,7 +210,7 @@ class RawPages:
 
     def _read(self, number: int) -> tuple[dict[str, Any], int]:
         value, version = self.kv.get(self._key(number))
-        self.trips += 1
+        self.kv_trips += 1
         return json.loads(value), version
 
     def get(self, number: int) -> None:
@@ -228,7 +230,7 @@ class RawPages:
     def _page_rows(self) -> list[tuple[Any, ...]]:
         rows = self.meta.execute(PAGE, (PROJECT_ID, "queued")).fetchall()
         self.meta.execute(COUNT, (PROJECT_ID, "queued")).fetchone()
-        self.trips += 2
+        self.sql_trips += 2
         return rows[:20]
 
     def page(self) -> None:
@@ -238,7 +240,7 @@ class RawPages:
         rows = self._page_rows()
         stored = self.kv.get_many([f"page:{PROJECT_ID}:{row[0]}" for row in rows])
         [json.loads(value) for value in stored.values()]
-        self.trips += 1
+        self.kv_trips += 1
 
     def bulk_create(self, numbers: range) -> None:
         items, rows = [], []
@@ -250,10 +252,11 @@ class RawPages:
         self.meta.execute("BEGIN IMMEDIATE")
         self.meta.executemany(UPSERT, rows)
         self.meta.execute("COMMIT")
-        self.trips += 2
+        self.kv_trips += 1
+        self.sql_trips += 1
 
-    def round_trips(self) -> int | None:
-        return self.trips
+    def round_trips(self) -> tuple[int, int] | None:
+        return self.kv_trips, self.sql_trips
 
     def close(self) -> None:
         self.kv.close()

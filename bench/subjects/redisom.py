@@ -77,7 +77,7 @@ class RedisOmPages:
     def bulk_create(self, numbers: range) -> None:
         self.model.add([self._new(number) for number in numbers])
 
-    def round_trips(self) -> int | None:
+    def round_trips(self) -> tuple[int, int] | None:
         return None
 
     def close(self) -> None:

@@ -20,7 +20,17 @@ from .subjects import Subject
 
 HELP = "cost per operation: this project, the raw clients, Django's ORM and redis-om"
 BACKENDS = ["memory", "sqlite", "redis", "cloudflare-local"]
-OPERATIONS = ["create", "get", "update", "soft_delete", "page", "page_with_data", "bulk_create"]
+OPERATIONS = [
+    "create",
+    "get",
+    "update",
+    "soft_delete",
+    "page",
+    "page_with_data",
+    "values_page",
+    "aggregate_status",
+    "bulk_create",
+]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 SUBJECTS = ["nimbus", "datastore", "raw", "raw-pipelined", "django", "redis-om"]
 
@@ -173,6 +183,8 @@ def measure(
         "update": (each(subject.update, numbers), len(numbers)),
         "page": (each(lambda _: subject.page(), pages), len(pages)),
         "page_with_data": (each(lambda _: subject.page_with_data(), pages), len(pages)),
+        "values_page": (each(lambda _: subject.values_page(), pages), len(pages)),
+        "aggregate_status": (each(lambda _: subject.aggregate_status(), pages), len(pages)),
         "soft_delete": (each(subject.soft_delete, numbers), len(numbers)),
         "bulk_create": (lambda: subject.bulk_create(bulk), 1),
     }

@@ -49,7 +49,7 @@ class DatastorePages:
     def page(self) -> None:
         raise NotImplementedError("the KV layer has no queries")
 
-    page_with_data = page
+    page_with_data = values_page = aggregate_status = page
 
     def bulk_create(self, numbers: range) -> None:
         objects = {

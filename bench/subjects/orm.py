@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import PROJECT_ID, page_id, page_values
+from . import PROJECT_ID, VALUES_FIELDS, page_id, page_values
 
 
 class OrmPages:
@@ -56,6 +56,18 @@ class OrmPages:
         pages.count()
 
     page_with_data = page  # an ORM row already holds the whole object
+
+    def values_page(self) -> None:
+        pages = self.model.objects.filter(
+            project_id=PROJECT_ID, status="queued", deleted_at__isnull=True
+        ).order_by("-priority", "-page_id")
+        list(pages.values(*VALUES_FIELDS)[:20])
+
+    def aggregate_status(self) -> None:
+        from django.db.models import Count
+
+        pages = self.model.objects.filter(project_id=PROJECT_ID, deleted_at__isnull=True)
+        list(pages.values("status").annotate(n=Count("pk")).order_by("status"))
 
     def bulk_create(self, numbers: range) -> None:
         self.model.objects.bulk_create([self.model(**page_values(number)) for number in numbers])

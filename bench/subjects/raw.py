@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from . import NOW, PROJECT_ID, page_values
+from . import NOW, PROJECT_ID, VALUES_FIELDS, page_values
 
 COLUMNS = [
     "page_id", "project_id", "batch_id", "source_path", "status", "priority", "uploaded",
@@ -30,6 +30,14 @@ PAGE = (
     "AND deleted_at IS NULL ORDER BY priority DESC, page_id DESC LIMIT 21"
 )
 COUNT = "SELECT count(*) FROM page_meta WHERE project_id = ? AND status = ? AND deleted_at IS NULL"
+VALUES_PAGE = (
+    f"SELECT {', '.join(VALUES_FIELDS)} FROM page_meta WHERE project_id = ? AND status = ? "
+    "AND deleted_at IS NULL ORDER BY priority DESC, page_id DESC LIMIT 20"
+)
+BY_STATUS = (
+    "SELECT status, count(*) FROM page_meta WHERE project_id = ? AND deleted_at IS NULL "
+    "GROUP BY status ORDER BY status"
+)
 # Compare-and-set of a value and its version: one round trip.
 CAS_SCRIPT = """
 local current = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
@@ -241,6 +249,16 @@ class RawPages:
         stored = self.kv.get_many([f"page:{PROJECT_ID}:{row[0]}" for row in rows])
         [json.loads(value) for value in stored.values()]
         self.kv_trips += 1
+
+    def values_page(self) -> None:
+        rows = self.meta.execute(VALUES_PAGE, (PROJECT_ID, "queued")).fetchall()
+        self.sql_trips += 1
+        [dict(zip(VALUES_FIELDS, row, strict=True)) for row in rows]
+
+    def aggregate_status(self) -> None:
+        rows = self.meta.execute(BY_STATUS, (PROJECT_ID,)).fetchall()
+        self.sql_trips += 1
+        [{"status": status, "n": count} for status, count in rows]
 
     def bulk_create(self, numbers: range) -> None:
         items, rows = [], []

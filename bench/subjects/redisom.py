@@ -72,7 +72,7 @@ class RedisOmPages:
     def page(self) -> None:
         raise NotImplementedError("needs RediSearch")
 
-    page_with_data = page
+    page_with_data = values_page = aggregate_status = page
 
     def bulk_create(self, numbers: range) -> None:
         self.model.add([self._new(number) for number in numbers])

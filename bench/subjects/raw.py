@@ -1,7 +1,8 @@
 """The same storage work by hand: the page as JSON in a KV store (a sqlite3 table, or a Redis
 string with its version in a hash beside it) written with compare-and-set on the version, and
-its metadata row upserted with sqlite3 under the same version guard. No validation, no hooks,
-no model: the floor the project is measured against."""
+its metadata row upserted with sqlite3 under the same version guard; object and row carry the
+owner (``user_id``, ``_auth``) as the project's do. No validation, no hooks, no model: the
+floor the project is measured against."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import redis
 
-from . import NOW, PROJECT_ID, VALUES_FIELDS, page_values
+from . import NOW, PROJECT_ID, USER_ID, VALUES_FIELDS, page_values
 
 COLUMNS = [
     "page_id", "project_id", "batch_id", "source_path", "status", "priority", "uploaded",
@@ -25,6 +26,7 @@ UPSERT = (
     + ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
     + " WHERE excluded._version >= page_meta._version"
 )
+AUTH = COLUMNS.index("_auth")  # a JSON list in the object, its text in the row
 PAGE = (
     f"SELECT {', '.join(COLUMNS)} FROM page_meta WHERE project_id = ? AND status = ? "
     "AND deleted_at IS NULL ORDER BY priority DESC, page_id DESC LIMIT 21"
@@ -190,8 +192,18 @@ class RawPages:
         return f"page:{PROJECT_ID}:page_{number:012d}"
 
     @staticmethod
+    def _new(number: int) -> dict[str, Any]:
+        """A new page as the project stores it: the values, the owner, the timestamps."""
+        data = page_values(number)
+        data.update(user_id=USER_ID, _auth=[USER_ID], created_at=NOW, updated_at=NOW)
+        data["deleted_at"] = None
+        return data
+
+    @staticmethod
     def _row(data: dict[str, Any]) -> list[Any]:
-        return [data.get(column) for column in COLUMNS]
+        row = [data.get(column) for column in COLUMNS]
+        row[AUTH] = json.dumps(row[AUTH])
+        return row
 
     def _write(self, number: int, data: dict[str, Any], expected_version: int) -> None:
         data["_version"] = expected_version + 1
@@ -213,8 +225,7 @@ class RawPages:
         self.meta.execute("COMMIT")
 
     def create(self, number: int) -> None:
-        data = {**page_values(number), "created_at": NOW, "updated_at": NOW, "deleted_at": None}
-        self._write(number, data, 0)
+        self._write(number, self._new(number), 0)
 
     def _read(self, number: int) -> tuple[dict[str, Any], int]:
         value, version = self.kv.get(self._key(number))
@@ -263,7 +274,8 @@ class RawPages:
     def bulk_create(self, numbers: range) -> None:
         items, rows = [], []
         for number in numbers:
-            data = {**page_values(number), "created_at": NOW, "updated_at": NOW, "_version": 1}
+            data = self._new(number)
+            data["_version"] = 1
             items.append((self._key(number), json.dumps(data)))
             rows.append(self._row(data))
         self.kv.put_many(items)

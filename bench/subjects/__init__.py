@@ -21,7 +21,9 @@ class Subject(Protocol):
     The queries of a project's pages, each ``NotImplementedError`` where the contender has no
     queries: ``page`` (20 queued pages by ``-priority`` with the total), ``page_with_data``
     (the same with the objects), ``values_page`` (the same 20 as dicts of ``VALUES_FIELDS``,
-    no total, no object) and ``aggregate_status`` (the count of pages per status, GROUP BY).
+    no total, no object) and ``aggregate_status`` (the count of pages per status, GROUP BY);
+    the last two over the owner's pages for every contender (the project's runs in the owner's
+    scope).
     """
 
     name: str

@@ -58,16 +58,19 @@ class OrmPages:
 
     page_with_data = page  # an ORM row already holds the whole object
 
+    # The owner's pages, as the project's queries in the owner's scope (same index, no sort).
     def values_page(self) -> None:
         pages = self.model.objects.filter(
-            project_id=PROJECT_ID, status="queued", deleted_at__isnull=True
+            project_id=PROJECT_ID, status="queued", deleted_at__isnull=True, created_by=USER_ID
         ).order_by("-priority", "-page_id")
         list(pages.values(*VALUES_FIELDS)[:20])
 
     def aggregate_status(self) -> None:
         from django.db.models import Count
 
-        pages = self.model.objects.filter(project_id=PROJECT_ID, deleted_at__isnull=True)
+        pages = self.model.objects.filter(
+            project_id=PROJECT_ID, deleted_at__isnull=True, created_by=USER_ID
+        )
         list(pages.values("status").annotate(n=Count("pk")).order_by("status"))
 
     def bulk_create(self, numbers: range) -> None:

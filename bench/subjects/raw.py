@@ -32,13 +32,14 @@ PAGE = (
     "AND deleted_at IS NULL ORDER BY priority DESC, page_id DESC LIMIT 21"
 )
 COUNT = "SELECT count(*) FROM page_meta WHERE project_id = ? AND status = ? AND deleted_at IS NULL"
+# The owner's pages, as the project's queries in the owner's scope (same index, no sort).
 VALUES_PAGE = (
     f"SELECT {', '.join(VALUES_FIELDS)} FROM page_meta WHERE project_id = ? AND status = ? "
-    "AND deleted_at IS NULL ORDER BY priority DESC, page_id DESC LIMIT 20"
+    "AND deleted_at IS NULL AND user_id = ? ORDER BY priority DESC, page_id DESC LIMIT 20"
 )
 BY_STATUS = (
     "SELECT status, count(*) FROM page_meta WHERE project_id = ? AND deleted_at IS NULL "
-    "GROUP BY status ORDER BY status"
+    "AND user_id = ? GROUP BY status ORDER BY status"
 )
 # Compare-and-set of a value and its version: one round trip.
 CAS_SCRIPT = """
@@ -262,12 +263,12 @@ class RawPages:
         self.kv_trips += 1
 
     def values_page(self) -> None:
-        rows = self.meta.execute(VALUES_PAGE, (PROJECT_ID, "queued")).fetchall()
+        rows = self.meta.execute(VALUES_PAGE, (PROJECT_ID, "queued", USER_ID)).fetchall()
         self.sql_trips += 1
         [dict(zip(VALUES_FIELDS, row, strict=True)) for row in rows]
 
     def aggregate_status(self) -> None:
-        rows = self.meta.execute(BY_STATUS, (PROJECT_ID,)).fetchall()
+        rows = self.meta.execute(BY_STATUS, (PROJECT_ID, USER_ID)).fetchall()
         self.sql_trips += 1
         [{"status": status, "n": count} for status, count in rows]
 

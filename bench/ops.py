@@ -20,7 +20,17 @@ from .subjects import Subject
 
 HELP = "cost per operation: this project, the raw clients, Django's ORM and redis-om"
 BACKENDS = ["memory", "sqlite", "redis", "cloudflare-local"]
-OPERATIONS = ["create", "get", "update", "soft_delete", "page", "page_with_data", "bulk_create"]
+OPERATIONS = [
+    "create",
+    "get",
+    "update",
+    "soft_delete",
+    "page",
+    "page_with_data",
+    "values_page",
+    "aggregate_status",
+    "bulk_create",
+]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 SUBJECTS = ["nimbus", "datastore", "raw", "raw-pipelined", "django", "redis-om"]
 
@@ -160,8 +170,9 @@ def each(action: Callable[[int], None], numbers: range) -> Callable[[], None]:
 
 def measure(
     subject: Subject, repetition: int, options: argparse.Namespace
-) -> dict[str, tuple[float, float | None]]:
-    """One repetition of every operation: (seconds per operation, round trips per operation)."""
+) -> dict[str, tuple[float, tuple[float, float] | None]]:
+    """One repetition of every operation: (seconds per operation, KV and SQL round trips per
+    operation)."""
     base = 10_000_000 * (repetition + 1)
     numbers = range(base, base + options.size)
     pages = range(options.pages)
@@ -172,10 +183,12 @@ def measure(
         "update": (each(subject.update, numbers), len(numbers)),
         "page": (each(lambda _: subject.page(), pages), len(pages)),
         "page_with_data": (each(lambda _: subject.page_with_data(), pages), len(pages)),
+        "values_page": (each(lambda _: subject.values_page(), pages), len(pages)),
+        "aggregate_status": (each(lambda _: subject.aggregate_status(), pages), len(pages)),
         "soft_delete": (each(subject.soft_delete, numbers), len(numbers)),
         "bulk_create": (lambda: subject.bulk_create(bulk), 1),
     }
-    figures: dict[str, tuple[float, float | None]] = {}
+    figures: dict[str, tuple[float, tuple[float, float] | None]] = {}
     for operation, (step, count) in steps.items():
         trips_before = subject.round_trips()
         began = time.perf_counter()
@@ -188,7 +201,10 @@ def measure(
         trips = (
             None
             if trips_before is None or trips_after is None
-            else (trips_after - trips_before) / count
+            else (
+                (trips_after[0] - trips_before[0]) / count,
+                (trips_after[1] - trips_before[1]) / count,
+            )
         )
         figures[operation] = (elapsed / count, trips)
     return figures
@@ -199,7 +215,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         directory = Path(scratch)
         setup_django(directory)
         samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        trips: dict[str, dict[str, float | None]] = defaultdict(dict)
+        trips: dict[str, dict[str, tuple[float, float] | None]] = defaultdict(dict)
         with subjects(options, directory) as contenders:
             for repetition in range(options.repeat):
                 for subject in contenders:
@@ -224,10 +240,11 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
 def summarize(
     names: list[str],
     samples: dict[str, dict[str, list[float]]],
-    trips: dict[str, dict[str, float | None]],
+    trips: dict[str, dict[str, tuple[float, float] | None]],
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per operation and subject: median seconds, ops/s, round trips, and the cost relative to
-    the raw clients (``x_raw``: 1.30 means 30% slower than by hand)."""
+    """Per operation and subject: median seconds, ops/s, round trips (in all, and KV and SQL
+    apart), and the cost relative to the raw clients (``x_raw``: 1.30 means 30% slower than by
+    hand)."""
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for operation in OPERATIONS:
         row: dict[str, dict[str, Any]] = {}
@@ -235,10 +252,13 @@ def summarize(
             if operation not in samples[name]:
                 continue
             median = statistics.median(samples[name][operation])
+            kv_sql = trips[name].get(operation)
             row[name] = {
                 "median_ms": round(median * 1000, 4),
                 "ops_per_second": round(1 / median, 1) if median else None,
-                "round_trips": trips[name].get(operation),
+                "round_trips": None if kv_sql is None else kv_sql[0] + kv_sql[1],
+                "kv_round_trips": None if kv_sql is None else kv_sql[0],
+                "sql_round_trips": None if kv_sql is None else kv_sql[1],
             }
         raw = row.get("raw")
         for figures in row.values():
@@ -252,7 +272,7 @@ def print_results(
 ) -> None:
     print(
         f"backend={options.backend} size={options.size} repeat={options.repeat} "
-        f"bulk={options.bulk} (medians; ops/s, x raw, round trips per operation)"
+        f"bulk={options.bulk} (medians; ops/s, x raw, round trips per operation: KV+SQL)"
     )
     rows = []
     for operation, row in results.items():
@@ -263,8 +283,8 @@ def print_results(
                 cells.append("n/a")
                 continue
             ratio = f" x{figures['x_raw']:.2f}" if figures["x_raw"] is not None else ""
-            trips = figures["round_trips"]
-            trips_text = f" rt {round(trips, 2):g}" if trips is not None else ""
+            kv, sql = figures["kv_round_trips"], figures["sql_round_trips"]
+            trips_text = f" rt {round(kv, 2):g}+{round(sql, 2):g}" if kv is not None else ""
             rate = (
                 f"{figures['median_ms']:,.0f} ms"
                 if operation == "bulk_create"

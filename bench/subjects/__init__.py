@@ -10,11 +10,21 @@ PROJECT_ID = "proj_bench000001"
 USER_ID = "user_bench"
 STATUSES = ["uploaded", "queued", "processing", "done", "failed"]
 NOW = "2026-11-26T08:00:00.000Z"
+# The sync fields a values page selects (``values_page``): dicts of these, no object.
+VALUES_FIELDS = ("page_id", "status", "priority")
 
 
 class Subject(Protocol):
     """One contender. Each operation works on pages numbered ``numbers``; ``round_trips`` is the
-    count of storage round trips so far (``None`` where it cannot be counted)."""
+    count of storage round trips so far, KV and SQL (``None`` where it cannot be counted).
+
+    The queries of a project's pages, each ``NotImplementedError`` where the contender has no
+    queries: ``page`` (20 queued pages by ``-priority`` with the total), ``page_with_data``
+    (the same with the objects), ``values_page`` (the same 20 as dicts of ``VALUES_FIELDS``,
+    no total, no object) and ``aggregate_status`` (the count of pages per status, GROUP BY);
+    the last two over the owner's pages for every contender (the project's runs in the owner's
+    scope).
+    """
 
     name: str
 
@@ -24,8 +34,10 @@ class Subject(Protocol):
     def soft_delete(self, number: int) -> None: ...
     def page(self) -> None: ...
     def page_with_data(self) -> None: ...
+    def values_page(self) -> None: ...
+    def aggregate_status(self) -> None: ...
     def bulk_create(self, numbers: range) -> None: ...
-    def round_trips(self) -> int | None: ...
+    def round_trips(self) -> tuple[int, int] | None: ...
     def close(self) -> None: ...
 
 

@@ -49,7 +49,7 @@ class DatastorePages:
     def page(self) -> None:
         raise NotImplementedError("the KV layer has no queries")
 
-    page_with_data = page
+    page_with_data = values_page = aggregate_status = page
 
     def bulk_create(self, numbers: range) -> None:
         objects = {
@@ -58,8 +58,8 @@ class DatastorePages:
         }
         self.store.put_many("page", objects, create=True)
 
-    def round_trips(self) -> int | None:
-        return self.datastore.round_trips.value
+    def round_trips(self) -> tuple[int, int] | None:
+        return self.datastore.round_trips.value, 0
 
     def close(self) -> None:
         pass

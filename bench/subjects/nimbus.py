@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datamodel import Connection
+from datamodel import Connection, Count
 
-from . import PROJECT_ID, USER_ID, page_values
+from . import PROJECT_ID, USER_ID, VALUES_FIELDS, page_values
 
 
 class NimbusPages:
@@ -43,11 +43,19 @@ class NimbusPages:
     def page_with_data(self) -> None:
         self._page_query().with_data().list()
 
+    def values_page(self) -> None:
+        query = self.pages.query().filter(project_id=PROJECT_ID, status="queued")
+        list(query.order_by("-priority").values(*VALUES_FIELDS)[:20])
+
+    def aggregate_status(self) -> None:
+        query = self.pages.query().filter(project_id=PROJECT_ID)
+        list(query.values("status").annotate(n=Count()))
+
     def bulk_create(self, numbers: range) -> None:
         self.pages.bulk_create([page_values(number) for number in numbers])
 
-    def round_trips(self) -> int | None:
-        return self.connection.datastore.round_trips.value + self.connection.sql.round_trips.value
+    def round_trips(self) -> tuple[int, int] | None:
+        return self.connection.datastore.round_trips.value, self.connection.sql.round_trips.value
 
     def close(self) -> None:
         pass

@@ -1,4 +1,5 @@
-"""Django's ORM: ``OrmPage`` (the same fields, indexes and soft delete) on a SQLite file."""
+"""Django's ORM: ``OrmPage`` (the same fields, indexes and soft delete) on a SQLite file; its
+rows carry the owner (``created_by``) as the project's carry ``user_id``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import PROJECT_ID, page_id, page_values
+from . import PROJECT_ID, USER_ID, VALUES_FIELDS, page_id, page_values
 
 
 class OrmPages:
@@ -28,7 +29,7 @@ class OrmPages:
         return execute(sql, params, many, context)
 
     def create(self, number: int) -> None:
-        self.model.objects.create(**page_values(number))
+        self.model.objects.create(**page_values(number), created_by=USER_ID)
 
     def _get(self, number: int) -> Any:
         return self.model.objects.get(pk=page_id(number), deleted_at__isnull=True)
@@ -57,11 +58,28 @@ class OrmPages:
 
     page_with_data = page  # an ORM row already holds the whole object
 
-    def bulk_create(self, numbers: range) -> None:
-        self.model.objects.bulk_create([self.model(**page_values(number)) for number in numbers])
+    # The owner's pages, as the project's queries in the owner's scope (same index, no sort).
+    def values_page(self) -> None:
+        pages = self.model.objects.filter(
+            project_id=PROJECT_ID, status="queued", deleted_at__isnull=True, created_by=USER_ID
+        ).order_by("-priority", "-page_id")
+        list(pages.values(*VALUES_FIELDS)[:20])
 
-    def round_trips(self) -> int | None:
-        return self.queries
+    def aggregate_status(self) -> None:
+        from django.db.models import Count
+
+        pages = self.model.objects.filter(
+            project_id=PROJECT_ID, deleted_at__isnull=True, created_by=USER_ID
+        )
+        list(pages.values("status").annotate(n=Count("pk")).order_by("status"))
+
+    def bulk_create(self, numbers: range) -> None:
+        self.model.objects.bulk_create(
+            [self.model(**page_values(number), created_by=USER_ID) for number in numbers]
+        )
+
+    def round_trips(self) -> tuple[int, int] | None:
+        return 0, self.queries
 
     def close(self) -> None:
         pass

@@ -1,7 +1,8 @@
 """The same storage work by hand: the page as JSON in a KV store (a sqlite3 table, or a Redis
 string with its version in a hash beside it) written with compare-and-set on the version, and
-its metadata row upserted with sqlite3 under the same version guard. No validation, no hooks,
-no model: the floor the project is measured against."""
+its metadata row upserted with sqlite3 under the same version guard; object and row carry the
+owner (``user_id``, ``_auth``) as the project's do. No validation, no hooks, no model: the
+floor the project is measured against."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import redis
 
-from . import NOW, PROJECT_ID, page_values
+from . import NOW, PROJECT_ID, USER_ID, VALUES_FIELDS, page_values
 
 COLUMNS = [
     "page_id", "project_id", "batch_id", "source_path", "status", "priority", "uploaded",
@@ -25,11 +26,21 @@ UPSERT = (
     + ", ".join(f"{column} = excluded.{column}" for column in COLUMNS[1:])
     + " WHERE excluded._version >= page_meta._version"
 )
+AUTH = COLUMNS.index("_auth")  # a JSON list in the object, its text in the row
 PAGE = (
     f"SELECT {', '.join(COLUMNS)} FROM page_meta WHERE project_id = ? AND status = ? "
     "AND deleted_at IS NULL ORDER BY priority DESC, page_id DESC LIMIT 21"
 )
 COUNT = "SELECT count(*) FROM page_meta WHERE project_id = ? AND status = ? AND deleted_at IS NULL"
+# The owner's pages, as the project's queries in the owner's scope (same index, no sort).
+VALUES_PAGE = (
+    f"SELECT {', '.join(VALUES_FIELDS)} FROM page_meta WHERE project_id = ? AND status = ? "
+    "AND deleted_at IS NULL AND user_id = ? ORDER BY priority DESC, page_id DESC LIMIT 20"
+)
+BY_STATUS = (
+    "SELECT status, count(*) FROM page_meta WHERE project_id = ? AND deleted_at IS NULL "
+    "AND user_id = ? GROUP BY status ORDER BY status"
+)
 # Compare-and-set of a value and its version: one round trip.
 CAS_SCRIPT = """
 local current = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
@@ -174,19 +185,31 @@ class RawPages:
         self.meta = connect(metadata_path)
         for statement in ddl:
             self.meta.execute(statement)
-        self.trips = 0
+        self.kv_trips = 0
+        self.sql_trips = 0
 
     @staticmethod
     def _key(number: int) -> str:
         return f"page:{PROJECT_ID}:page_{number:012d}"
 
     @staticmethod
+    def _new(number: int) -> dict[str, Any]:
+        """A new page as the project stores it: the values, the owner, the timestamps."""
+        data = page_values(number)
+        data.update(user_id=USER_ID, _auth=[USER_ID], created_at=NOW, updated_at=NOW)
+        data["deleted_at"] = None
+        return data
+
+    @staticmethod
     def _row(data: dict[str, Any]) -> list[Any]:
-        return [data.get(column) for column in COLUMNS]
+        row = [data.get(column) for column in COLUMNS]
+        row[AUTH] = json.dumps(row[AUTH])
+        return row
 
     def _write(self, number: int, data: dict[str, Any], expected_version: int) -> None:
         data["_version"] = expected_version + 1
-        self.trips += 2
+        self.kv_trips += 1
+        self.sql_trips += 1
         if not self.pipelined:
             self.kv.put(self._key(number), json.dumps(data), expected_version)
             self.meta.execute(UPSERT, self._row(data))
@@ -203,12 +226,11 @@ class RawPages:
         self.meta.execute("COMMIT")
 
     def create(self, number: int) -> None:
-        data = {**page_values(number), "created_at": NOW, "updated_at": NOW, "deleted_at": None}
-        self._write(number, data, 0)
+        self._write(number, self._new(number), 0)
 
     def _read(self, number: int) -> tuple[dict[str, Any], int]:
         value, version = self.kv.get(self._key(number))
-        self.trips += 1
+        self.kv_trips += 1
         return json.loads(value), version
 
     def get(self, number: int) -> None:
@@ -228,7 +250,7 @@ class RawPages:
     def _page_rows(self) -> list[tuple[Any, ...]]:
         rows = self.meta.execute(PAGE, (PROJECT_ID, "queued")).fetchall()
         self.meta.execute(COUNT, (PROJECT_ID, "queued")).fetchone()
-        self.trips += 2
+        self.sql_trips += 2
         return rows[:20]
 
     def page(self) -> None:
@@ -238,22 +260,34 @@ class RawPages:
         rows = self._page_rows()
         stored = self.kv.get_many([f"page:{PROJECT_ID}:{row[0]}" for row in rows])
         [json.loads(value) for value in stored.values()]
-        self.trips += 1
+        self.kv_trips += 1
+
+    def values_page(self) -> None:
+        rows = self.meta.execute(VALUES_PAGE, (PROJECT_ID, "queued", USER_ID)).fetchall()
+        self.sql_trips += 1
+        [dict(zip(VALUES_FIELDS, row, strict=True)) for row in rows]
+
+    def aggregate_status(self) -> None:
+        rows = self.meta.execute(BY_STATUS, (PROJECT_ID, USER_ID)).fetchall()
+        self.sql_trips += 1
+        [{"status": status, "n": count} for status, count in rows]
 
     def bulk_create(self, numbers: range) -> None:
         items, rows = [], []
         for number in numbers:
-            data = {**page_values(number), "created_at": NOW, "updated_at": NOW, "_version": 1}
+            data = self._new(number)
+            data["_version"] = 1
             items.append((self._key(number), json.dumps(data)))
             rows.append(self._row(data))
         self.kv.put_many(items)
         self.meta.execute("BEGIN IMMEDIATE")
         self.meta.executemany(UPSERT, rows)
         self.meta.execute("COMMIT")
-        self.trips += 2
+        self.kv_trips += 1
+        self.sql_trips += 1
 
-    def round_trips(self) -> int | None:
-        return self.trips
+    def round_trips(self) -> tuple[int, int] | None:
+        return self.kv_trips, self.sql_trips
 
     def close(self) -> None:
         self.kv.close()

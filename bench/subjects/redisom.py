@@ -72,12 +72,12 @@ class RedisOmPages:
     def page(self) -> None:
         raise NotImplementedError("needs RediSearch")
 
-    page_with_data = page
+    page_with_data = values_page = aggregate_status = page
 
     def bulk_create(self, numbers: range) -> None:
         self.model.add([self._new(number) for number in numbers])
 
-    def round_trips(self) -> int | None:
+    def round_trips(self) -> tuple[int, int] | None:
         return None
 
     def close(self) -> None:

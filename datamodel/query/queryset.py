@@ -533,7 +533,9 @@ class QuerySet(Generic[M]):
             query = self._clone()
             query._after = after
             compiler = Compiler(query)
-            results = self._sql.batch(compiler.selects(columns, size + 1, offset, after))
+            # One row more tells whether another batch follows, unless this one is the last.
+            probe = 0 if remaining is not None and remaining <= batch_size else 1
+            results = self._sql.batch(compiler.selects(columns, size + probe, offset, after))
             rows, cursor = query._page_rows(results, size)
             yield from iterable.convert(rows)
             if remaining is not None:

@@ -5,7 +5,16 @@ Never imports Django. Built on ``datastore``.
 
 from . import fields, ids
 from .connection import Connection, get_connection, set_provider
-from .errors import DeclarationError, DoesNotExist, Rejected, SyncError, ValidationError
+from .deletion import CASCADE, DO_NOTHING, PROTECT, SET_NULL, Collector
+from .errors import (
+    DeclarationError,
+    DeleteConflict,
+    DoesNotExist,
+    ProtectedError,
+    Rejected,
+    SyncError,
+    ValidationError,
+)
 from .hooks import HookRegistry
 from .initialize import Report, initialize
 from .manager import Manager, ScopedManager
@@ -19,11 +28,17 @@ from .scope import Scope
 from .seeds import Seed, SeedError
 
 __all__ = [
+    "CASCADE",
+    "DO_NOTHING",
+    "PROTECT",
+    "SET_NULL",
     "Avg",
+    "Collector",
     "Connection",
     "Count",
     "DataModel",
     "DeclarationError",
+    "DeleteConflict",
     "DoesNotExist",
     "HookRegistry",
     "Manager",
@@ -32,6 +47,7 @@ __all__ = [
     "MultipleObjectsReturned",
     "Options",
     "Page",
+    "ProtectedError",
     "Q",
     "Query",
     "QuerySet",

@@ -162,7 +162,7 @@ class ModelBase:
         """Create or update (see ``DataModel.save``)."""
         raise NotImplementedError
 
-    def delete(self) -> None:
+    def delete(self, *, hard: bool = False) -> tuple[int, dict[str, int]]:
         """Delete (see ``DataModel.delete``)."""
         raise NotImplementedError
 

@@ -14,6 +14,7 @@ from datastore.keys import composite_key
 
 from . import sync
 from .connection import Connection, get_connection
+from .deletion import Collector
 from .errors import DoesNotExist, ValidationError
 from .query import QuerySet
 from .scope import Scope
@@ -152,12 +153,35 @@ class ScopedManager(Generic[M]):
         return self.get_or_none(object_id, **key_fields) is not None
 
     def delete(self, object_id: str | None = None, **key_fields: Any) -> bool:
-        """Delete by id (soft where the model has soft delete); ``False`` if not visible."""
+        """Delete one object by id (soft where the model has soft delete; what references it
+        follows its ``on_delete``); ``False`` if it is not visible. There is deliberately no
+        ``delete()`` of everything: without an id this is a ``TypeError``."""
         instance = self.get_or_none(object_id, **key_fields)
         if instance is None:
             return False
         instance.delete()
         return True
+
+    def delete_many(self, ids: Iterable[str], *, hard: bool = False) -> int:
+        """Delete the visible objects among ``ids`` (each as ``get`` takes it), soft where the
+        model has soft delete, removed for good with ``hard=True`` (soft-deleted ones
+        included); what references them follows its ``on_delete``. Returns how many of
+        them were deleted.
+
+        One bulk KV read, then one KV write and one SQL batch per KV batch limit (see
+        ``datamodel.deletion`` for the objects that reference them). ``DeleteConflict``
+        names the objects that kept changing while this ran.
+        """
+        if isinstance(ids, str):
+            raise TypeError("delete_many() takes a list of ids")
+        found = self.in_bulk(ids, include_deleted=hard)
+        if not found:
+            return 0
+        collector = Collector(self.scope, hard=hard)
+        collector.collect(list(found.values()))
+        wanted = {(self.meta.name, instance.kv_id) for instance in found.values()}
+        collector.delete()
+        return len(wanted & collector.deleted_keys)
 
     def query(self) -> QuerySet[M]:
         """A query over the metadata table (see ``datamodel.query``)."""

@@ -28,6 +28,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import sync
+from .deletion import Collector, restore_objects
+from .errors import ValidationError
 from .fields import Field
 from .hooks import EVENTS, HookRegistry
 from .instance import MANAGED, ModelBase, ModelState
@@ -93,13 +95,23 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         sync.save(self, self._require_scope())
         return self
 
-    def delete(self) -> None:
-        """Soft delete (sets ``deleted_at``); a hard delete for models without soft delete."""
-        sync.delete(self, self._require_scope())
+    def delete(self, *, hard: bool = False) -> tuple[int, dict[str, int]]:
+        """Soft delete (sets ``deleted_at``), or a hard one with ``hard=True`` or for models
+        without soft delete; the objects that reference this one follow their
+        ``on_delete`` (see ``datamodel.deletion``). Returns ``(objects deleted, {model
+        name: count})`` as Django's ``Model.delete()``; ``(0, {})`` for an object already
+        soft-deleted (unless ``hard``)."""
+        if self._state.adding:
+            raise ValidationError(f"this {self._meta.name} was never saved")
+        collector = Collector(self._require_scope(), hard=hard)
+        collector.collect([self])
+        return collector.delete()
 
     def restore(self) -> Self:
-        """Undo a soft delete."""
-        sync.restore(self, self._require_scope())
+        """Undo a soft delete, with the objects its delete cascaded to (the children deleted
+        with the same ``deleted_at``). ``ValidationError`` if this object references a
+        deleted one (restore that first)."""
+        restore_objects([self], self._require_scope())
         return self
 
     def load(self, object_id: str) -> Self:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from datastore import DatastoreError, Pending, SQLDatabase
 from datastore.contract import Statement
-from datastore.sqlbuild import insert_rows, quote_identifier
+from datastore.sqlbuild import in_list, insert_rows, quote_identifier
 
 from .clock import now_iso
 from .errors import SyncError, ValidationError
@@ -35,7 +35,16 @@ if TYPE_CHECKING:
     from .options import Options
     from .scope import Scope
 
-__all__ = ["bulk_save", "delete", "project_row", "restore", "save", "upsert_statements"]
+__all__ = [
+    "bulk_save",
+    "hard_delete_many",
+    "project_row",
+    "restore_many",
+    "save",
+    "soft_delete_many",
+    "upsert_statements",
+    "write_batch_size",
+]
 
 logger = logging.getLogger("datamodel")
 T = TypeVar("T")
@@ -242,38 +251,99 @@ def save(instance: DataModel, scope: Scope) -> None:
         instance.hooks.run_after("after_update", instance, changes)
 
 
-def delete(instance: DataModel, scope: Scope) -> None:
-    meta = instance._meta
-    if instance._state.adding:
-        raise ValidationError(f"this {meta.name} was never saved")
-    with timed("delete", meta, scope, instance.pk):
-        instance.hooks.run_before("before_delete", instance)
-        if meta.soft_delete:
-            if instance._values.get("deleted_at") is None:
-                instance._values["deleted_at"] = now_iso()
-                _write(instance, scope, adding=False)
-        else:
-            scope.store(meta).delete(meta.kv_class, instance.kv_id)
-            scope.connection.sql.execute(
-                f"DELETE FROM {quote_identifier(meta.table)} "
-                f"WHERE {quote_identifier(meta.pk_name)} = ?",
-                [meta.pk.to_sql(instance.pk)],
+def write_batch_size(scope: Scope) -> int:
+    """How many objects one KV write batch may hold on this connection."""
+    kv = scope.connection.datastore.kv
+    return kv.limits.max_batch_write if kv is not None else 1000
+
+
+# -- deleting and restoring ----------------------------------------------------------------
+#
+# ``datamodel.deletion`` plans a delete (what references what) and runs the hooks; these write
+# one chunk of one model each, up to ``write_batch_size`` objects, with system access: the
+# objects were read through the acting scope already, or found through a reference to one
+# that was.
+
+
+def soft_delete_many(instances: Sequence[DataModel], scope: Scope, stamp: str) -> None:
+    """Set ``deleted_at`` to ``stamp`` on every instance: steps 2-5 of the save protocol as
+    one KV compare-and-set batch (all-or-nothing: a ``Conflict`` leaves the instances as
+    they were) and one SQL batch."""
+    _rewrite(instances, scope, "soft_delete", {"deleted_at": stamp}, stamp)
+
+
+def restore_many(instances: Sequence[DataModel], scope: Scope) -> None:
+    """Clear ``deleted_at`` on every instance, as ``soft_delete_many`` sets it."""
+    _rewrite(instances, scope, "restore", {"deleted_at": None}, now_iso())
+
+
+def _rewrite(
+    instances: Sequence[DataModel],
+    scope: Scope,
+    operation: str,
+    values: dict[str, Any],
+    stamp: str,
+) -> None:
+    if not instances:
+        return
+    meta = instances[0]._meta
+    if not meta.soft_delete:
+        raise ValidationError(f"{meta.name} has no soft delete")
+    sql = scope.connection.sql
+    previous = [(instance, dict(instance._values)) for instance in instances]
+    with timed(operation, meta, scope, f"{len(instances)} objects"):
+        try:
+            for instance in instances:
+                instance._values.update(values)
+                _stamp(instance, scope, False, stamp)
+            stored = {instance.kv_id: _stored_data(instance) for instance in instances}
+            rows = [project_row(meta, data) for data in stored.values()]
+            statements = upsert_statements(meta, rows, sql.max_bound_parameters)
+            pending = scope.connection.datastore.system().start_put_many(
+                meta.kv_class,
+                stored,
+                if_versions={instance.kv_id: instance._state.kv_version for instance in instances},
+            )
+        except BaseException:
+            for instance, old in previous:
+                instance._values = old
+            raise
+        versions, sql_error = _write_rows(statements, sql, pending, previous)
+        for instance in instances:
+            _mark_stored(instance, versions[instance.kv_id])
+    if sql_error is not None:
+        raise SyncError(
+            f"{len(instances)} {meta.name} objects were saved to KV ({operation}) but their "
+            f"metadata rows were not written ({sql_error}); run `manage.py nimbus_sync --repair`"
+        ) from sql_error
+
+
+def hard_delete_many(instances: Sequence[DataModel], scope: Scope) -> None:
+    """Remove the instances' objects: one KV bulk delete, then one SQL delete of their rows.
+
+    A failed KV delete writes nothing; a failed SQL delete raises ``SyncError`` with the
+    objects gone from KV, whose rows ``nimbus_sync --repair`` removes as orphans.
+    """
+    if not instances:
+        return
+    meta = instances[0]._meta
+    sql = scope.connection.sql
+    with timed("hard_delete", meta, scope, f"{len(instances)} objects"):
+        condition, params = in_list(meta.pk_name, [meta.pk.to_sql(i.pk) for i in instances])
+        scope.connection.datastore.system().delete_many(
+            meta.kv_class, [instance.kv_id for instance in instances]
+        )
+        try:
+            sql.execute(
+                f"DELETE FROM {quote_identifier(meta.table)} WHERE {condition}",
+                params,
                 idempotent=True,
             )
-        instance.hooks.run_after("after_delete", instance)
-
-
-def restore(instance: DataModel, scope: Scope) -> None:
-    meta = instance._meta
-    if not meta.soft_delete:
-        raise ValidationError(f"{meta.name} has no soft delete to restore from")
-    if instance._values.get("deleted_at") is None:
-        return
-    with timed("restore", meta, scope, instance.pk):
-        instance.hooks.run_before("before_restore", instance)
-        instance._values["deleted_at"] = None
-        _write(instance, scope, adding=False)
-        instance.hooks.run_after("after_restore", instance)
+        except DatastoreError as exc:
+            raise SyncError(
+                f"{len(instances)} {meta.name} objects were removed from KV but their metadata "
+                f"rows in {meta.table!r} were not ({exc}); run `manage.py nimbus_sync --repair`"
+            ) from exc
 
 
 def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:

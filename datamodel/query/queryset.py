@@ -368,6 +368,30 @@ class QuerySet(Generic[M]):
     def _grouped(self) -> bool:
         return bool(self._annotations) or self._distinct
 
+    # -- deleting ------------------------------------------------------------------------
+
+    def delete(self, *, hard: bool = False) -> tuple[int, dict[str, int]]:
+        """Delete every matching object through the delete path: soft where the model has
+        soft delete, removed for good with ``hard=True`` (with ``include_deleted()``, the
+        soft-deleted ones too); what references them follows its ``on_delete``. Returns
+        ``(objects deleted, {model name: count})`` as Django's ``QuerySet.delete()``, the
+        objects the delete cascaded to included.
+
+        The matching objects are read first (one SQL round trip and one bulk KV read per
+        1000) and held in memory while their references are planned, as Django does; then
+        each KV batch limit's worth is one KV write and one SQL batch. A query set that is
+        sliced, grouped or reads values cannot delete. ``DeleteConflict`` names the objects
+        that kept changing while this ran.
+        """
+        from ..deletion import Collector
+
+        self._check_not_sliced("delete")
+        if self._fields is not None or self._grouped():
+            raise ValidationError({"delete": ["a values() or grouped query cannot delete"]})
+        collector = Collector(self.scope, hard=hard)
+        collector.collect(self._clone().with_data().iterator(MAX_BATCH))
+        return collector.delete()
+
     # -- running -------------------------------------------------------------------------
 
     @property

@@ -34,9 +34,10 @@ nothing (so ``PROTECT`` refuses a hard delete while even a soft-deleted child re
 ``SET_NULL`` clears soft-deleted children too.
 
 **Restore** (``restore_objects``) brings back the objects that the delete of a parent
-cascaded to: the children that were soft-deleted with the same ``deleted_at`` (not those
-deleted before on their own, nor those hard-deleted because their model has no soft delete,
-nor ``SET_NULL`` references, which stay cleared). A restored object must not point at a
+cascaded to: the children soft-deleted by that same delete (each soft-deleted object keeps
+the delete's id as ``_deletion`` beside its fields: two deletes may share a ``deleted_at``),
+not those deleted before on their own, nor those hard-deleted because their model has no soft
+delete, nor ``SET_NULL`` references, which stay cleared. A restored object must not point at a
 deleted one: restoring a child whose parent is deleted is a ``ValidationError``; a cascaded
 child with another reference to a deleted object stays deleted.
 
@@ -70,7 +71,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from datastore import Conflict
 
-from . import sync
+from . import ids, sync
 from .clock import now_iso
 from .errors import DeleteConflict, ProtectedError, ValidationError
 from .related import check_references, dead_references, references_to
@@ -222,6 +223,7 @@ class Collector:
         self.scope = scope
         self.hard = hard
         self.stamp = now_iso()  # the deleted_at of every object this delete soft-deletes
+        self.deletion = ids.uuid4()  # and their _deletion: this delete, whatever the stamp
         self.system = Scope(scope.connection, None)
         self.batches: list[_Batch] = []
         self.updates: list[_Update] = []
@@ -381,7 +383,7 @@ class Collector:
     def _deleter(self, hard: bool) -> Callable[[Sequence[ModelBase]], None]:
         if hard:
             return lambda chunk: sync.hard_delete_many(chunk, self.system)
-        return lambda chunk: sync.soft_delete_many(chunk, self.system, self.stamp)
+        return lambda chunk: sync.soft_delete_many(chunk, self.system, self.stamp, self.deletion)
 
     def _still_applies(self, batch: _Batch) -> Callable[[ModelBase], bool]:
         """Whether an object read afresh still belongs in the delete: it is there, not
@@ -626,13 +628,14 @@ def _cascaded(
     model: type[Any], parents: list[ModelBase], system: Scope, planned: dict[Key, bool]
 ) -> Iterator[tuple[type[Any], list[ModelBase]]]:
     """The children that the delete of ``parents`` soft-deleted with them (the same
-    ``deleted_at``), whose other references are live or restored with them."""
+    ``_deletion``), whose other references are live or restored with them."""
     stamps: dict[str, str] = {parent.kv_id: parent._values["deleted_at"] for parent in parents}
+    deletions = {parent.kv_id: parent._extra.get(sync.DELETION_KEY) for parent in parents}
     for child, reference in references_to(model):
         if reference.on_delete is not CASCADE or not child._meta.soft_delete:
             continue
         for chunk in _chunks(list(stamps), PARENTS_PER_QUERY):
-            query = (
+            query = (  # the stamp narrows the rows down; the delete's id decides
                 child.objects.bind(system)
                 .query()
                 .only_deleted()
@@ -643,13 +646,15 @@ def _cascaded(
                     }
                 )
             )
-            found = [
-                instance
-                for instance in query.with_data().iterator(CHILDREN_PER_READ)
-                if instance._values.get("deleted_at")
-                == stamps.get(instance._values.get(reference.name))
-                and _key(instance) not in planned
-            ]
+            found = []
+            for instance in query.with_data().iterator(CHILDREN_PER_READ):
+                deletion = deletions.get(instance._values.get(reference.name))
+                if (
+                    deletion is not None
+                    and instance._extra.get(sync.DELETION_KEY) == deletion
+                    and _key(instance) not in planned
+                ):
+                    found.append(instance)
             if not found:
                 continue
             live = {*planned, *(_key(instance) for instance in found)}

@@ -108,9 +108,9 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         return collector.delete()
 
     def restore(self) -> Self:
-        """Undo a soft delete, with the objects its delete cascaded to (the children deleted
-        with the same ``deleted_at``). ``ValidationError`` if this object references a
-        deleted one (restore that first)."""
+        """Undo a soft delete, with the objects the same delete cascaded to (see
+        ``datamodel.deletion``). ``ValidationError`` if this object references a deleted one
+        (restore that first)."""
         restore_objects([self], self._require_scope())
         return self
 

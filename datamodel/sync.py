@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .scope import Scope
 
 __all__ = [
+    "DELETION_KEY",
     "bulk_save",
     "hard_delete_many",
     "project_row",
@@ -265,24 +266,33 @@ def write_batch_size(scope: Scope) -> int:
 # that was.
 
 
-def soft_delete_many(instances: Sequence[DataModel], scope: Scope, stamp: str) -> None:
-    """Set ``deleted_at`` to ``stamp`` on every instance: steps 2-5 of the save protocol as
-    one KV compare-and-set batch (all-or-nothing: a ``Conflict`` leaves the instances as
-    they were) and one SQL batch."""
-    _rewrite(instances, scope, "soft_delete", {"deleted_at": stamp}, stamp)
+DELETION_KEY = "_deletion"  # stored with a soft-deleted object: the id of the delete that did it
+
+
+def soft_delete_many(
+    instances: Sequence[DataModel], scope: Scope, stamp: str, deletion: str
+) -> None:
+    """Set ``deleted_at`` to ``stamp`` on every instance, and ``_deletion`` (stored beside
+    the fields) to ``deletion``, the id of this delete, so that a restore can tell what one
+    delete cascaded to (a stamp alone cannot: two deletes may share a millisecond). Steps 2-5
+    of the save protocol as one KV compare-and-set batch (all-or-nothing: a ``Conflict``
+    leaves the instances as they were) and one SQL batch."""
+    _rewrite(instances, scope, "soft_delete", stamp, {"deleted_at": stamp}, deletion)
 
 
 def restore_many(instances: Sequence[DataModel], scope: Scope) -> None:
-    """Clear ``deleted_at`` on every instance, as ``soft_delete_many`` sets it."""
-    _rewrite(instances, scope, "restore", {"deleted_at": None}, now_iso())
+    """Clear ``deleted_at`` and ``_deletion`` on every instance, as ``soft_delete_many``
+    sets them."""
+    _rewrite(instances, scope, "restore", now_iso(), {"deleted_at": None}, None)
 
 
 def _rewrite(
     instances: Sequence[DataModel],
     scope: Scope,
     operation: str,
-    values: dict[str, Any],
     stamp: str,
+    values: dict[str, Any],
+    deletion: str | None,
 ) -> None:
     if not instances:
         return
@@ -291,10 +301,14 @@ def _rewrite(
         raise ValidationError(f"{meta.name} has no soft delete")
     sql = scope.connection.sql
     previous = [(instance, dict(instance._values)) for instance in instances]
+    extras = [(instance, dict(instance._extra)) for instance in instances]
     with timed(operation, meta, scope, f"{len(instances)} objects"):
         try:
             for instance in instances:
                 instance._values.update(values)
+                instance._extra.pop(DELETION_KEY, None)
+                if deletion is not None:
+                    instance._extra[DELETION_KEY] = deletion
                 _stamp(instance, scope, False, stamp)
             stored = {instance.kv_id: _stored_data(instance) for instance in instances}
             rows = [project_row(meta, data) for data in stored.values()]
@@ -304,11 +318,11 @@ def _rewrite(
                 stored,
                 if_versions={instance.kv_id: instance._state.kv_version for instance in instances},
             )
+            versions, sql_error = _write_rows(statements, sql, pending, previous)
         except BaseException:
-            for instance, old in previous:
-                instance._values = old
+            for (instance, old), (_, extra) in zip(previous, extras, strict=True):
+                instance._values, instance._extra = old, extra
             raise
-        versions, sql_error = _write_rows(statements, sql, pending, previous)
         for instance in instances:
             _mark_stored(instance, versions[instance.kv_id])
     if sql_error is not None:

@@ -264,8 +264,11 @@ def test_do_nothing_leaves_the_reference_and_is_never_queried(connection: Connec
 
 
 def test_restore_brings_back_what_the_same_delete_cascaded_to(
-    connection: Connection, events: list[tuple[str, str]]
+    connection: Connection, events: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Two deletes in the same millisecond share their deleted_at: only the delete's own id
+    # tells what it cascaded to.
+    monkeypatch.setattr("datamodel.deletion.now_iso", lambda: "2025-01-01T00:00:00.000Z")
     workspace = make_workspace(connection, tasks=3)
     tasks = Task.objects.auth("u1", using=connection)
     earlier = tasks.get(f"{workspace.pk}:t0")

@@ -17,6 +17,7 @@ from .connection import Connection, get_connection
 from .deletion import Collector
 from .errors import DoesNotExist, ValidationError
 from .query import QuerySet
+from .related import check_references
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -91,12 +92,14 @@ class ScopedManager(Generic[M]):
         for instance in instances:
             if not instance.is_new():
                 raise ValidationError(f"{self.meta.name} {instance.pk!r} is already stored")
+        check_references(instances, self.scope)
         sync.bulk_save(instances, self.scope)
         return instances
 
     def bulk_save(self, instances: Iterable[M]) -> list[M]:
         """Create the new and update the stored instances together, in bulk round trips."""
         adopted = [self._adopt(instance) for instance in instances]
+        check_references(adopted, self.scope)
         sync.bulk_save(adopted, self.scope)
         return adopted
 

@@ -36,6 +36,7 @@ from .instance import MANAGED, ModelBase, ModelState
 from .manager import Manager
 from .options import build_options
 from .registry import registry
+from .related import check_references, get_related
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -91,8 +92,14 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         return self._scope
 
     def save(self) -> Self:
-        """Create or update: KV first (compare-and-set), then the metadata row, then hooks."""
-        sync.save(self, self._require_scope())
+        """Create or update: KV first (compare-and-set), then the metadata row, then hooks.
+
+        The objects a new or changed ``Reference`` points at must exist and be live for this
+        scope (one bulk KV read; ``ValidationError`` naming the field otherwise).
+        """
+        scope = self._require_scope()
+        check_references([self], scope)
+        sync.save(self, scope)
         return self
 
     def delete(self, *, hard: bool = False) -> tuple[int, dict[str, int]]:
@@ -113,6 +120,14 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         (restore that first)."""
         restore_objects([self], self._require_scope())
         return self
+
+    def related(self, field_name: str) -> DataModel | None:
+        """The object the ``Reference`` field ``field_name`` points at, as Django's
+        ``task.workspace`` (the field itself holds the id, like ``task.workspace_id``):
+        ``None`` if the field is empty or the object missing, deleted or not visible to this
+        scope. Read once (one KV read) and kept while the field keeps its value;
+        ``query.with_related(...)`` reads it for a whole page at once."""
+        return get_related(self, field_name)  # type: ignore[return-value]
 
     def load(self, object_id: str) -> Self:
         """Replace this instance's values with the stored object ``object_id`` (its KV id)."""

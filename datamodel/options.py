@@ -38,6 +38,7 @@ RESERVED = {
     "pk",
     "kv_id",
     "scope",
+    "related",
 }
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

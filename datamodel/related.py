@@ -5,13 +5,17 @@ questions the layers above ask about those ids, each with bulk reads:
 
 * ``references_to(model)``: the ``(child model, field)`` pairs that point at ``model`` (what
   a delete must look at; ``datamodel.deletion`` plans with it);
-* ``check_references(instances, scope)``: every referenced object exists and is live: one
-  bulk KV read per referenced model, run on restore.
+* ``check_references(instances, scope)``: every referenced object exists and is live, as
+  seen by the saving scope: one bulk KV read per referenced model, run on create, when a
+  reference changes, and on restore;
+* ``load_related(instances, names, scope)``: ``QuerySet.with_related()``'s hydration, one bulk
+  KV read per referenced model for a whole page;
+* ``get_related(instance, name)``: ``instance.related(name)``, from that cache or one KV read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
@@ -22,7 +26,14 @@ if TYPE_CHECKING:
     from .instance import ModelBase
     from .scope import Scope
 
-__all__ = ["check_references", "dead_references", "reference_field", "references_to"]
+__all__ = [
+    "check_references",
+    "dead_references",
+    "get_related",
+    "load_related",
+    "reference_field",
+    "references_to",
+]
 
 
 def references_to(model: type[Any]) -> list[tuple[type[Any], Reference]]:
@@ -133,3 +144,49 @@ def check_references(
 
 def _has_id(instance: ModelBase) -> bool:
     return all(instance._values.get(name) for name in instance._meta.key_fields)
+
+
+def load_related(instances: Sequence[ModelBase], names: Iterable[str], scope: Scope) -> None:
+    """Cache the objects these ``Reference`` fields point at on each instance (``None`` for a
+    missing, deleted or invisible one): one bulk KV read per referenced model."""
+    if not instances:
+        return
+    model = type(instances[0])
+    fields = [reference_field(model, name) for name in names]
+    wanted: dict[type[ModelBase], set[str]] = {}
+    for field in fields:
+        ids = wanted.setdefault(field.related_model, set())
+        ids.update(value for value in (i._values.get(field.name) for i in instances) if value)
+    found = {target: _read_live(target, ids, scope) for target, ids in wanted.items()}
+    for instance in instances:
+        cache = _cache(instance)
+        for field in fields:
+            value = instance._values.get(field.name)
+            related = found[field.related_model].get(value) if value else None
+            cache[field.name] = (value, related)
+
+
+def _cache(instance: ModelBase) -> dict[str, tuple[Any, ModelBase | None]]:
+    if instance._related_cache is None:
+        instance._related_cache = {}
+    return instance._related_cache
+
+
+def get_related(instance: ModelBase, name: str) -> ModelBase | None:
+    """The object the ``Reference`` field ``name`` points at, as the instance's scope sees
+    it: from ``with_related()``'s cache, else one KV read (then cached while the field keeps
+    its value). ``None`` if the field is empty or the object missing, deleted or invisible."""
+    field = reference_field(type(instance), name)
+    value = instance._values.get(name)
+    if value is None:
+        return None
+    cache = _cache(instance)
+    cached = cache.get(name)
+    if cached is not None and cached[0] == value:
+        return cached[1]
+    scope = instance.scope
+    if scope is None:
+        raise RuntimeError(f"this {instance._meta.name} is not bound to a scope")
+    related = _read_live(field.related_model, [value], scope).get(value)
+    cache[name] = (value, related)
+    return related

@@ -258,6 +258,7 @@ def test_do_nothing_leaves_the_reference_and_is_never_queried(connection: Connec
     # TASK.parent and COMMENT.task are queried; MEMO.task (DO_NOTHING) is not.
     assert counted.trips == trips(connection, 1, 2 + 1)
     assert stored(connection, Memo, memo.pk).get("task") == task.kv_id
+    assert memo.related("task") is None
 
 
 # -- restore ---------------------------------------------------------------------------------

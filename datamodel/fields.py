@@ -314,6 +314,11 @@ class Reference(String):
     ``Model.objects.auth(u).get(value)`` finds it. An instance is accepted too and stored as
     its id. A reference is always a sync field, with an index unless a declared index
     already starts with it: children are found by their parent in the metadata table.
+
+    A save checks that a new or changed reference points at an object that exists, is not
+    deleted and is visible to the saving scope (one bulk KV read per referenced model), and
+    a restore that every reference but ``DO_NOTHING``'s points at a live object;
+    ``instance.related(name)`` and ``QuerySet.with_related(name)`` read the object itself.
     """
 
     type_name = "reference"

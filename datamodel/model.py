@@ -95,7 +95,8 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         """Create or update: KV first (compare-and-set), then the metadata row, then hooks.
 
         The objects a new or changed ``Reference`` points at must exist and be live for this
-        scope (one bulk KV read; ``ValidationError`` naming the field otherwise).
+        scope: one KV read, before the hooks run; ``ValidationError`` naming the field
+        otherwise.
         """
         scope = self._require_scope()
         check_references([self], scope)

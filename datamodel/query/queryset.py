@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import DoesNotExist, ValidationError
 from ..fields import MISSING
+from ..related import reference_field
 from .aggregates import Aggregate
 from .compiler import Compiler, WhereNode, resolve, resolve_field
 from .expressions import OrderBy, Q
@@ -376,8 +377,6 @@ class QuerySet(Generic[M]):
         page per referenced model, after the page's own. ``instance.related("workspace")``
         then returns the object (``None`` if missing, deleted or not visible) without a
         read, as Django's ``select_related``."""
-        from ..related import reference_field
-
         names = fields or tuple(reference.name for reference in self.meta.references)
         for name in names:
             reference_field(self.model, name)

@@ -5,11 +5,14 @@ Never imports Django. Built on ``datastore``.
 
 from . import fields, ids
 from .connection import Connection, get_connection, set_provider
+from .deletion import CASCADE, DO_NOTHING, PROTECT, SET_NULL, Collector
 from .errors import (
     DeclarationError,
+    DeleteConflict,
     DoesNotExist,
     IntegrityError,
     PartialWrite,
+    ProtectedError,
     Rejected,
     SyncError,
     ValidationError,
@@ -27,11 +30,17 @@ from .scope import Scope
 from .seeds import Seed, SeedError
 
 __all__ = [
+    "CASCADE",
+    "DO_NOTHING",
+    "PROTECT",
+    "SET_NULL",
     "Avg",
+    "Collector",
     "Connection",
     "Count",
     "DataModel",
     "DeclarationError",
+    "DeleteConflict",
     "DoesNotExist",
     "HookRegistry",
     "IntegrityError",
@@ -42,6 +51,7 @@ __all__ = [
     "Options",
     "Page",
     "PartialWrite",
+    "ProtectedError",
     "Q",
     "Query",
     "QuerySet",

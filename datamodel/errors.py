@@ -29,9 +29,11 @@ from datastore.errors import IntegrityError as StoreIntegrityError
 
 __all__ = [
     "DeclarationError",
+    "DeleteConflict",
     "DoesNotExist",
     "IntegrityError",
     "PartialWrite",
+    "ProtectedError",
     "Rejected",
     "SyncError",
     "ValidationError",
@@ -104,3 +106,47 @@ class PartialWrite(Conflict):
         super().__init__(message, keys=failed_ids)
         self.done = done
         self.failed_ids = list(failed_ids)
+
+
+class ProtectedError(Exception):
+    """A delete was refused before anything was written: objects still reference one of the
+    objects to delete through a ``Reference(..., on_delete=PROTECT)``.
+
+    ``model`` and ``object_id`` name the protected object (its KV id), ``field`` the reference
+    (``PIN.workspace``), ``protected_ids`` the KV ids of a few of the referencing objects and
+    ``count`` how many there are.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        object_id: str,
+        field: str,
+        protected_ids: Sequence[str],
+        count: int,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.object_id = object_id
+        self.field = field
+        self.protected_ids = list(protected_ids)
+        self.count = count
+
+
+class DeleteConflict(PartialWrite):
+    """A delete (or restore) finished only in part: some objects changed while it ran, again
+    after being read afresh once, and were left as they were.
+
+    ``failed_ids`` are the KV ids left unchanged (``failed`` groups them by model name): those
+    that kept changing, and the objects they reference that were therefore not deleted either,
+    so that no live object is left pointing at a deleted one. ``deleted`` counts the objects
+    that were deleted (or restored).
+    """
+
+    def __init__(self, message: str, *, failed: Mapping[str, Sequence[str]], deleted: int) -> None:
+        self.failed = {model: list(ids) for model, ids in failed.items() if ids}
+        self.deleted = deleted
+        failed_ids = [object_id for ids in self.failed.values() for object_id in ids]
+        super().__init__(message, done=deleted, failed_ids=failed_ids)

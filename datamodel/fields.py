@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 from datastore import codec
 
+from .errors import DeclarationError
+from .registry import registry
+
 __all__ = [
     "JSON",
     "URL",
@@ -27,6 +30,7 @@ __all__ = [
     "Field",
     "Integer",
     "Number",
+    "Reference",
     "String",
     "Text",
     "Timestamp",
@@ -303,3 +307,112 @@ class Timestamp(Field):
                 raise ValueError(f"{value!r} is not a valid ISO-8601 timestamp") from exc
             return codec.isoformat(parsed)
         raise ValueError(f"expected an ISO-8601 timestamp or datetime, got {value!r}")
+
+
+class Reference(String):
+    """The id of another model's object, declared on the child as in Django's ``ForeignKey``::
+
+        class Task(DataModel):
+            workspace = fields.Reference("WORKSPACE", on_delete=CASCADE, required=True)
+
+    ``to`` is the referenced model: its class, its ``Meta.name`` (``"WORKSPACE"``) or its
+    class name (``"Workspace"``); a name is resolved through the registry at first use, so
+    the referenced model may be declared later. ``on_delete`` (required, as in Django) says
+    what happens to this object when the referenced one is deleted: ``CASCADE``, ``PROTECT``,
+    ``SET_NULL`` (the field must not be required) or ``DO_NOTHING`` (see
+    ``datamodel.deletion``).
+
+    The value is the referenced object's KV id: its primary key when its key pattern has one
+    field (``"ws_1"``), the composite id otherwise (``"ws_1:task_2"`` for
+    ``task:{workspace}:{task_id}``), so the object is always read with one KV read and
+    ``Model.objects.auth(u).get(value)`` finds it. An instance is accepted too and stored as
+    its id. A reference is always a sync field, with an index unless a declared index
+    already starts with it: children are found by their parent in the metadata table.
+
+    A save checks that a new or changed reference points at an object that exists, is not
+    deleted and is visible to the saving scope (one bulk KV read per referenced model), and
+    a restore that every reference but ``DO_NOTHING``'s points at a live object;
+    ``instance.related(name)`` and ``QuerySet.with_related(name)`` read the object itself.
+    """
+
+    type_name = "reference"
+
+    def __init__(self, to: type[Any] | str, *, on_delete: Callable[..., None], **options: Any):
+        if isinstance(to, str):
+            if not to:
+                raise DeclarationError("Reference needs the referenced model or its name")
+        elif not isinstance(to, type):
+            raise DeclarationError(
+                f"Reference to {to!r}: give the model class, its Meta.name or its class name"
+            )
+        if not callable(on_delete):
+            raise DeclarationError(
+                f"Reference to {_model_label(to)}: on_delete must be CASCADE, PROTECT, SET_NULL, "
+                f"DO_NOTHING or a function like them, not {on_delete!r}"
+            )
+        super().__init__(**options)
+        self.to = to
+        self.on_delete = on_delete
+        self.owner = "?"  # the declaring class, for messages
+        self._model: type[Any] | None = to if isinstance(to, type) else None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        super().__set_name__(owner, name)
+        self.owner = owner.__name__
+
+    def check(self, model: str) -> None:
+        """What can be checked when ``model`` is declared; ``DeclarationError`` otherwise."""
+        label = f"{model}.{self.name}"
+        if self.primary_key:
+            raise DeclarationError(f"{label}: a Reference cannot be the primary key")
+        if self.required and getattr(self.on_delete, "sets_null", False):
+            raise DeclarationError(
+                f"{label}: on_delete={getattr(self.on_delete, '__name__', self.on_delete)} "
+                "stores None, so the field cannot be required=True"
+            )
+        if self._model is not None and not hasattr(self._model, "_meta"):
+            raise DeclarationError(f"{label}: Reference to {self._model!r}, which is not a model")
+
+    @property
+    def related_model(self) -> type[Any]:
+        """The referenced model class, resolved through the registry at first use."""
+        if self._model is None:
+            self._model = self._resolve(str(self.to))
+        return self._model
+
+    def _resolve(self, name: str) -> type[Any]:
+        if name in registry:
+            return registry.get(name)
+        found = [model for model in registry if model.__name__ == name]
+        if len(found) == 1:
+            return found[0]
+        label = f"{self.owner}.{self.name}"
+        if found:
+            raise DeclarationError(
+                f"{label}: Reference to {name!r} is ambiguous: "
+                f"{', '.join(model._meta.name for model in found)} all have that class name; "
+                "use the Meta.name or the class"
+            )
+        raise DeclarationError(
+            f"{label}: Reference to {name!r}, but no declared model has that Meta.name or "
+            "class name"
+        )
+
+    def clean_value(self, value: Any) -> Any:
+        if hasattr(type(value), "_meta") and hasattr(type(value), "kv_id"):  # an instance
+            if value.is_new():
+                raise ValueError(f"the {value._meta.name} must be saved before it is referenced")
+            if type(value) is not self.related_model:
+                raise ValueError(
+                    f"expected a {self.related_model._meta.name} or its id, "
+                    f"got a {value._meta.name}"
+                )
+            return value.kv_id
+        value = super().clean_value(value)
+        if not value:
+            raise ValueError("an id cannot be empty: use None for no reference")
+        return value
+
+
+def _model_label(to: Any) -> str:
+    return to if isinstance(to, str) else getattr(to, "__name__", repr(to))

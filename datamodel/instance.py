@@ -42,6 +42,9 @@ class ModelBase:
 
     _meta: ClassVar[Options]
     hooks: ClassVar[HookRegistry]
+    # Referenced objects by Reference field: {name: (the id read, the object or None)}, set by
+    # ``QuerySet.with_related()`` and ``related()`` (``datamodel.related``).
+    _related_cache: dict[str, tuple[Any, ModelBase | None]] | None = None
 
     def __init__(self, **values: Any) -> None:
         if not hasattr(type(self), "_meta"):
@@ -174,7 +177,7 @@ class ModelBase:
         """Create or update (see ``DataModel.save``)."""
         raise NotImplementedError
 
-    def delete(self) -> None:
+    def delete(self, *, hard: bool = False) -> tuple[int, dict[str, int]]:
         """Delete (see ``DataModel.delete``)."""
         raise NotImplementedError
 

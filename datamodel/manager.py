@@ -14,8 +14,10 @@ from datastore.keys import composite_key
 
 from . import sync
 from .connection import Connection, get_connection
+from .deletion import Collector
 from .errors import DoesNotExist, ValidationError
 from .query import Aggregate, Q, QuerySet
+from .related import check_references
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -90,12 +92,14 @@ class ScopedManager(Generic[M]):
         for instance in instances:
             if not instance.is_new():
                 raise ValidationError(f"{self.meta.name} {instance.pk!r} is already stored")
+        check_references(instances, self.scope)
         sync.bulk_save(instances, self.scope)
         return instances
 
     def bulk_save(self, instances: Iterable[M]) -> list[M]:
         """Create the new and update the stored instances together, in bulk round trips."""
         adopted = [self._adopt(instance) for instance in instances]
+        check_references(adopted, self.scope)
         sync.bulk_save(adopted, self.scope)
         return adopted
 
@@ -152,12 +156,35 @@ class ScopedManager(Generic[M]):
         return self.get_or_none(object_id, **key_fields) is not None
 
     def delete(self, object_id: str | None = None, **key_fields: Any) -> bool:
-        """Delete by id (soft where the model has soft delete); ``False`` if not visible."""
+        """Delete one object by id (soft where the model has soft delete; what references it
+        follows its ``on_delete``); ``False`` if it is not visible. There is deliberately no
+        ``delete()`` of everything: without an id this is a ``TypeError``."""
         instance = self.get_or_none(object_id, **key_fields)
         if instance is None:
             return False
         instance.delete()
         return True
+
+    def delete_many(self, ids: Iterable[str], *, hard: bool = False) -> int:
+        """Delete the visible objects among ``ids`` (each as ``get`` takes it), soft where the
+        model has soft delete, removed for good with ``hard=True`` (soft-deleted ones
+        included); what references them follows its ``on_delete``. Returns how many of
+        them were deleted.
+
+        One bulk KV read, then one KV write and one SQL batch per KV batch limit (see
+        ``datamodel.deletion`` for the objects that reference them). ``DeleteConflict``
+        names the objects that kept changing while this ran.
+        """
+        if isinstance(ids, str):
+            raise TypeError("delete_many() takes a list of ids")
+        found = self.in_bulk(ids, include_deleted=hard)
+        if not found:
+            return 0
+        collector = Collector(self.scope, hard=hard)
+        collector.collect(list(found.values()))
+        wanted = {(self.meta.name, instance.kv_id) for instance in found.values()}
+        collector.delete()
+        return len(wanted & collector.deleted_keys)
 
     def query(self) -> QuerySet[M]:
         """A query over the metadata table (see ``datamodel.query``)."""

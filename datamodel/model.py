@@ -29,12 +29,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import sync
+from .deletion import Collector, restore_objects
+from .errors import ValidationError
 from .fields import Field
 from .hooks import EVENTS, HookRegistry
 from .instance import MANAGED, ModelBase, ModelState
 from .manager import Manager
 from .options import build_options
 from .registry import registry
+from .related import check_references, get_related
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -92,22 +95,47 @@ class DataModel(ModelBase, metaclass=DataModelMeta):
         return self._scope
 
     def save(self) -> Self:
-        """Create or update: KV first (compare-and-set), then the metadata row, then hooks."""
-        sync.save(self, self._require_scope())
+        """Create or update: KV first (compare-and-set), then the metadata row, then hooks.
+
+        The objects a new or changed ``Reference`` points at must exist and be live for this
+        scope: one KV read, before the hooks run; ``ValidationError`` naming the field
+        otherwise.
+        """
+        scope = self._require_scope()
+        check_references([self], scope)
+        sync.save(self, scope)
         return self
 
-    def delete(self) -> None:
-        """Soft delete (sets ``deleted_at``); a hard delete for models without soft delete."""
-        sync.delete(self, self._require_scope())
+    def delete(self, *, hard: bool = False) -> tuple[int, dict[str, int]]:
+        """Soft delete (sets ``deleted_at``), or a hard one with ``hard=True`` or for models
+        without soft delete; the objects that reference this one follow their
+        ``on_delete`` (see ``datamodel.deletion``). Returns ``(objects deleted, {model
+        name: count})`` as Django's ``Model.delete()``; ``(0, {})`` for an object already
+        soft-deleted (unless ``hard``)."""
+        if self._state.adding:
+            raise ValidationError(f"this {self._meta.name} was never saved")
+        collector = Collector(self._require_scope(), hard=hard)
+        collector.collect([self])
+        return collector.delete()
 
     def restore(self) -> Self:
-        """Undo a soft delete."""
-        sync.restore(self, self._require_scope())
+        """Undo a soft delete, with the objects the same delete cascaded to (see
+        ``datamodel.deletion``). ``ValidationError`` if this object references a deleted one
+        (restore that first)."""
+        restore_objects([self], self._require_scope())
         return self
 
     @classmethod
     def _save_many(cls, instances: Sequence[Self], scope: Scope) -> None:
         sync.bulk_save(instances, scope)
+
+    def related(self, field_name: str) -> DataModel | None:
+        """The object the ``Reference`` field ``field_name`` points at, as Django's
+        ``task.workspace`` (the field itself holds the id, like ``task.workspace_id``):
+        ``None`` if the field is empty or the object missing, deleted or not visible to this
+        scope. Read once (one KV read) and kept while the field keeps its value;
+        ``query.with_related(...)`` reads it for a whole page at once."""
+        return get_related(self, field_name)  # type: ignore[return-value]
 
     def load(self, object_id: str) -> Self:
         """Replace this instance's values with the stored object ``object_id`` (its KV id)."""

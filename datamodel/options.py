@@ -18,7 +18,7 @@ from datastore.routing import DEFAULT_CLASS_NAMESPACES
 from . import ids
 from .constraints import UniqueConstraint
 from .errors import DeclarationError
-from .fields import MISSING, Array, Field, Integer, String, Timestamp
+from .fields import MISSING, Array, Field, Integer, Reference, String, Timestamp
 from .seeds import Seed
 
 __all__ = ["BUILTIN_NAMES", "Options", "build_options"]
@@ -83,6 +83,11 @@ class Options:
         """The id part of an object's KV key from its key fields (``proj_1:page_2`` for
         ``page:{project_id}:{page_id}``): the one composite-id rule."""
         return composite_key(*(str(values[name]) for name in self.key_fields))
+
+    @functools.cached_property
+    def references(self) -> list[Reference]:
+        """The model's ``Reference`` fields (each a sync field)."""
+        return [value for value in self.fields.values() if isinstance(value, Reference)]
 
     @functools.cached_property
     def row_converters(self) -> list[tuple[str, Callable[[Any], Any]]]:
@@ -296,6 +301,10 @@ def build_options(
         *declared_sync,
         *(name for constraint in unique_constraints for name in constraint.fields),
     ]
+    references = {name: value for name, value in fields.items() if isinstance(value, Reference)}
+    for reference in references.values():
+        reference.check(model)
+    declared_sync += list(references)  # children are found by their parent in the metadata table
     for sync_field in declared_sync:
         if sync_field not in fields:
             raise _fail(model, f"sync field {sync_field!r} does not exist")
@@ -322,6 +331,9 @@ def build_options(
             if column not in sync_fields:
                 raise _fail(model, f"index on {column!r}: only sync fields can be indexed")
         indexes.append(index)
+    for reference_name in references:  # children by parent, unless an index starts with it
+        if not any(index[0] == reference_name for index in indexes):
+            indexes.append((reference_name,))
     indexes = list(dict.fromkeys(indexes))
 
     seeds = list(meta.get("seeds", []))

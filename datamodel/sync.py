@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from datastore import Conflict, DatastoreError, Pending, SQLDatabase
 from datastore.contract import Statement
-from datastore.sqlbuild import insert_rows, quote_identifier
+from datastore.sqlbuild import in_list, insert_rows, quote_identifier
 
 from . import reservations
 from .clock import now_iso
@@ -36,7 +36,17 @@ if TYPE_CHECKING:
     from .options import Options
     from .scope import Scope
 
-__all__ = ["bulk_save", "delete", "project_row", "restore", "save", "upsert_statements"]
+__all__ = [
+    "DELETION_KEY",
+    "bulk_save",
+    "hard_delete_many",
+    "project_row",
+    "restore_many",
+    "save",
+    "soft_delete_many",
+    "upsert_statements",
+    "write_batch_size",
+]
 
 logger = logging.getLogger("datamodel")
 T = TypeVar("T")
@@ -264,41 +274,129 @@ def save(instance: DataModel, scope: Scope) -> None:
         instance.hooks.run_after("after_update", instance, changes)
 
 
-def delete(instance: DataModel, scope: Scope) -> None:
-    meta = instance._meta
-    if instance._state.adding:
-        raise ValidationError(f"this {meta.name} was never saved")
-    with timed("delete", meta, scope, instance.pk):
-        instance.hooks.run_before("before_delete", instance)
-        if meta.soft_delete:
-            if instance._values.get("deleted_at") is None:
-                before = _stored_values(instance)
-                instance._values["deleted_at"] = now_iso()
-                _write(instance, scope, adding=False, before=before)
-        else:
-            released = list(reservations.held(meta, _stored_values(instance)))
-            scope.store(meta).delete_many(meta.kv_class, [instance.kv_id], releases=released)
-            scope.connection.sql.execute(
-                f"DELETE FROM {quote_identifier(meta.table)} "
-                f"WHERE {quote_identifier(meta.pk_name)} = ?",
-                [meta.pk.to_sql(instance.pk)],
+def write_batch_size(scope: Scope, meta: Options) -> int:
+    """How many objects of ``meta``'s model one KV write batch may hold on this connection:
+    each may carry a claim and a release per unique constraint besides itself."""
+    kv = scope.connection.datastore.kv
+    limit = kv.limits.max_batch_write if kv is not None else 1000
+    return max(1, limit // (1 + 2 * len(meta.unique_constraints)))
+
+
+# -- deleting and restoring ----------------------------------------------------------------
+#
+# ``datamodel.deletion`` plans a delete (what references what) and runs the hooks; these write
+# one chunk of one model each, up to ``write_batch_size`` objects, with system access: the
+# objects were read through the acting scope already, or found through a reference to one
+# that was.
+
+
+DELETION_KEY = "_deletion"  # stored with a soft-deleted object: the id of the delete that did it
+
+
+def soft_delete_many(
+    instances: Sequence[DataModel], scope: Scope, stamp: str, deletion: str
+) -> None:
+    """Set ``deleted_at`` to ``stamp`` on every instance, and ``_deletion`` (stored beside
+    the fields) to ``deletion``, the id of this delete, so that a restore can tell what one
+    delete cascaded to (a stamp alone cannot: two deletes may share a millisecond). Steps 2-5
+    of the save protocol as one KV compare-and-set batch (all-or-nothing: a ``Conflict``
+    leaves the instances as they were) and one SQL batch."""
+    _rewrite(instances, scope, "soft_delete", stamp, {"deleted_at": stamp}, deletion)
+
+
+def restore_many(instances: Sequence[DataModel], scope: Scope) -> None:
+    """Clear ``deleted_at`` and ``_deletion`` on every instance, as ``soft_delete_many``
+    sets them."""
+    _rewrite(instances, scope, "restore", now_iso(), {"deleted_at": None}, None)
+
+
+def _rewrite(
+    instances: Sequence[DataModel],
+    scope: Scope,
+    operation: str,
+    stamp: str,
+    values: dict[str, Any],
+    deletion: str | None,
+) -> None:
+    if not instances:
+        return
+    meta = instances[0]._meta
+    if not meta.soft_delete:
+        raise ValidationError(f"{meta.name} has no soft delete")
+    sql = scope.connection.sql
+    store = scope.connection.datastore.system()
+    previous = [(instance, dict(instance._values)) for instance in instances]
+    extras = [(instance, dict(instance._extra)) for instance in instances]
+    before = [_stored_values(instance) for instance in instances]
+    found = reservations.Moves(meta)
+    with timed(operation, meta, scope, f"{len(instances)} objects"):
+        try:
+            for instance in instances:
+                instance._values.update(values)
+                instance._extra.pop(DELETION_KEY, None)
+                if deletion is not None:
+                    instance._extra[DELETION_KEY] = deletion
+                _stamp(instance, scope, False, stamp)
+            stored = {instance.kv_id: _stored_data(instance) for instance in instances}
+            # A soft delete releases the values of fields that say so; a restore claims them.
+            for (kv_id, data), old in zip(stored.items(), before, strict=True):
+                found.add(kv_id, old, data)
+            rows = [project_row(meta, data) for data in stored.values()]
+            statements = upsert_statements(meta, rows, sql.max_bound_parameters)
+            pending = store.start_put_many(
+                meta.kv_class,
+                stored,
+                if_versions={instance.kv_id: instance._state.kv_version for instance in instances},
+                claims=found.claims or None,
+                releases=found.releases,
+            )
+            versions, sql_error = _write_rows(statements, sql, pending, previous)
+        except BaseException as exc:
+            for (instance, old), (_, extra) in zip(previous, extras, strict=True):
+                instance._values, instance._extra = old, extra
+            if isinstance(exc, Conflict):
+                raise reservations.to_integrity_error(meta, found, exc, store) or exc from exc
+            raise
+        for instance in instances:
+            _mark_stored(instance, versions[instance.kv_id])
+    if sql_error is not None:
+        raise SyncError(
+            f"{len(instances)} {meta.name} objects were saved to KV ({operation}) but their "
+            f"metadata rows were not written ({sql_error}); run `manage.py nimbus_sync --repair`"
+        ) from sql_error
+
+
+def hard_delete_many(instances: Sequence[DataModel], scope: Scope) -> None:
+    """Remove the instances' objects: one KV bulk delete, then one SQL delete of their rows.
+
+    A failed KV delete writes nothing; a failed SQL delete raises ``SyncError`` with the
+    objects gone from KV, whose rows ``nimbus_sync --repair`` removes as orphans.
+    """
+    if not instances:
+        return
+    meta = instances[0]._meta
+    sql = scope.connection.sql
+    with timed("hard_delete", meta, scope, f"{len(instances)} objects"):
+        condition, params = in_list(meta.pk_name, [meta.pk.to_sql(i.pk) for i in instances])
+        released = [
+            name
+            for instance in instances
+            for name in reservations.held(meta, _stored_values(instance))
+        ]
+        scope.connection.datastore.system().delete_many(
+            meta.kv_class, [instance.kv_id for instance in instances], releases=released
+        )
+        try:
+            sql.execute(
+                f"DELETE FROM {quote_identifier(meta.table)} WHERE {condition}",
+                params,
                 idempotent=True,
             )
-        instance.hooks.run_after("after_delete", instance)
-
-
-def restore(instance: DataModel, scope: Scope) -> None:
-    meta = instance._meta
-    if not meta.soft_delete:
-        raise ValidationError(f"{meta.name} has no soft delete to restore from")
-    if instance._values.get("deleted_at") is None:
-        return
-    with timed("restore", meta, scope, instance.pk):
-        instance.hooks.run_before("before_restore", instance)
-        before = _stored_values(instance)
-        instance._values["deleted_at"] = None
-        _write(instance, scope, adding=False, before=before)
-        instance.hooks.run_after("after_restore", instance)
+        except DatastoreError as exc:
+            raise SyncError(
+                f"{len(instances)} {meta.name} objects were removed from KV but their metadata "
+                f"rows in {meta.table!r} were not ({exc}); run `manage.py nimbus_sync --repair`"
+            ) from exc
 
 
 def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
@@ -340,10 +438,7 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
     for instance in instances:
         _stamp(instance, scope, instance._state.adding, stamp)
     store = scope.store(meta)
-    datastore = scope.connection.datastore
-    batch_size = datastore.kv.limits.max_batch_write if datastore.kv is not None else 1000
-    # A batch carries each object's claims and releases too: up to two per constraint.
-    batch_size = max(1, batch_size // (1 + 2 * len(meta.unique_constraints)))
+    batch_size = write_batch_size(scope, meta)
     sql = scope.connection.sql
     with timed("bulk_save", meta, scope, f"{len(instances)} objects"):
         for start in range(0, len(instances), batch_size):

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..related import load_related
+
 if TYPE_CHECKING:
     from ..options import Options
     from ..scope import Scope
@@ -23,6 +25,7 @@ class _Query(Protocol):
     scope: Scope
     _fields: tuple[str, ...] | None
     _annotations: dict[str, Any]
+    _related: tuple[str, ...]
 
 
 __all__ = [
@@ -52,7 +55,9 @@ class RowIterable:
 
 
 class ModelIterable(RowIterable):
-    """Model instances, read from KV in one bulk read per batch of rows (``with_data()``)."""
+    """Model instances, read from KV in one bulk read per batch of rows (``with_data()``),
+    with the objects their references point at in one more per referenced model
+    (``with_related()``)."""
 
     needs_kv = True
 
@@ -70,6 +75,8 @@ class ModelIterable(RowIterable):
                 logger.warning("%s %s has a metadata row but no KV object", meta.name, kv_id)
                 continue
             instances.append(query.model._from_stored(found.data, found.version, query.scope))
+        if query._related:
+            load_related(instances, query._related, query.scope)
         return instances
 
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import DoesNotExist, ValidationError
 from ..fields import MISSING
+from ..related import reference_field
 from . import writes
 from .aggregates import Aggregate
 from .compiler import Compiler, WhereNode, resolve, resolve_field
@@ -368,6 +369,43 @@ class QuerySet(Generic[M]):
 
     def _grouped(self) -> bool:
         return bool(self._annotations) or self._distinct
+
+    # -- related objects and deleting ----------------------------------------------------
+
+    def with_related(self, *fields: str) -> QuerySet[M]:
+        """Instances (as ``with_data()``) with the objects these ``Reference`` fields point
+        at read along (every reference of the model when none is named): one bulk KV read per
+        page per referenced model, after the page's own. ``instance.related("workspace")``
+        then returns the object (``None`` if missing, deleted or not visible) without a
+        read, as Django's ``select_related``."""
+        names = fields or tuple(reference.name for reference in self.meta.references)
+        for name in names:
+            reference_field(self.model, name)
+        clone = self.with_data()
+        clone._related = tuple(dict.fromkeys((*self._related, *names)))
+        return clone
+
+    def delete(self, *, hard: bool = False) -> tuple[int, dict[str, int]]:
+        """Delete every matching object through the delete path: soft where the model has
+        soft delete, removed for good with ``hard=True`` (with ``include_deleted()``, the
+        soft-deleted ones too); what references them follows its ``on_delete``. Returns
+        ``(objects deleted, {model name: count})`` as Django's ``QuerySet.delete()``, the
+        objects the delete cascaded to included.
+
+        The matching objects are read first (one SQL round trip and one bulk KV read per
+        1000) and held in memory while their references are planned, as Django does; then
+        each KV batch limit's worth is one KV write and one SQL batch. A query set that is
+        sliced, grouped or reads values cannot delete. ``DeleteConflict`` names the objects
+        that kept changing while this ran.
+        """
+        from ..deletion import Collector
+
+        self._check_not_sliced("delete")
+        if self._fields is not None or self._grouped():
+            raise ValidationError({"delete": ["a values() or grouped query cannot delete"]})
+        collector = Collector(self.scope, hard=hard)
+        collector.collect(self._clone().with_data().iterator(MAX_BATCH))
+        return collector.delete()
 
     # -- running -------------------------------------------------------------------------
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodel import DataModel, Rejected, Seed, fields, ids, registry
+from datamodel import (
+    CASCADE,
+    DO_NOTHING,
+    PROTECT,
+    SET_NULL,
+    DataModel,
+    Rejected,
+    Seed,
+    fields,
+    ids,
+    registry,
+)
 
 WEBHOOKS: list[dict[str, Any]] = []
 
@@ -99,6 +110,77 @@ class Setting(DataModel):
         auth = False
 
 
+class Workspace(DataModel):
+    """A parent: tasks (CASCADE), pins (PROTECT) and memos (SET_NULL) reference it."""
+
+    workspace_id = fields.String(primary_key=True, generator=ids.uuid4)
+    title = fields.String()
+
+    class Meta:
+        name = "WORKSPACE"
+        namespace = "NIMBUS_WORK"
+        table = "workspace_meta"
+        sync_fields = ["title"]
+
+
+class Task(DataModel):
+    """A CASCADE child keyed under its workspace (its KV id is composite), and a parent too:
+    of its subtasks (a CASCADE reference to its own model, by class name) and comments."""
+
+    task_id = fields.String(primary_key=True, generator=ids.uuid4)
+    workspace = fields.Reference("WORKSPACE", on_delete=CASCADE, required=True)
+    parent = fields.Reference("Task", on_delete=CASCADE)
+    title = fields.String()
+
+    class Meta:
+        name = "TASK"
+        namespace = "NIMBUS_WORK"
+        key_pattern = "task:{workspace}:{task_id}"
+        table = "task_meta"
+        sync_fields = ["title"]
+
+
+class Comment(DataModel):
+    """A CASCADE child of a task without soft delete: removed even when its task is only
+    soft-deleted."""
+
+    comment_id = fields.String(primary_key=True, generator=ids.uuid4)
+    task = fields.Reference(Task, on_delete=CASCADE, required=True)
+    body = fields.String()
+
+    class Meta:
+        name = "COMMENT"
+        namespace = "NIMBUS_WORK"
+        table = "comment_meta"
+        soft_delete = False
+
+
+class Pin(DataModel):
+    """PROTECT: a pinned workspace cannot be deleted."""
+
+    pin_id = fields.String(primary_key=True, generator=ids.uuid4)
+    workspace = fields.Reference(Workspace, on_delete=PROTECT, required=True)
+
+    class Meta:
+        name = "PIN"
+        namespace = "NIMBUS_WORK"
+        table = "pin_meta"
+
+
+class Memo(DataModel):
+    """SET_NULL (its workspace) and DO_NOTHING (the task it mentions)."""
+
+    memo_id = fields.String(primary_key=True, generator=ids.uuid4)
+    workspace = fields.Reference("Workspace", on_delete=SET_NULL)
+    task = fields.Reference("TASK", on_delete=DO_NOTHING)
+    body = fields.String()
+
+    class Meta:
+        name = "MEMO"
+        namespace = "NIMBUS_WORK"
+        table = "memo_meta"
+
+
 class Plan(DataModel):
     """A model with seeds."""
 
@@ -174,5 +256,5 @@ def restore_member() -> None:
     registry.register(Member)
 
 
-TEST_MODELS = [Page, Note, Setting]
+TEST_MODELS = [Page, Note, Setting, Workspace, Task, Comment, Pin, Memo]
 ALL_TEST_MODELS = [*TEST_MODELS, Plan]

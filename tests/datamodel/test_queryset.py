@@ -50,6 +50,16 @@ def test_exclude_keeps_rows_whose_column_is_null(pages) -> None:
     assert len(list(query.exclude(title__isnull=True))) == 9
 
 
+def test_an_empty_q_is_no_condition_even_negated(pages) -> None:
+    # exclude() and ~Q() kept no row at all: the empty node rendered "(1) IS NOT 1".
+    query = pages.query()
+    assert query.exclude().count() == 12
+    assert query.filter(~Q()).count() == 12
+    assert query.exclude(Q()).count() == 12
+    assert query.filter(~~Q(), ~Q() & Q(priority=4)).count() == 2
+    assert query.filter(Q(priority=4) | ~Q()).count() == 2
+
+
 def test_every_lookup(pages) -> None:
     query = pages.query().order_by("page_id")
     assert page_ids(query.filter(title__iexact="TITLE 1")) == ["page_01"]

@@ -403,7 +403,7 @@ class QuerySet(Generic[M]):
     def exists(self) -> bool:
         """Whether any row matches (one SQL round trip, stops at the first row)."""
         if self._slice is not None:
-            return bool(builtins.list(self._stream(self._slice[0], self._slice[0] + 1)))
+            return bool(builtins.list(self._stream(*self._bounds(0, 1))))
         return bool(self._sql.execute(*Compiler(self).exists()))
 
     def aggregate(self, **aggregates: Aggregate) -> dict[str, Any]:

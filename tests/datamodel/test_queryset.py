@@ -146,6 +146,9 @@ def test_slicing_first_last_and_get(pages) -> None:
     assert query[2:4].last()["page_id"] == "page_03"
     assert query.filter(priority=99).first() is None
     assert query.exists() and not query.filter(priority=99).exists()
+    # An empty slice has no rows, even when rows follow it.
+    assert not query[3:6][3:].exists() and not query[0:0].exists()
+    assert query[3:6][2:].exists()
     assert query.get(url="https://example.com/7")["page_id"] == "page_07"
     with pytest.raises(DoesNotExist):
         query.get(priority=99)

@@ -225,6 +225,19 @@ def test_group_by_with_annotate_and_distinct(pages, connection: Connection) -> N
         pages.query().annotate(n=Count())
 
 
+def test_last_and_reverse_of_a_grouped_query(pages) -> None:
+    # last() reversed the primary-key ordering, which a grouped query does not use, and an
+    # order on an aggregate left ties unordered: last() returned the first group.
+    by_status = pages.query().values("status").annotate(n=Count())
+    assert by_status.last() == {"status": "processing", "n": 3}
+    by_count = by_status.order_by("-n")  # every status has 3 pages: the statuses break ties
+    statuses = ["completed", "failed", "pending", "processing"]
+    assert [row["status"] for row in by_count] == statuses
+    assert [row["status"] for row in by_count.reverse()] == statuses[::-1]
+    assert by_count.last() == {"status": "processing", "n": 3}
+    assert pages.query().values_list("archived", flat=True).distinct().last() is True
+
+
 def test_in_bulk_reads_every_object_at_once(pages, connection: Connection) -> None:
     with connection.datastore.round_trips.track() as kv_trips:
         found = pages.in_bulk(["proj_a:page_01", "proj_b:page_09", "proj_a:nope"])

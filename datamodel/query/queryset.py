@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -529,6 +530,10 @@ class QuerySet(Generic[M]):
             limit = None if stop is None else stop - start
             rows = self._sql.execute(*Compiler(self).grouped(limit, start))
             yield from iterable.convert([self._decode(row) for row in rows])
+            return
+        if self._after is not None and start:
+            # The keyset segments after a cursor take no OFFSET: skip to the start instead.
+            yield from itertools.islice(self._stream(0, stop, batch_size), start, None)
             return
         columns = self._select_columns(iterable)
         after, offset, remaining = self._after, start, stop - start if stop is not None else None

@@ -123,6 +123,18 @@ def test_cursors_walk_every_ordering_once(pages, ordering) -> None:
     assert page_ids(query.iterator(batch_size=2)) == everything
 
 
+def test_slices_after_a_cursor_start_where_they_say(pages) -> None:
+    # The keyset segments after a cursor dropped the slice's offset: after(c)[2] was the
+    # first row after the cursor.
+    query = pages.query().order_by("priority")
+    cursor = query.limit(3).list().pagination["next_cursor"]
+    rest = page_ids(query.after(cursor))
+    assert rest == page_ids(list(query)[3:])
+    assert page_ids(query.after(cursor)[2:5]) == rest[2:5]
+    assert query.after(cursor)[4]["page_id"] == rest[4]
+    assert page_ids(query.after(cursor)[1:].iterator(batch_size=2)) == rest[1:]
+
+
 def test_page_and_limit_compose_in_either_order(pages) -> None:
     first = pages.query().order_by("page_id").page(2).limit(5).list()
     second = pages.query().order_by("page_id").limit(5).page(2).list()

@@ -102,10 +102,16 @@ def resolve(meta: Options, q: Q) -> WhereNode:
     children: list[WhereNode | Lookup] = []
     for child in q.children:
         if isinstance(child, Q):
-            children.append(resolve(meta, child))
+            node = resolve(meta, child)
+            if node.children:
+                children.append(node)
         else:
             key, value = child
             children.append(_lookup(meta, key, value))
+    if not children:
+        # An empty Q() is no condition, negated or not (as in Django): ~Q() and exclude()
+        # keep every row, as filter(Q()) does.
+        return WhereNode()
     return WhereNode(tuple(children), q.connector, q.negated)
 
 

@@ -8,6 +8,10 @@ is false on a NULL column, and negation is rendered ``(...) IS NOT 1`` so that s
 
 Which lookups a field takes depends on its type (``LOOKUPS_BY_TYPE``): text fields take the
 string lookups, an ``Array`` sync field takes ``contains`` (membership) and ``isnull``.
+
+The ``i`` lookups (``iexact``, ``icontains``, ``istartswith``, ``iendswith``) fold ASCII
+letters only, as SQLite's and D1's ``lower()`` does: ``title__iexact="CAFÉ"`` matches
+``"cafÉ"`` but not ``"café"``. Text otherwise compares by code point.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -206,9 +207,9 @@ class QuerySet(Generic[M]):
         return clone
 
     def reverse(self) -> QuerySet[M]:
-        """The same rows in the opposite order (the tie-breaker reversed too)."""
-        clone = self.order_by(*(order.reversed().spec for order in self._full_ordering()))
-        return clone
+        """The same rows in the opposite order (the tie-breakers reversed too)."""
+        ordering = self._group_ordering() if self._grouped() else self._full_ordering()
+        return self.order_by(*(order.reversed().spec for order in ordering))
 
     def _full_ordering(self) -> tuple[OrderBy, ...]:
         """The ordering with the primary key as the last tie-breaker (in the direction of the
@@ -221,12 +222,17 @@ class QuerySet(Generic[M]):
 
     def _group_ordering(self) -> tuple[OrderBy, ...]:
         """A grouped or distinct query orders by its own columns: the fields it selects and
-        its annotations; by the selected fields when ``order_by`` named none of them."""
-        allowed = {*(self._fields or ()), *self._annotations}
-        chosen = tuple(order for order in self._order if order.field in allowed)
-        if chosen and len(chosen) == len(self._order):
-            return chosen
-        return tuple(OrderBy(field) for field in self._fields or ())
+        its annotations (by the selected fields alone when ``order_by`` names anything else).
+        The selected fields not named break the remaining ties (they tell its rows apart), so
+        the order is total and ``reverse()``/``last()`` are exact."""
+        fields = self._fields or ()
+        chosen = tuple(
+            order for order in self._order if order.field in {*fields, *self._annotations}
+        )
+        if len(chosen) != len(self._order):
+            chosen = ()
+        named = {order.field for order in chosen}
+        return (*chosen, *(OrderBy(field) for field in fields if field not in named))
 
     def limit(self, count: int) -> QuerySet[M]:
         """At most ``count`` rows per page (up to ``Meta.max_limit``)."""
@@ -442,7 +448,7 @@ class QuerySet(Generic[M]):
     def exists(self) -> bool:
         """Whether any row matches (one SQL round trip, stops at the first row)."""
         if self._slice is not None:
-            return bool(builtins.list(self._stream(self._slice[0], self._slice[0] + 1)))
+            return bool(builtins.list(self._stream(*self._bounds(0, 1))))
         return bool(self._sql.execute(*Compiler(self).exists()))
 
     def aggregate(self, **aggregates: Aggregate) -> dict[str, Any]:
@@ -563,6 +569,10 @@ class QuerySet(Generic[M]):
             limit = None if stop is None else stop - start
             rows = self._sql.execute(*Compiler(self).grouped(limit, start))
             yield from iterable.convert([self._decode(row) for row in rows])
+            return
+        if self._after is not None and start:
+            # The keyset segments after a cursor take no OFFSET: skip to the start instead.
+            yield from itertools.islice(self._stream(0, stop, batch_size), start, None)
             return
         columns = self._select_columns(iterable)
         after, offset, remaining = self._after, start, stop - start if stop is not None else None

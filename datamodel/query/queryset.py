@@ -467,6 +467,7 @@ class QuerySet(Generic[M]):
 
     def list(self) -> Page[M]:
         """One page with its pagination (one SQL round trip; +1 KV read with ``with_data``)."""
+        self._check_not_sliced("page (iterate a slice, or page with limit() and page())")
         if self._grouped():
             return self._grouped_page()
         offset = 0 if self._after is not None else self._page_offset()
@@ -513,8 +514,8 @@ class QuerySet(Generic[M]):
 
     def last(self) -> Any:
         """The last row (or instance) in the query's order, or ``None``."""
-        if self._slice is not None or self._grouped():  # few rows: read them in order
-            found = builtins.list(self._stream(*(self._slice or (0, None))))
+        if self._slice is not None:
+            found = builtins.list(self._stream(*self._slice))
             return found[-1] if found else None
         return self.reverse().first()
 

@@ -152,6 +152,8 @@ def test_slicing_first_last_and_get(pages) -> None:
     with pytest.raises(ValidationError, match="negative"):
         query[-1]
     assert query[3:6].count() == 3
+    with pytest.raises(ValidationError, match="sliced"):
+        query[3:6].list()
     assert query[10:].count() == 2
     assert query.first()["page_id"] == "page_00"
     assert query.last()["page_id"] == "page_11"

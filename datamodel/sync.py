@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from datastore import Conflict, DatastoreError, Pending, SQLDatabase
+from datastore import Conflict, DatastoreError, Pending, ScopedDatastore, SQLDatabase
 from datastore.contract import Statement
 from datastore.sqlbuild import in_list, insert_rows, quote_identifier
 
@@ -323,12 +323,9 @@ def _rewrite(
     meta = instances[0]._meta
     if not meta.soft_delete:
         raise ValidationError(f"{meta.name} has no soft delete")
-    sql = scope.connection.sql
-    store = scope.connection.datastore.system()
-    previous = [(instance, dict(instance._values)) for instance in instances]
-    extras = [(instance, dict(instance._extra)) for instance in instances]
+    previous = [dict(instance._values) for instance in instances]
+    extras = [dict(instance._extra) for instance in instances]
     before = [_stored_values(instance) for instance in instances]
-    found = reservations.Moves(meta)
     with timed(operation, meta, scope, f"{len(instances)} objects"):
         try:
             for instance in instances:
@@ -337,32 +334,63 @@ def _rewrite(
                 if deletion is not None:
                     instance._extra[DELETION_KEY] = deletion
                 _stamp(instance, scope, False, stamp)
-            stored = {instance.kv_id: _stored_data(instance) for instance in instances}
             # A soft delete releases the values of fields that say so; a restore claims them.
-            for (kv_id, data), old in zip(stored.items(), before, strict=True):
-                found.add(kv_id, old, data)
-            rows = [project_row(meta, data) for data in stored.values()]
-            statements = upsert_statements(meta, rows, sql.max_bound_parameters)
-            pending = store.start_put_many(
-                meta.kv_class,
-                stored,
-                if_versions={instance.kv_id: instance._state.kv_version for instance in instances},
-                claims=found.claims or None,
-                releases=found.releases,
+            _send(
+                instances, scope, scope.connection.datastore.system(), before, previous, operation
             )
-            versions, sql_error = _write_rows(statements, sql, pending, previous)
-        except BaseException as exc:
-            for (instance, old), (_, extra) in zip(previous, extras, strict=True):
+        except SyncError:
+            raise  # in KV: the instances are what was stored
+        except BaseException:
+            for instance, old, extra in zip(instances, previous, extras, strict=True):
                 instance._values, instance._extra = old, extra
-            if isinstance(exc, Conflict):
-                raise reservations.to_integrity_error(meta, found, exc, store) or exc from exc
             raise
-        for instance in instances:
-            _mark_stored(instance, versions[instance.kv_id])
+
+
+def _send(
+    chunk: Sequence[DataModel],
+    scope: Scope,
+    store: ScopedDatastore,
+    before: Sequence[dict[str, Any] | None],
+    previous: Sequence[dict[str, Any]],
+    operation: str,
+) -> None:
+    """Steps 3-5 for stamped instances of one model: one KV compare-and-set batch (create-only
+    for new objects) carrying the moves of their unique values, and one SQL batch of their
+    rows. ``before`` holds each one's values as last stored; on a KV failure each gets its
+    ``previous`` values back. ``SyncError`` once KV holds them but their rows failed."""
+    meta = chunk[0]._meta
+    sql = scope.connection.sql
+    stored = {instance.kv_id: _stored_data(instance) for instance in chunk}
+    found = reservations.moves(
+        meta,
+        [(kv_id, old, data) for (kv_id, data), old in zip(stored.items(), before, strict=True)],
+    )
+    rows = [project_row(meta, data) for data in stored.values()]
+    statements = upsert_statements(meta, rows, sql.max_bound_parameters)
+    try:
+        pending = store.start_put_many(
+            meta.kv_class,
+            stored,
+            if_versions={
+                instance.kv_id: 0 if instance._state.adding else instance._state.kv_version
+                for instance in chunk
+            },
+            claims=found.claims or None,
+            releases=found.releases,
+        )
+        versions, sql_error = _write_rows(
+            statements, sql, pending, list(zip(chunk, previous, strict=True))
+        )
+    except Conflict as exc:
+        for instance, values in zip(chunk, previous, strict=True):
+            instance._values = values
+        raise reservations.to_integrity_error(meta, found, exc, store) or exc from exc
+    for instance in chunk:
+        _mark_stored(instance, versions[instance.kv_id])
     if sql_error is not None:
         raise SyncError(
-            f"{len(instances)} {meta.name} objects were saved to KV ({operation}) but their "
-            f"metadata rows were not written ({sql_error}); run `manage.py nimbus_sync --repair`"
+            f"{len(chunk)} {meta.name} objects were saved to KV ({operation}) but their metadata "
+            f"rows were not written ({sql_error}); run `manage.py nimbus_sync --repair`"
         ) from sql_error
 
 
@@ -439,46 +467,18 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
         _stamp(instance, scope, instance._state.adding, stamp)
     store = scope.store(meta)
     batch_size = write_batch_size(scope, meta)
-    sql = scope.connection.sql
     with timed("bulk_save", meta, scope, f"{len(instances)} objects"):
         for start in range(0, len(instances), batch_size):
             chunk = instances[start : start + batch_size]
-            stored = {instance.kv_id: _stored_data(instance) for instance in chunk}
-            rows = [project_row(meta, data) for data in stored.values()]
-            statements: list[Statement] = upsert_statements(meta, rows, sql.max_bound_parameters)
-            found = reservations.moves(
-                meta,
-                [
-                    (kv_id, before[id(instance)], data)
-                    for (kv_id, data), instance in zip(stored.items(), chunk, strict=True)
-                ],
-            )
-            try:
-                pending = store.start_put_many(
-                    meta.kv_class,
-                    stored,
-                    if_versions={
-                        instance.kv_id: 0 if instance._state.adding else instance._state.kv_version
-                        for instance in chunk
-                    },
-                    claims=found.claims or None,
-                    releases=found.releases,
-                )
-                versions, sql_error = _write_rows(
-                    statements, sql, pending, [(i, previous[id(i)]) for i in chunk]
-                )
-            except Conflict as exc:
-                for instance in chunk:
-                    instance._values = previous[id(instance)]
-                raise reservations.to_integrity_error(meta, found, exc, store) or exc from exc
             created = {id(instance) for instance in chunk if instance._state.adding}
-            for instance in chunk:
-                _mark_stored(instance, versions[instance.kv_id])
-            if sql_error is not None:
-                raise SyncError(
-                    f"{len(chunk)} {meta.name} objects were saved to KV but their metadata rows "
-                    f"were not written ({sql_error}); run `manage.py nimbus_sync --repair`"
-                ) from sql_error
+            _send(
+                chunk,
+                scope,
+                store,
+                [before[id(instance)] for instance in chunk],
+                [previous[id(instance)] for instance in chunk],
+                "bulk_save",
+            )
             for instance in chunk:
                 if id(instance) in created:
                     instance.hooks.run_after("after_create", instance)

@@ -4,6 +4,11 @@
 //
 //   GET /app/{userId}/{CLASS}/{id}   -> {"data": <object or null>}
 //   PUT /app/{userId}/{CLASS}/{id}   body: JSON object -> stored with _auth: [userId]
+//
+// It also reads what the KV clients write, the way the kv-clients spec's clients do: a rate
+// limiter's count under `${keyPrefix}${identifier}` (`rl:login:192.168.1.1`) in NIMBUS_CACHE.
+//
+//   GET /kv-clients/ratelimit/{keyPrefix}/{identifier} -> {"key": ..., "count": <number>}
 
 class KVAdapter {
   constructor(env) {
@@ -63,10 +68,31 @@ class Datastore {
   }
 }
 
+class RateLimiterClient {
+  constructor(kv) {
+    this.kv = kv;
+  }
+
+  async count(identifier, keyPrefix) {
+    const key = `${keyPrefix}${identifier}`;
+    const raw = await this.kv.get(key);
+    return { key, count: raw === null ? 0 : Number(raw) };
+  }
+}
+
+async function kvClients(request, env, parts) {
+  const [, client, ...rest] = parts;
+  if (client === "ratelimit" && rest.length === 2 && request.method === "GET") {
+    return Response.json(await new RateLimiterClient(env.NIMBUS_CACHE).count(rest[1], rest[0]));
+  }
+  return new Response("not found", { status: 404 });
+}
+
 export default {
   async fetch(request, env) {
     const DATASTORE = new Datastore(env);
     const parts = new URL(request.url).pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === "kv-clients") return kvClients(request, env, parts);
     if (parts[0] !== "app" || parts.length !== 4) return new Response("not found", { status: 404 });
     const [, userId, cls, id] = parts;
     const db = DATASTORE.KV.auth(userId);

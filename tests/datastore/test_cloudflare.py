@@ -23,6 +23,7 @@ from datastore import (
     PutItem,
     QueryError,
     RateLimited,
+    RateLimiterClient,
     TooLarge,
     Unavailable,
 )
@@ -369,3 +370,16 @@ def test_python_reads_what_a_worker_wrote(
     assert ds.auth("user_12345").get("USER", "user_12345") == {**body, "_auth": ["user_12345"]}
     assert ds.auth("someone_else").get("USER", "user_12345") is None
     assert kv.get("NIMBUS_USERS", "user:user_12345") is not None
+
+
+def test_a_worker_reads_rate_limit_counters_under_the_spec_keys(
+    kv: CloudflareKVStore, cloudflare: LocalCloudflare
+) -> None:
+    limiter = RateLimiterClient(kv)
+    for _ in range(2):
+        limiter.check_limit("::1", 5, 900, key_prefix="rl:login:")
+    limiter.check_limit("192.168.1.1", 5, 900, key_prefix="rl:login:")
+    read = cloudflare.kv_clients("GET", "ratelimit", "rl:login:", "::1").json()
+    assert read == {"key": "rl:login:::1", "count": 2}
+    read = cloudflare.kv_clients("GET", "ratelimit", "rl:login:", "192.168.1.1").json()
+    assert read == {"key": "rl:login:192.168.1.1", "count": 1}

@@ -4,6 +4,13 @@ All three degrade gracefully: when the store is unavailable the cache falls thro
 loader, the session cache answers "no session", and the rate limiter lets the request through,
 each logging a warning instead of failing the request.
 
+Cache entries are the data-structures spec's ``CacheData``: ``{"data": <the value>, "created":
+<ISO 8601>, "expires": <ISO 8601, or null without a TTL>, "type": <value_type>}``, timestamps
+in UTC with milliseconds and ``Z`` (JavaScript's ``toISOString``) on the store's clock.
+``expires`` is the caller's TTL even where the store keeps the key longer (Cloudflare KV's 60 s
+minimum), and an entry past its ``expires`` reads as a miss, whoever wrote it. Entries written
+before this shape (the bare JSON value) still read as that value until they expire.
+
 Keys follow the kv-clients spec (see ``datastore.keys``): ``cache:{feature}:{key}``,
 ``session:{token}`` and ``{key_prefix}{identifier}`` for rate limits (``rl:login:::1``).
 
@@ -20,6 +27,7 @@ count carries over. Use Redis where a limit must hold exactly.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import threading
@@ -89,9 +97,42 @@ class _Call:
         self.error: BaseException | None = None
 
 
+_ENTRY_FIELDS = frozenset({"data", "created", "expires", "type"})
+
+
+def _moment(epoch: float) -> dt.datetime:
+    """``epoch`` as a UTC datetime cut to the millisecond, as the ISO timestamps show it."""
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def _is_entry(value: Any) -> bool:
+    """A ``CacheData`` object: the four fields, ``created`` and ``type`` strings and
+    ``expires`` a string or null (anything else is a value stored in the old shape)."""
+    return (
+        isinstance(value, dict)
+        and value.keys() >= _ENTRY_FIELDS
+        and isinstance(value["created"], str)
+        and isinstance(value["type"], str)
+        and (value["expires"] is None or isinstance(value["expires"], str))
+    )
+
+
 class CacheClient:
-    """A JSON cache under ``cache:{feature}:{key}``. Every entry expires: a TTL is required
-    (``default_ttl`` or per call) unless the client is built with ``require_ttl=False``."""
+    """A JSON cache under ``cache:{feature}:{key}``, each entry a ``CacheData`` object (see the
+    module docstring) whose ``type`` is ``value_type`` (default: the feature). Every entry
+    expires: a TTL is required (``default_ttl`` or per call) unless the client is built with
+    ``require_ttl=False``."""
 
     def __init__(
         self,
@@ -101,10 +142,14 @@ class CacheClient:
         namespace: str = "NIMBUS_CACHE",
         default_ttl: float | None = 300,
         require_ttl: bool = True,
+        value_type: str | None = None,
     ) -> None:
         validate_feature(feature)
+        if value_type is not None and (not isinstance(value_type, str) or not value_type):
+            raise InvalidValue(f"value_type must be a non-empty string, not {value_type!r}")
         self.kv = kv
         self.feature = feature
+        self.value_type = value_type or feature
         self.namespace = namespace
         self.default_ttl = default_ttl
         self.require_ttl = require_ttl
@@ -114,6 +159,7 @@ class CacheClient:
         return validate_kv_key(f"cache:{self.feature}:{validate_id(key, what='cache key')}")
 
     def _resolve_ttl(self, ttl: float | Any | None) -> float | None:
+        """The caller's TTL in seconds (``None``: no expiry), checked."""
         ttl = self.default_ttl if ttl is _MISSING else ttl
         if ttl is None:
             if self.require_ttl:
@@ -121,23 +167,45 @@ class CacheClient:
             return None
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
             raise InvalidValue(f"ttl must be a positive number of seconds, not {ttl!r}")
-        return _ttl(self.kv, ttl)
+        return float(ttl)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The cached value, or ``default`` if missing (or if the store is unavailable)."""
+        """The cached value, or ``default`` if missing or past its ``expires`` (or if the
+        store is unavailable)."""
         try:
             raw = self.kv.get(self.namespace, self.key(key))
         except Unavailable as exc:
             logger.warning("cache unavailable, reading %s as a miss: %s", key, exc)
             return default
-        return default if raw is None else codec.loads(raw)
+        if raw is None:
+            return default
+        stored = codec.loads(raw)
+        if not _is_entry(stored):
+            return stored  # the old shape: the bare value
+        expires = None if stored["expires"] is None else _epoch(stored["expires"])
+        if expires is not None and expires <= self.kv.clock():
+            return default
+        return stored["data"]
 
     def set(self, key: str, value: Any, ttl: float | None = _MISSING) -> None:
         """Store ``value`` (JSON) for ``ttl`` seconds; an unavailable store is only logged."""
-        data = codec.dumps(value)
-        expires = self._resolve_ttl(ttl)
+        seconds = self._resolve_ttl(ttl)
+        created = _moment(self.kv.clock())
+        expires = None if seconds is None else created + dt.timedelta(seconds=seconds)
+        entry = {
+            "data": value,
+            "created": codec.isoformat(created),
+            "expires": None if expires is None else codec.isoformat(expires),
+            "type": self.value_type,
+        }
+        data = codec.dumps(entry)
         try:
-            self.kv.put(self.namespace, self.key(key), data, ttl=expires)
+            self.kv.put(
+                self.namespace,
+                self.key(key),
+                data,
+                ttl=None if seconds is None else _ttl(self.kv, seconds),
+            )
         except Unavailable as exc:
             logger.warning("cache unavailable, not caching %s: %s", key, exc)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import multiprocessing
+import re
 import threading
 import time
 
@@ -17,6 +20,7 @@ from datastore import (
     KVStore,
     RateLimiterClient,
     SessionCacheClient,
+    codec,
 )
 from tests.support import KV_BACKENDS, Backend, FakeClock, FaultyStore, make_kv
 
@@ -263,3 +267,56 @@ def test_unsafe_key_prefixes_are_refused(kv: KVStore, bad: object) -> None:
 def test_unsafe_feature_names_are_refused(kv: KVStore, bad: str) -> None:
     with pytest.raises(InvalidKey, match="feature"):
         CacheClient(kv, bad)
+
+
+# -- cache entries are the data-structures spec's CacheData {data, created, expires, type} ---
+
+
+def _iso(epoch: float) -> str:
+    return codec.isoformat(dt.datetime.fromtimestamp(epoch, dt.UTC))
+
+
+def test_cache_entries_have_the_spec_shape(kv: KVStore) -> None:
+    cache = CacheClient(kv, "content")
+    before = kv.clock()
+    cache.set("published:cat-uuid", {"items": [1, 2]}, ttl=300)
+    after = kv.clock()
+    entry = json.loads(kv.get("NIMBUS_CACHE", "cache:content:published:cat-uuid") or b"null")
+    assert set(entry) == {"data", "created", "expires", "type"}
+    assert entry["data"] == {"items": [1, 2]} and entry["type"] == "content"
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(iso, entry["created"]) and re.fullmatch(iso, entry["expires"])
+    assert _iso(before) <= entry["created"] <= _iso(after)
+    created = dt.datetime.fromisoformat(entry["created"])
+    assert dt.datetime.fromisoformat(entry["expires"]) - created == dt.timedelta(seconds=300)
+    assert cache.get("published:cat-uuid") == {"items": [1, 2]}
+    typed = CacheClient(kv, "answers", value_type="ai_response")
+    typed.set("q1", "42")
+    assert json.loads(kv.get("NIMBUS_CACHE", "cache:answers:q1") or b"")["type"] == "ai_response"
+    forever = CacheClient(kv, "settings", default_ttl=None, require_ttl=False)
+    forever.set("all", {"a": 1})
+    assert json.loads(kv.get("NIMBUS_CACHE", "cache:settings:all") or b"")["expires"] is None
+    assert forever.get("all") == {"a": 1}
+
+
+def test_cache_still_reads_entries_in_the_old_shape(kv: KVStore) -> None:
+    """Entries written before CacheData held the bare JSON value: they read as before."""
+    cache = CacheClient(kv, "content")
+    kv.put("NIMBUS_CACHE", "cache:content:home", b'{"title":"Hi","items":[1,2]}', ttl=300)
+    kv.put("NIMBUS_CACHE", "cache:content:data", b'{"data":1,"created":"x"}', ttl=300)
+    kv.put("NIMBUS_CACHE", "cache:content:list", b"[1,2]", ttl=300)
+    assert cache.get("home") == {"title": "Hi", "items": [1, 2]}
+    assert cache.get("data") == {"data": 1, "created": "x"}
+    assert cache.get("list") == [1, 2]
+    assert cache.get_or_set("home", lambda: "not called") == {"title": "Hi", "items": [1, 2]}
+
+
+def test_an_entry_past_its_expires_is_a_miss(kv: KVStore) -> None:
+    """A Worker may write CacheData without a KV TTL: ``expires`` is what says it is stale."""
+    now = kv.clock()
+    stale = {"data": "old", "created": _iso(now - 600), "expires": _iso(now - 300), "type": "x"}
+    kv.put("NIMBUS_CACHE", "cache:content:home", json.dumps(stale).encode())
+    cache = CacheClient(kv, "content")
+    assert cache.get("home") is None
+    assert cache.get_or_set("home", lambda: "fresh") == "fresh"
+    assert cache.get("home") == "fresh"

@@ -4,8 +4,18 @@ file, and back into any backend.
 
 The file: a header line (format, version, source, time), one line per record, and a trailer
 with the record count and the SHA-256 of every line before it. ``restore`` checks the whole file
-before writing anything, and refuses a target that already holds data unless told how to merge
-(``overwrite`` or ``skip``). Metadata tables are not in the file: they are rebuilt from KV.
+before writing anything (the count, the SHA-256 recomputed as ``backup`` computes it, and, if
+given, the SHA-256 the backup reported), reports that SHA-256, and refuses a target that
+already holds data unless told how to merge (``overwrite`` or ``skip``). Metadata tables are
+not in the file: they are rebuilt from KV.
+
+The migration log is merged, never duplicated, whatever the merge mode: a logged change is
+restored only if its table exists in the target (``objects``/``lists`` restored from the file
+count; the metadata tables do not exist until ``initialize`` rebuilds them and logs their
+creation itself) and the target's log does not already hold the same change (model, table,
+change, detail, SQL and schema hash; ids and times differ between databases). Restored
+changes get new ids, in their original order. So restoring a file twice, or into the database
+it came from, leaves the log as it was.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ VERSION = 1
 BATCH = 500
 SQL_TABLES = ("objects", "lists", MIGRATIONS_TABLE)
 MERGE_MODES = ("refuse", "overwrite", "skip")
+# What makes two migration log rows the same change (ids and applied_at differ by database).
+LOG_IDENTITY = ("model", "table", "change", "detail", "sql", "schema_hash")
 
 
 @dataclass
@@ -146,8 +158,9 @@ def _read(path: str | Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def verify_file(path: str | Path) -> dict[str, Any]:
-    """Check format, version, count and checksum; returns the header. Writes nothing."""
+def verify_file(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
+    """Check format, version, count and checksum (and that the checksum is ``sha256``, if
+    given); returns the header, with the file's checksum as ``"sha256"``. Writes nothing."""
     digest = hashlib.sha256()
     count = -1
     header: dict[str, Any] | None = None
@@ -171,9 +184,23 @@ def verify_file(path: str | Path) -> dict[str, Any]:
         raise InvalidValue(f"{path}: format version {header.get('version')} is not {VERSION}")
     if trailer is None:
         raise InvalidValue(f"{path}: the file is truncated (no end record)")
-    if trailer.get("count") != count or trailer.get("sha256") != digest.hexdigest():
-        raise InvalidValue(f"{path}: checksum mismatch: the file is damaged")
-    return header
+    actual = digest.hexdigest()
+    if trailer.get("count") != count:
+        raise InvalidValue(
+            f"{path}: checksum mismatch: the file holds {count} records, its end record says "
+            f"{trailer.get('count')}: the file is damaged; nothing was restored"
+        )
+    if trailer.get("sha256") != actual:
+        raise InvalidValue(
+            f"{path}: checksum mismatch: the records hash to sha256 {actual}, the end record "
+            f"says {trailer.get('sha256')}: the file is damaged; nothing was restored"
+        )
+    if sha256 is not None and sha256.strip().lower() != actual:
+        raise InvalidValue(
+            f"{path}: checksum mismatch: the file's sha256 is {actual}, not the expected "
+            f"{sha256}: not the backup you meant, or a changed one; nothing was restored"
+        )
+    return {**header, "sha256": actual}
 
 
 def _target_holds_data(kv: KVStore | None, sql: SQLDatabase | None) -> bool:
@@ -195,17 +222,21 @@ def restore(
     *,
     merge: str = "refuse",
     progress: Callable[[int], None] | None = None,
+    sha256: str | None = None,
 ) -> BackupReport:
-    """Load a backup into the given stores (see the module docstring for ``merge``)."""
+    """Load a backup into the given stores (see the module docstring for ``merge`` and the
+    migration log). ``sha256``: the checksum the backup reported, checked before anything is
+    written; the report's ``sha256`` is the file's, verified."""
     if merge not in MERGE_MODES:
         raise InvalidValue(f"merge must be one of {', '.join(MERGE_MODES)}")
     started = time.perf_counter()
-    verify_file(path)
+    checked = verify_file(path, sha256)
     if merge == "refuse" and _target_holds_data(kv, sql):
         raise InvalidValue(
             "the target already holds data: restore with merge='overwrite' or merge='skip'"
         )
-    report = BackupReport()
+    report = BackupReport(sha256=checked["sha256"])
+    target = _SQLTarget(sql) if sql is not None else None
     pending: dict[str, list[PutItem]] = {}
     now = kv.clock() if kv is not None else 0.0  # expiry times are on the store's clock
 
@@ -238,9 +269,11 @@ def restore(
             report.kv_keys += 1
             if len(pending[namespace]) >= BATCH:
                 flush(namespace)
-        elif kind == "sql" and sql is not None:
-            _restore_row(sql, record["table"], record["row"], merge)
-            report.sql_rows += 1
+        elif kind == "sql" and target is not None:
+            if target.restore_row(record["table"], record["row"], merge):
+                report.sql_rows += 1
+            else:
+                report.skipped += 1
         if progress is not None and report.records % 1000 == 0:
             progress(report.records)
     for namespace in list(pending):
@@ -249,11 +282,51 @@ def restore(
     return report
 
 
-def _restore_row(sql: SQLDatabase, table: str, row: dict[str, Any], merge: str) -> None:
-    if table not in SQL_TABLES:
-        raise InvalidValue(f"unexpected table {table!r} in the backup")
-    if not sql.table_info(table):
+class _SQLTarget:
+    """Writes ``objects``/``lists`` rows and merges the migration log (module docstring)."""
+
+    def __init__(self, sql: SQLDatabase) -> None:
+        self.sql = sql
+        self.tables: dict[str, bool] = {}
+        self.logged: set[tuple[Any, ...]] | None = None
+
+    def has_table(self, table: str) -> bool:
+        if table not in self.tables:
+            self.tables[table] = bool(self.sql.table_info(table))
+        return self.tables[table]
+
+    def create(self, table: str) -> None:
         ddl = [MIGRATIONS_DDL] if table == MIGRATIONS_TABLE else list(OBJECT_TABLES_DDL)
-        sql.batch([(statement, ()) for statement in ddl])
-    verb = "INSERT OR IGNORE" if merge == "skip" else "INSERT OR REPLACE"
-    sql.batch(insert_rows(table, list(row), [list(row.values())], verb=verb))
+        self.sql.batch([(statement, ()) for statement in ddl])
+        self.tables.clear()  # the object DDL creates several tables
+
+    def restore_row(self, table: str, row: dict[str, Any], merge: str) -> bool:
+        """Write one row; ``False`` if it is a migration log row that is not restored."""
+        if table not in SQL_TABLES:
+            raise InvalidValue(f"unexpected table {table!r} in the backup")
+        if table == MIGRATIONS_TABLE:
+            return self._log(row)
+        if not self.has_table(table):
+            self.create(table)
+        verb = "INSERT OR IGNORE" if merge == "skip" else "INSERT OR REPLACE"
+        self.sql.batch(insert_rows(table, list(row), [list(row.values())], verb=verb))
+        return True
+
+    def _log(self, row: dict[str, Any]) -> bool:
+        if not self.has_table(str(row.get("table"))):
+            return False  # initialize creates it and logs that itself
+        if not self.has_table(MIGRATIONS_TABLE):
+            self.create(MIGRATIONS_TABLE)
+        if self.logged is None:
+            columns = ", ".join(f'"{column}"' for column in LOG_IDENTITY)
+            self.logged = {
+                tuple(found[column] for column in LOG_IDENTITY)
+                for found in self.sql.execute(f"SELECT {columns} FROM {MIGRATIONS_TABLE}")
+            }
+        identity = tuple(row.get(column) for column in LOG_IDENTITY)
+        if identity in self.logged:
+            return False
+        self.logged.add(identity)
+        values = {column: value for column, value in row.items() if column != "id"}
+        self.sql.batch(insert_rows(MIGRATIONS_TABLE, list(values), [list(values.values())]))
+        return True

@@ -4,14 +4,30 @@ All three degrade gracefully: when the store is unavailable the cache falls thro
 loader, the session cache answers "no session", and the rate limiter lets the request through,
 each logging a warning instead of failing the request.
 
-Rate limits are exact on memory, SQLite and Redis (an atomic increment per request). On
-Cloudflare KV they are approximate: KV has no atomic increment and is eventually consistent,
-and Cloudflare allows one write per second to a key, so concurrent requests in one window can
-be under-counted and a limit can be exceeded. Use Redis where a limit must hold exactly.
+Cache entries are the data-structures spec's ``CacheData``: ``{"data": <the value>, "created":
+<ISO 8601>, "expires": <ISO 8601, or null without a TTL>, "type": <value_type>}``, timestamps
+in UTC with milliseconds and ``Z`` (JavaScript's ``toISOString``) on the store's clock.
+``expires`` is the caller's TTL even where the store keeps the key longer (Cloudflare KV's 60 s
+minimum), and an entry past its ``expires`` reads as a miss, whoever wrote it. Entries written
+before this shape (the bare JSON value) still read as that value until they expire.
+
+Keys follow the kv-clients spec (see ``datastore.keys``): ``cache:{feature}:{key}``,
+``session:{token}`` and ``{key_prefix}{identifier}`` for rate limits (``rl:login:::1``).
+
+Rate limits are fixed windows on the store's clock (``window`` seconds, aligned to multiples
+of it): the counter under ``{key_prefix}{identifier}`` holds the window's count as decimal
+digits and expires when the window ends, so a Worker reads it with ``kv.get(key)`` and a
+``reset`` needs no window. They are exact on memory, SQLite and Redis (an atomic increment per
+request). On Cloudflare KV they are approximate: KV has no atomic increment and is eventually
+consistent, and Cloudflare allows one write per second to a key, so concurrent requests in one
+window can be under-counted and a limit can be exceeded; and as its TTLs are at least 60 s, a
+counter created in a window's last minute lives up to a minute into the next window and its
+count carries over. Use Redis where a limit must hold exactly.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import threading
@@ -23,11 +39,18 @@ from typing import Any, TypeVar
 from . import codec
 from .contract import KVStore
 from .errors import InvalidValue, Unavailable
-from .keys import validate_id, validate_list_name
+from .keys import (
+    rate_limit_prefix,
+    validate_feature,
+    validate_id,
+    validate_identifier,
+    validate_kv_key,
+)
 
 __all__ = ["CacheClient", "RateLimitResult", "RateLimiterClient", "SessionCacheClient"]
 
 logger = logging.getLogger("datastore.cache")
+DEFAULT_KEY_PREFIX = "rl:api:"
 T = TypeVar("T")
 _MISSING: Any = object()
 
@@ -74,9 +97,42 @@ class _Call:
         self.error: BaseException | None = None
 
 
+_ENTRY_FIELDS = frozenset({"data", "created", "expires", "type"})
+
+
+def _moment(epoch: float) -> dt.datetime:
+    """``epoch`` as a UTC datetime cut to the millisecond, as the ISO timestamps show it."""
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def _is_entry(value: Any) -> bool:
+    """A ``CacheData`` object: the four fields, ``created`` and ``type`` strings and
+    ``expires`` a string or null (anything else is a value stored in the old shape)."""
+    return (
+        isinstance(value, dict)
+        and value.keys() >= _ENTRY_FIELDS
+        and isinstance(value["created"], str)
+        and isinstance(value["type"], str)
+        and (value["expires"] is None or isinstance(value["expires"], str))
+    )
+
+
 class CacheClient:
-    """A JSON cache under ``cache:{feature}:{key}``. Every entry expires: a TTL is required
-    (``default_ttl`` or per call) unless the client is built with ``require_ttl=False``."""
+    """A JSON cache under ``cache:{feature}:{key}``, each entry a ``CacheData`` object (see the
+    module docstring) whose ``type`` is ``value_type`` (default: the feature). Every entry
+    expires: a TTL is required (``default_ttl`` or per call) unless the client is built with
+    ``require_ttl=False``."""
 
     def __init__(
         self,
@@ -86,19 +142,24 @@ class CacheClient:
         namespace: str = "NIMBUS_CACHE",
         default_ttl: float | None = 300,
         require_ttl: bool = True,
+        value_type: str | None = None,
     ) -> None:
-        validate_list_name(feature)
+        validate_feature(feature)
+        if value_type is not None and (not isinstance(value_type, str) or not value_type):
+            raise InvalidValue(f"value_type must be a non-empty string, not {value_type!r}")
         self.kv = kv
         self.feature = feature
+        self.value_type = value_type or feature
         self.namespace = namespace
         self.default_ttl = default_ttl
         self.require_ttl = require_ttl
         self._flights = _SingleFlight()
 
     def key(self, key: str) -> str:
-        return f"cache:{self.feature}:{validate_id(key, what='cache key')}"
+        return validate_kv_key(f"cache:{self.feature}:{validate_id(key, what='cache key')}")
 
     def _resolve_ttl(self, ttl: float | Any | None) -> float | None:
+        """The caller's TTL in seconds (``None``: no expiry), checked."""
         ttl = self.default_ttl if ttl is _MISSING else ttl
         if ttl is None:
             if self.require_ttl:
@@ -106,23 +167,45 @@ class CacheClient:
             return None
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
             raise InvalidValue(f"ttl must be a positive number of seconds, not {ttl!r}")
-        return _ttl(self.kv, ttl)
+        return float(ttl)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The cached value, or ``default`` if missing (or if the store is unavailable)."""
+        """The cached value, or ``default`` if missing or past its ``expires`` (or if the
+        store is unavailable)."""
         try:
             raw = self.kv.get(self.namespace, self.key(key))
         except Unavailable as exc:
             logger.warning("cache unavailable, reading %s as a miss: %s", key, exc)
             return default
-        return default if raw is None else codec.loads(raw)
+        if raw is None:
+            return default
+        stored = codec.loads(raw)
+        if not _is_entry(stored):
+            return stored  # the old shape: the bare value
+        expires = None if stored["expires"] is None else _epoch(stored["expires"])
+        if expires is not None and expires <= self.kv.clock():
+            return default
+        return stored["data"]
 
     def set(self, key: str, value: Any, ttl: float | None = _MISSING) -> None:
         """Store ``value`` (JSON) for ``ttl`` seconds; an unavailable store is only logged."""
-        data = codec.dumps(value)
-        expires = self._resolve_ttl(ttl)
+        seconds = self._resolve_ttl(ttl)
+        created = _moment(self.kv.clock())
+        expires = None if seconds is None else created + dt.timedelta(seconds=seconds)
+        entry = {
+            "data": value,
+            "created": codec.isoformat(created),
+            "expires": None if expires is None else codec.isoformat(expires),
+            "type": self.value_type,
+        }
+        data = codec.dumps(entry)
         try:
-            self.kv.put(self.namespace, self.key(key), data, ttl=expires)
+            self.kv.put(
+                self.namespace,
+                self.key(key),
+                data,
+                ttl=None if seconds is None else _ttl(self.kv, seconds),
+            )
         except Unavailable as exc:
             logger.warning("cache unavailable, not caching %s: %s", key, exc)
 
@@ -166,7 +249,7 @@ class SessionCacheClient:
         self.default_ttl = default_ttl
 
     def key(self, token: str) -> str:
-        return f"session:{validate_id(token, what='session token')}"
+        return validate_kv_key(f"session:{validate_identifier(token, what='session token')}")
 
     def get(self, token: str) -> dict[str, Any] | None:
         """The session's data, or ``None`` if missing, expired, or the store is unavailable."""
@@ -202,7 +285,7 @@ class SessionCacheClient:
 class RateLimitResult:
     allowed: bool
     remaining: int
-    reset_at: float  # epoch seconds when the current window ends
+    reset_at: float  # epoch seconds (on the limiter's clock) when the current window ends
     limit: int
     checked_at: float = field(default_factory=time.time)  # on the limiter's clock
 
@@ -213,40 +296,42 @@ class RateLimitResult:
 
 
 class RateLimiterClient:
-    """Fixed-window rate limits: ``check_limit("key_abc", 100, 60)`` counts this request in the
-    current minute and says whether it is within 100. See the module docstring on accuracy."""
+    """Fixed-window rate limits: ``check_limit("192.168.1.1", 5, 900, key_prefix="rl:login:")``
+    counts this request under ``rl:login:192.168.1.1`` and says whether it is within 5 in the
+    current 15 minutes. See the module docstring on windows and accuracy.
+
+    ``clock`` defaults to the store's: windows end when their counter expires on the store, so
+    a clock of your own must be the store's clock too."""
 
     def __init__(
         self,
         kv: KVStore,
         *,
         namespace: str = "NIMBUS_CACHE",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         fail_open: bool = True,
     ) -> None:
         self.kv = kv
         self.namespace = namespace
-        self.clock = clock
+        self.clock = clock or kv.clock
         self.fail_open = fail_open
 
-    def _key(self, identifier: str, window: int, key_prefix: str, start: int) -> str:
-        validate_list_name(key_prefix)
-        return (
-            f"ratelimit:{key_prefix}:{validate_id(identifier, what='identifier')}:{window}:{start}"
-        )
+    def key(self, identifier: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> str:
+        """``{key_prefix}{identifier}``, the key a Worker following the spec reads."""
+        prefix = rate_limit_prefix(key_prefix)
+        return validate_kv_key(prefix + validate_identifier(identifier, what="identifier"))
 
     def check_limit(
-        self, identifier: str, limit: int, window: int, key_prefix: str = "api"
+        self, identifier: str, limit: int, window: int, key_prefix: str = DEFAULT_KEY_PREFIX
     ) -> RateLimitResult:
         """Count one request for ``identifier`` and say whether it is allowed."""
         if limit < 1 or window < 1:
             raise InvalidValue("limit and window must be at least 1")
+        key = self.key(identifier, key_prefix)
         now = self.clock()
-        start = int(now // window) * window
-        reset_at = float(start + window)
-        key = self._key(identifier, window, key_prefix, start)
+        reset_at = float(int(now // window) * window + window)
         try:
-            count = self.kv.incr(self.namespace, key, ttl=_ttl(self.kv, window + 1))
+            count = self.kv.incr(self.namespace, key, ttl=_ttl(self.kv, reset_at - now))
         except Unavailable as exc:
             logger.warning("rate limiter unavailable (%s): letting %s through", exc, identifier)
             if not self.fail_open:
@@ -254,7 +339,7 @@ class RateLimiterClient:
             return RateLimitResult(True, limit, reset_at, limit, now)
         return RateLimitResult(count <= limit, max(0, limit - count), reset_at, limit, now)
 
-    def reset(self, identifier: str, window: int, key_prefix: str = "api") -> None:
-        """Forget the current window's count for ``identifier``."""
-        start = int(self.clock() // window) * window
-        self.kv.delete(self.namespace, self._key(identifier, window, key_prefix, start))
+    def reset(self, identifier: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> bool:
+        """Forget the current count for ``identifier`` (the spec's ``reset(identifier,
+        keyPrefix)``); ``False`` if there was none."""
+        return self.kv.delete(self.namespace, self.key(identifier, key_prefix))

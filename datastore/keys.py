@@ -12,6 +12,18 @@ The formats are the ones Workers read, so they must not drift:
 An id may be *composite*: several segments joined with ``:``. Each segment is validated on its
 own and may not itself contain ``:``, so two different part sequences can never produce the same
 key (``composite_key("a:b", "c")`` is refused instead of colliding with ``("a", "b:c")``).
+
+The KV clients (``datastore.cache``) use the kv-clients spec's keys:
+
+* cache entries: ``cache:{feature}:{key}`` (``cache:platform-settings:all``,
+  ``cache:content:published:cat-uuid``): a feature is a name with letters, digits, ``_`` or
+  ``-``; the key is an id (composite allowed);
+* sessions: ``session:{token}``;
+* rate limits: ``{key_prefix}{identifier}`` (``rl:login:192.168.1.1``, ``rl:login:::1``).
+
+A session token or rate-limit identifier is *opaque*: it may contain ``:`` (an IPv6 address is
+an identifier) because it is always the whole rest of the key, after a fixed prefix, and is
+never split. It is stored as given, so a Worker following the spec finds it under the same key.
 """
 
 from __future__ import annotations
@@ -26,10 +38,13 @@ __all__ = [
     "composite_key",
     "list_key",
     "object_key",
+    "rate_limit_prefix",
     "reservation_key",
     "reservation_prefix",
     "validate_class_name",
+    "validate_feature",
     "validate_id",
+    "validate_identifier",
     "validate_kv_key",
     "validate_list_name",
     "validate_namespace",
@@ -43,6 +58,12 @@ _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # RFC 3986 unreserved characters plus a few that appear in natural ids (emails: @ +).
 _SEGMENT = re.compile(r"[A-Za-z0-9._~@+=-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The segment characters plus ':' (IPv6 addresses): see "opaque" in the module docstring.
+_OPAQUE = re.compile(r"[A-Za-z0-9._~@+=:-]+")
+_FEATURE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_PREFIX = re.compile(r"(?:[A-Za-z0-9_-]+:)+")
+MAX_PREFIX_LENGTH = 64
+DEFAULT_RATE_LIMIT_SCOPE = "rl"
 RESERVATION_PREFIX = "_unique:"
 
 
@@ -96,6 +117,55 @@ def validate_id(object_id: str, *, what: str = "id") -> str:
     for segment in object_id.split(":"):
         _validate_segment(segment, what, object_id)
     return object_id
+
+
+def validate_identifier(value: str, *, what: str = "identifier") -> str:
+    """An opaque session token or rate-limit identifier: 1-256 letters, digits or
+    ``. _ ~ @ + = - :`` (so ``192.168.1.1``, ``::1``, ``2001:db8::1``, ``key_abc``)."""
+    if not isinstance(value, str):
+        raise InvalidKey(f"invalid {what} {value!r}: must be a string")
+    if not value:
+        raise InvalidKey(f"invalid {what} '': must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidKey(f"invalid {what}: longer than {MAX_ID_LENGTH} characters")
+    if _CONTROL.search(value):
+        raise InvalidKey(f"invalid {what} {value!r}: control characters are not allowed")
+    if not _OPAQUE.fullmatch(value):
+        raise InvalidKey(
+            f"invalid {what} {value!r}: only letters, digits and . _ ~ @ + = - : are allowed "
+            "(no spaces, '/' or other characters)"
+        )
+    return value
+
+
+def validate_feature(name: str) -> str:
+    """A cache feature: a letter, then letters, digits, ``_`` or ``-`` (max 64):
+    ``content``, ``platform-settings``, ``creator-buckets``."""
+    if not isinstance(name, str) or not _FEATURE.fullmatch(name):
+        raise InvalidKey(
+            f"invalid cache feature {name!r}: must start with a letter and contain only "
+            "letters, digits, '_' and '-' (max 64 characters; ':' separates it from the key)"
+        )
+    return name
+
+
+def rate_limit_prefix(prefix: str) -> str:
+    """The start of a rate-limit key. The spec's form is used as given: one or more non-empty
+    parts of letters, digits, ``_`` or ``-``, each ending with ``:`` (``rl:login:``). A bare
+    name is short for ``rl:{name}:`` (``login`` is ``rl:login:``). At most 64 characters."""
+    if isinstance(prefix, str) and ":" not in prefix and _FEATURE.fullmatch(prefix):
+        prefix = f"{DEFAULT_RATE_LIMIT_SCOPE}:{prefix}:"
+    if (
+        not isinstance(prefix, str)
+        or len(prefix) > MAX_PREFIX_LENGTH
+        or not _PREFIX.fullmatch(prefix)
+    ):
+        raise InvalidKey(
+            f"invalid rate-limit key prefix {prefix!r}: use parts of letters, digits, '_' or "
+            "'-', each ending with ':' (like 'rl:login:'), or a bare name ('login' means "
+            f"'rl:login:'); at most {MAX_PREFIX_LENGTH} characters"
+        )
+    return prefix
 
 
 def composite_key(*parts: str) -> str:

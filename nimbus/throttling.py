@@ -1,5 +1,6 @@
 """Rate limits on the datastore's RateLimiter: the API throttle (per API key) and the login
-rate limit (per client address and user name)."""
+rate limit (per client address and user name), under the kv-clients spec's keys:
+``rl:api:{identifier}`` and ``rl:login:{address}_{user name}`` (IPv6 addresses as they are)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ __all__ = ["ApiKeyRateThrottle", "LoginRateLimitMiddleware"]
 
 DEFAULT_LIMITS = {"anon": 60, "session": 600, "key": 1000, "login": 10}
 LOGIN_PATHS = ("/admin/login/", "/api-auth/login/")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._~@+=-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._~@+=:-]")
 
 
 def limits() -> dict[str, int]:
@@ -54,7 +55,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         else:
             identifier, limit = f"ip_{_client_address(request)}", configured["anon"]
         self.result: RateLimitResult = RateLimiterClient(conf.kv_store()).check_limit(
-            identifier, limit, self.window, key_prefix="api"
+            identifier, limit, self.window, key_prefix="rl:api:"
         )
         return self.result.allowed
 
@@ -79,7 +80,7 @@ class LoginRateLimitMiddleware:
                 f"{_client_address(request)}_{username}",
                 limits()["login"],
                 self.window,
-                key_prefix="login",
+                key_prefix="rl:login:",
             )
             if not result.allowed:
                 response = JsonResponse(

@@ -4,6 +4,16 @@
 //
 //   GET /app/{userId}/{CLASS}/{id}   -> {"data": <object or null>}
 //   PUT /app/{userId}/{CLASS}/{id}   body: JSON object -> stored with _auth: [userId]
+//
+// It also reads and writes what the KV clients do, the way the kv-clients spec's clients and
+// the data-structures spec's CacheData ({data, created, expires, type}, ISO 8601 timestamps)
+// say, in NIMBUS_CACHE: a rate limiter's count under `${keyPrefix}${identifier}`
+// (`rl:login:192.168.1.1`) and cache entries under `cache:{feature}:{key}`.
+//
+//   GET /kv-clients/ratelimit/{keyPrefix}/{identifier} -> {"key": ..., "count": <number>}
+//   GET /kv-clients/cache/{key}  -> {"data": <value, or null if missing or expired>,
+//                                    "entry": <the stored CacheData>}
+//   PUT /kv-clients/cache/{key}?ttl=300&type=page_data   body: JSON value -> stored as CacheData
 
 class KVAdapter {
   constructor(env) {
@@ -63,10 +73,66 @@ class Datastore {
   }
 }
 
+class RateLimiterClient {
+  constructor(kv) {
+    this.kv = kv;
+  }
+
+  async count(identifier, keyPrefix) {
+    const key = `${keyPrefix}${identifier}`;
+    const raw = await this.kv.get(key);
+    return { key, count: raw === null ? 0 : Number(raw) };
+  }
+}
+
+class CacheClient {
+  constructor(kv) {
+    this.kv = kv;
+  }
+
+  async get(key) {
+    const entry = await this.kv.get(key, "json");
+    if (!entry || (entry.expires !== null && Date.parse(entry.expires) <= Date.now())) {
+      return { data: null, entry };
+    }
+    return { data: entry.data, entry };
+  }
+
+  async set(key, value, ttl, type) {
+    const now = Date.now();
+    const entry = {
+      data: value,
+      created: new Date(now).toISOString(),
+      expires: new Date(now + ttl * 1000).toISOString(),
+      type,
+    };
+    await this.kv.put(key, JSON.stringify(entry), { expirationTtl: Math.max(ttl, 60) });
+  }
+}
+
+async function kvClients(request, env, parts) {
+  const [, client, ...rest] = parts;
+  if (client === "cache" && rest.length === 1) {
+    const cache = new CacheClient(env.NIMBUS_CACHE);
+    if (request.method === "GET") return Response.json(await cache.get(rest[0]));
+    if (request.method === "PUT") {
+      const params = new URL(request.url).searchParams;
+      const ttl = Number(params.get("ttl") ?? "300");
+      await cache.set(rest[0], await request.json(), ttl, params.get("type") ?? "page_data");
+      return Response.json({ ok: true });
+    }
+  }
+  if (client === "ratelimit" && rest.length === 2 && request.method === "GET") {
+    return Response.json(await new RateLimiterClient(env.NIMBUS_CACHE).count(rest[1], rest[0]));
+  }
+  return new Response("not found", { status: 404 });
+}
+
 export default {
   async fetch(request, env) {
     const DATASTORE = new Datastore(env);
     const parts = new URL(request.url).pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === "kv-clients") return kvClients(request, env, parts);
     if (parts[0] !== "app" || parts.length !== 4) return new Response("not found", { status: 404 });
     const [, userId, cls, id] = parts;
     const db = DATASTORE.KV.auth(userId);

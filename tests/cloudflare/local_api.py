@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -130,6 +131,11 @@ class LocalCloudflare:
     def app(self, method: str, user_id: str, class_name: str, object_id: str, body: Any = None):
         """Call the interop Worker written like the datastore spec's JS KVAdapter."""
         return self.http.request(method, f"app/{user_id}/{class_name}/{object_id}", json=body)
+
+    def kv_clients(self, method: str, *parts: str, body: Any = None, **params: Any):
+        """Call the interop Worker's kv-clients routes (``/kv-clients/{client}/...``)."""
+        path = "/".join(quote(part, safe="") for part in ("kv-clients", *parts))
+        return self.http.request(method, path, json=body, params=params or None)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -53,7 +53,7 @@ const mf = new Miniflare({
       scriptPath: join(here, "app-worker.mjs"),
       compatibilityDate: "2026-04-01",
       kvNamespaces: appNamespaces,
-      routes: ["*/app/*"],
+      routes: ["*/app/*", "*/kv-clients/*"],
     },
   ],
 });

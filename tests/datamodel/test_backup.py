@@ -188,3 +188,51 @@ def test_reservations_travel_with_their_objects(adapter: str, tmp_path) -> None:
     assert sorted(oid for batch in system.scan("PROJECT") for oid in batch) == ["proj_1", "proj_2"]
     with pytest.raises(Conflict):
         system.put("PROJECT", "proj_3", {}, if_version=0, claims={"slug:x": "proj_3"})
+
+
+def _log(sql) -> list[tuple]:
+    rows = sql.execute(
+        'SELECT model, "table", change, detail, "sql", schema_hash FROM _nimbus_migrations'
+    )
+    return sorted(tuple(row.values()) for row in rows)
+
+
+def test_restore_never_duplicates_the_migration_log(tmp_path) -> None:
+    from datamodel import Connection, initialize
+    from datastore.backends.sqlite import SQLiteDatabase
+    from tests.datamodel.models import TEST_MODELS
+
+    def connection(sql: SQLiteDatabase) -> Connection:
+        return Connection(Datastore(sql=sql, adapter="sql", routing=routing()), sql)
+
+    origin = SQLiteDatabase(tmp_path / "a.sqlite3")
+    initialize(connection(origin), TEST_MODELS, seeds=False)
+    connection(origin).datastore.auth("alice").put("PROJECT", "proj_1", {"name": "x"})
+    logged = _log(origin)
+    path = tmp_path / "sql.jsonl.gz"
+    backup(None, origin, path)
+    for merge in ("overwrite", "overwrite", "skip"):  # into the database it came from
+        restore(None, origin, path, merge=merge)
+        assert _log(origin) == logged
+    target = SQLiteDatabase(tmp_path / "b.sqlite3")  # a new database, then rebuilt
+    restore(None, target, path)
+    initialize(connection(target), TEST_MODELS, seeds=False)
+    assert _log(target) == logged
+    report = restore(None, target, path, merge="overwrite")
+    initialize(connection(target), TEST_MODELS, seeds=False)
+    assert _log(target) == logged and report.skipped == len(logged)
+
+
+def test_restore_reports_the_verified_sha256(tmp_path) -> None:
+    origin = MemoryKVStore()
+    fill(origin)
+    path = tmp_path / "b.jsonl.gz"
+    made = backup(origin, None, path)
+    assert verify_file(path)["sha256"] == made.sha256
+    target = MemoryKVStore()
+    with pytest.raises(
+        InvalidValue, match=f"checksum mismatch: the file's sha256 is {made.sha256}"
+    ):
+        restore(target, None, path, sha256="ab" * 32)
+    assert target.namespaces() == []
+    assert restore(target, None, path, sha256=made.sha256.upper()).sha256 == made.sha256

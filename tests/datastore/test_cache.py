@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import multiprocessing
+import re
 import threading
 import time
 
@@ -12,10 +15,12 @@ import pytest
 from datastore import (
     CacheClient,
     Conflict,
+    InvalidKey,
     InvalidValue,
     KVStore,
     RateLimiterClient,
     SessionCacheClient,
+    codec,
 )
 from tests.support import KV_BACKENDS, Backend, FakeClock, FaultyStore, make_kv
 
@@ -122,18 +127,22 @@ def test_sessions(kv: KVStore) -> None:
     assert sessions.get("tok_abc") is None
 
 
-def test_rate_limit_counts_and_resets(kv: KVStore) -> None:
-    now = [1_700_000_000.0]
-    limiter = RateLimiterClient(kv, clock=lambda: now[0])
-    results = [limiter.check_limit("key_1", 3, 60) for _ in range(5)]
+def test_rate_limit_counts_and_resets(kv_backend: Backend) -> None:
+    kv = kv_backend.store
+    fake_clock = kv_backend.name in ("memory", "sqlite")
+    window = 60 if fake_clock else 86_400  # a real clock: no window boundary mid-test
+    limiter = RateLimiterClient(kv)  # on the store's clock
+    results = [limiter.check_limit("key_1", 3, window) for _ in range(5)]
     assert [r.allowed for r in results] == [True, True, True, False, False]
     assert [r.remaining for r in results] == [2, 1, 0, 0, 0]
-    assert results[0].reset_at == 1_700_000_040.0  # the end of the current 60 s window
-    assert limiter.check_limit("key_2", 3, 60).allowed  # identifiers are independent
-    limiter.reset("key_1", 60)
-    assert limiter.check_limit("key_1", 3, 60).remaining == 2
-    now[0] += 60
-    assert limiter.check_limit("key_1", 3, 60).remaining == 2  # a new window
+    now = kv.clock()
+    assert results[0].reset_at == (now // window + 1) * window  # the end of the current window
+    assert limiter.check_limit("key_2", 3, window).allowed  # identifiers are independent
+    assert limiter.reset("key_1") is True
+    assert limiter.check_limit("key_1", 3, window).remaining == 2
+    if fake_clock:
+        kv_backend.advance(window)
+        assert limiter.check_limit("key_1", 3, window).remaining == 2  # a new window
 
 
 def test_retry_after_is_counted_on_the_limiter_clock() -> None:
@@ -183,3 +192,131 @@ def test_rate_limit_is_exact_across_processes(name: str, tmp_path) -> None:
         worker.join(timeout=60)
     assert sum(results.get(timeout=5) for _ in workers) == 30
     store.close()
+
+
+# -- the kv-clients spec's keys: rl:login:{ip}, session:{token}, cache:{feature}:{key} --------
+
+IPS = ["192.168.1.1", "::1", "2001:db8::8a2e:370:7334", "::ffff:192.0.2.1", "fe80::1"]
+
+
+def test_ip_identifiers_ipv6_included_are_accepted(kv: KVStore) -> None:
+    limiter = RateLimiterClient(kv)
+    sessions = SessionCacheClient(kv)
+    for ip in IPS:
+        assert limiter.check_limit(ip, 5, 86_400).remaining == 4
+        assert limiter.check_limit(ip, 5, 86_400).remaining == 3
+        sessions.set(ip, {"user_id": "u1"}, ttl=3600)
+        assert sessions.get(ip) == {"user_id": "u1"} and sessions.exists(ip)
+        assert kv.exists("NIMBUS_SESSIONS", f"session:{ip}")
+    assert limiter.check_limit("::2", 5, 86_400).remaining == 4  # no two addresses share a key
+
+
+def test_a_spec_key_prefix_is_the_start_of_the_key(kv: KVStore) -> None:
+    """``keyPrefix: 'rl:login:'`` and ``'rl:login:192.168.1.1'``: the key is the prefix, then
+    the identifier, as a Worker following the spec builds it; the value is the count."""
+    limiter = RateLimiterClient(kv)
+    for _ in range(2):
+        limiter.check_limit("192.168.1.1", 5, 900, key_prefix="rl:login:")
+    limiter.check_limit("::1", 5, 900, key_prefix="rl:login:")
+    assert kv.get("NIMBUS_CACHE", "rl:login:192.168.1.1") == b"2"
+    assert kv.get("NIMBUS_CACHE", "rl:login:::1") == b"1"
+    entry = kv.get_entry("NIMBUS_CACHE", "rl:login:::1")
+    assert entry is not None and entry.expires_at is not None  # the window ends with the key
+    limiter.reset("192.168.1.1", "rl:login:")  # the spec's reset(identifier, keyPrefix)
+    assert not kv.exists("NIMBUS_CACHE", "rl:login:192.168.1.1")
+    # a bare name is short for rl:{name}:
+    limiter.check_limit("key_1", 5, 60, key_prefix="login")
+    assert kv.get("NIMBUS_CACHE", "rl:login:key_1") == b"1"
+    limiter.check_limit("key_1", 5, 60)
+    assert kv.get("NIMBUS_CACHE", "rl:api:key_1") == b"1"
+
+
+def test_cache_feature_names_may_have_hyphens(kv: KVStore) -> None:
+    settings = CacheClient(kv, "platform-settings", default_ttl=86_400)
+    settings.set("all", {"theme": "dark"})
+    assert settings.get("all") == {"theme": "dark"}
+    assert kv.exists("NIMBUS_CACHE", "cache:platform-settings:all")
+    buckets = CacheClient(kv, "creator-buckets")
+    buckets.set("creator-uuid-1", ["a"])
+    assert kv.exists("NIMBUS_CACHE", "cache:creator-buckets:creator-uuid-1")
+    CacheClient(kv, "content").set("published:cat-uuid", [1])
+    assert kv.exists("NIMBUS_CACHE", "cache:content:published:cat-uuid")
+
+
+@pytest.mark.parametrize(
+    "bad", ["", " ", "1.2.3.4 ", "a\x00b", "tab\t", "new\nline", "x" * 257, "é", "a/b"]
+)
+def test_unsafe_identifiers_are_refused(kv: KVStore, bad: str) -> None:
+    with pytest.raises(InvalidKey):
+        RateLimiterClient(kv).check_limit(bad, 5, 60, key_prefix="rl:login:")
+    with pytest.raises(InvalidKey):
+        SessionCacheClient(kv).set(bad, {})
+    with pytest.raises(InvalidKey):
+        CacheClient(kv, "content").set(bad, 1)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", ":", "rl::login:", "rl:login", ":rl:", "rl:lo gin:", "rl:\x00:", "r" * 70, 60]
+)
+def test_unsafe_key_prefixes_are_refused(kv: KVStore, bad: object) -> None:
+    with pytest.raises(InvalidKey, match="key prefix"):
+        RateLimiterClient(kv).check_limit("1.2.3.4", 5, 60, key_prefix=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["", "-x", "a:b", "a b", "a.b", "x" * 65])
+def test_unsafe_feature_names_are_refused(kv: KVStore, bad: str) -> None:
+    with pytest.raises(InvalidKey, match="feature"):
+        CacheClient(kv, bad)
+
+
+# -- cache entries are the data-structures spec's CacheData {data, created, expires, type} ---
+
+
+def _iso(epoch: float) -> str:
+    return codec.isoformat(dt.datetime.fromtimestamp(epoch, dt.UTC))
+
+
+def test_cache_entries_have_the_spec_shape(kv: KVStore) -> None:
+    cache = CacheClient(kv, "content")
+    before = kv.clock()
+    cache.set("published:cat-uuid", {"items": [1, 2]}, ttl=300)
+    after = kv.clock()
+    entry = json.loads(kv.get("NIMBUS_CACHE", "cache:content:published:cat-uuid") or b"null")
+    assert set(entry) == {"data", "created", "expires", "type"}
+    assert entry["data"] == {"items": [1, 2]} and entry["type"] == "content"
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(iso, entry["created"]) and re.fullmatch(iso, entry["expires"])
+    assert _iso(before) <= entry["created"] <= _iso(after)
+    created = dt.datetime.fromisoformat(entry["created"])
+    assert dt.datetime.fromisoformat(entry["expires"]) - created == dt.timedelta(seconds=300)
+    assert cache.get("published:cat-uuid") == {"items": [1, 2]}
+    typed = CacheClient(kv, "answers", value_type="ai_response")
+    typed.set("q1", "42")
+    assert json.loads(kv.get("NIMBUS_CACHE", "cache:answers:q1") or b"")["type"] == "ai_response"
+    forever = CacheClient(kv, "settings", default_ttl=None, require_ttl=False)
+    forever.set("all", {"a": 1})
+    assert json.loads(kv.get("NIMBUS_CACHE", "cache:settings:all") or b"")["expires"] is None
+    assert forever.get("all") == {"a": 1}
+
+
+def test_cache_still_reads_entries_in_the_old_shape(kv: KVStore) -> None:
+    """Entries written before CacheData held the bare JSON value: they read as before."""
+    cache = CacheClient(kv, "content")
+    kv.put("NIMBUS_CACHE", "cache:content:home", b'{"title":"Hi","items":[1,2]}', ttl=300)
+    kv.put("NIMBUS_CACHE", "cache:content:data", b'{"data":1,"created":"x"}', ttl=300)
+    kv.put("NIMBUS_CACHE", "cache:content:list", b"[1,2]", ttl=300)
+    assert cache.get("home") == {"title": "Hi", "items": [1, 2]}
+    assert cache.get("data") == {"data": 1, "created": "x"}
+    assert cache.get("list") == [1, 2]
+    assert cache.get_or_set("home", lambda: "not called") == {"title": "Hi", "items": [1, 2]}
+
+
+def test_an_entry_past_its_expires_is_a_miss(kv: KVStore) -> None:
+    """A Worker may write CacheData without a KV TTL: ``expires`` is what says it is stale."""
+    now = kv.clock()
+    stale = {"data": "old", "created": _iso(now - 600), "expires": _iso(now - 300), "type": "x"}
+    kv.put("NIMBUS_CACHE", "cache:content:home", json.dumps(stale).encode())
+    cache = CacheClient(kv, "content")
+    assert cache.get("home") is None
+    assert cache.get_or_set("home", lambda: "fresh") == "fresh"
+    assert cache.get("home") == "fresh"

@@ -14,6 +14,7 @@ import pytest
 
 from datastore import (
     AccessDenied,
+    CacheClient,
     Datastore,
     IntegrityError,
     InvalidKey,
@@ -23,6 +24,7 @@ from datastore import (
     PutItem,
     QueryError,
     RateLimited,
+    RateLimiterClient,
     TooLarge,
     Unavailable,
 )
@@ -369,3 +371,35 @@ def test_python_reads_what_a_worker_wrote(
     assert ds.auth("user_12345").get("USER", "user_12345") == {**body, "_auth": ["user_12345"]}
     assert ds.auth("someone_else").get("USER", "user_12345") is None
     assert kv.get("NIMBUS_USERS", "user:user_12345") is not None
+
+
+def test_a_worker_reads_rate_limit_counters_under_the_spec_keys(
+    kv: CloudflareKVStore, cloudflare: LocalCloudflare
+) -> None:
+    limiter = RateLimiterClient(kv)
+    for _ in range(2):
+        limiter.check_limit("::1", 5, 900, key_prefix="rl:login:")
+    limiter.check_limit("192.168.1.1", 5, 900, key_prefix="rl:login:")
+    read = cloudflare.kv_clients("GET", "ratelimit", "rl:login:", "::1").json()
+    assert read == {"key": "rl:login:::1", "count": 2}
+    read = cloudflare.kv_clients("GET", "ratelimit", "rl:login:", "192.168.1.1").json()
+    assert read == {"key": "rl:login:192.168.1.1", "count": 1}
+
+
+def test_a_worker_reads_cache_entries_python_wrote(
+    kv: CloudflareKVStore, cloudflare: LocalCloudflare
+) -> None:
+    CacheClient(kv, "platform-settings", default_ttl=86_400).set("all", {"theme": "dark"})
+    read = cloudflare.kv_clients("GET", "cache", "cache:platform-settings:all").json()
+    assert read["data"] == {"theme": "dark"}
+    assert set(read["entry"]) == {"data", "created", "expires", "type"}
+    assert read["entry"]["type"] == "platform-settings"
+
+
+def test_python_reads_cache_entries_a_worker_wrote(
+    kv: CloudflareKVStore, cloudflare: LocalCloudflare
+) -> None:
+    key = "cache:content:published:cat-uuid"
+    written = cloudflare.kv_clients("PUT", "cache", key, body=[{"id": 1}], ttl=300)
+    assert written.status_code == 200
+    assert CacheClient(kv, "content").get("published:cat-uuid") == [{"id": 1}]

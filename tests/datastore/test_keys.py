@@ -81,3 +81,22 @@ def test_reservation_keys_fit_the_key_limit() -> None:
         reservation_key("1USER", "n")
     with pytest.raises(InvalidKey):
         reservation_key("USER", 5)  # type: ignore[arg-type]
+
+
+def test_kv_client_key_parts() -> None:
+    from datastore.keys import rate_limit_prefix, validate_feature, validate_identifier
+
+    for ip in ("::1", "2001:db8::1", "::ffff:192.0.2.1", "192.168.1.1"):
+        assert validate_identifier(ip) == ip
+    assert rate_limit_prefix("rl:login:") == "rl:login:"
+    assert rate_limit_prefix("login") == "rl:login:"
+    assert rate_limit_prefix("rl:password-reset:") == "rl:password-reset:"
+    assert validate_feature("platform-settings") == "platform-settings"
+    with pytest.raises(InvalidKey, match="control characters"):
+        validate_identifier("1.2.3.4\r\n")
+    with pytest.raises(InvalidKey, match="must not be empty"):
+        validate_identifier("")
+    with pytest.raises(InvalidKey, match="longer than 256"):
+        validate_identifier("1" * 257)
+    with pytest.raises(InvalidKey, match="ending with ':'"):
+        rate_limit_prefix("rl:login")

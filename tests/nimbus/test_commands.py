@@ -270,3 +270,54 @@ def test_initialize_over_http_is_unsuccessful_when_it_refuses_an_index(
     body = admin_client.post("/api/system/initialize/").json()
     assert body["success"] is False
     assert [refused["index"] for refused in body["data"]["refused"]] == ["member_meta__uniq__email"]
+
+
+def _migration_log() -> list[tuple]:
+    rows = conf.sql_database().execute(
+        'SELECT model, "table", change, detail, schema_hash FROM _nimbus_migrations ORDER BY id'
+    )
+    return [tuple(row.values()) for row in rows]
+
+
+def test_restore_merge_overwrite_does_not_duplicate_the_migration_log(tmp_path, settings) -> None:
+    run("nimbus_initialize")
+    User.objects.system().create(email="a@example.com")
+    source_log = _migration_log()
+    path = str(tmp_path / "nimbus.jsonl.gz")
+    run("nimbus_backup", path)
+    settings.NIMBUS = {  # a new SQL database beside a KV store already in use
+        "KV": {"BACKEND": "datastore.backends.memory.MemoryKVStore"},
+        "D1": {"BACKEND": "datastore.backends.memory.MemorySQLDatabase"},
+    }
+    conf.kv_store().put("NIMBUS_CACHE", "cache:content:home", b"1")
+    run("nimbus_restore", path, "--merge", "overwrite")
+    assert sorted(_migration_log()) == sorted(source_log)
+    run("nimbus_restore", path, "--merge", "overwrite")  # idempotent
+    run("nimbus_restore", path, "--merge", "skip")
+    assert sorted(_migration_log()) == sorted(source_log)
+    assert conf.sql_database().execute("SELECT email FROM user_meta") == [
+        {"email": "a@example.com"}
+    ]
+
+
+def test_restore_reports_and_checks_the_backup_sha256(tmp_path, settings) -> None:
+    import gzip
+
+    run("nimbus_initialize", "--model", "USER")
+    User.objects.system().create(email="a@example.com")
+    path = tmp_path / "nimbus.jsonl.gz"
+    made = json.loads(run("nimbus_backup", str(path), "--json"))
+    assert len(made["sha256"]) == 64
+    restored = json.loads(run("nimbus_restore", str(path), "--merge", "overwrite", "--json"))
+    assert restored["sha256"] == made["sha256"]
+    assert f"sha256 {made['sha256'][:16]}" in run(
+        "nimbus_restore", str(path), "--merge", "overwrite", "--sha256", made["sha256"]
+    )
+    error, _, _ = run_failing("nimbus_restore", str(path), "--merge", "skip", "--sha256", "0" * 64)
+    assert "checksum mismatch" in str(error) and made["sha256"] in str(error)
+    lines = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"k":"', b'"k":"x', 1)
+    damaged = tmp_path / "damaged.jsonl.gz"
+    damaged.write_bytes(gzip.compress(b"".join(lines)))
+    error, _, _ = run_failing("nimbus_restore", str(damaged), "--merge", "overwrite")
+    assert "checksum mismatch" in str(error) and "nothing was restored" in str(error)

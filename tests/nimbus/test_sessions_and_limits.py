@@ -75,3 +75,15 @@ def test_login_attempts_are_rate_limited(settings, django_user_model) -> None:
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     other = client.post("/admin/login/", {"username": "someone", "password": "x"})
     assert other.status_code == 200  # per user name and address
+
+
+@pytest.mark.django_db
+def test_ipv6_sign_ins_are_limited_under_the_spec_key(settings, django_user_model) -> None:
+    settings.NIMBUS_RATE_LIMITS = {"login": 2}
+    client = Client(REMOTE_ADDR="2001:db8::1")
+    codes = [
+        client.post("/admin/login/", {"username": "Victim", "password": "x"}).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    assert conf.kv_store().get("NIMBUS_CACHE", "rl:login:2001:db8::1_victim") == b"3"

@@ -1,5 +1,9 @@
 """``manage.py nimbus_restore PATH``: load a backup into the configured stores (any backend),
-then rebuild the metadata tables from KV. A non-empty target is refused unless ``--merge``."""
+then rebuild the metadata tables from KV. A non-empty target is refused unless ``--merge``.
+
+The file's SHA-256 is recomputed as ``nimbus_backup`` computes it and must match the one in
+the file (and ``--sha256``, the one ``nimbus_backup`` reported, if given) before anything is
+written; the report shows it. The migration log is merged without duplicates."""
 
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ class Command(BaseCommand):
             help="Restore into a store that already holds data: replace or keep existing keys.",
         )
         parser.add_argument(
+            "--sha256",
+            help="The checksum nimbus_backup reported: refuse the file if its own differs.",
+        )
+        parser.add_argument(
             "--no-rebuild", action="store_true", help="Do not rebuild the metadata tables."
         )
         parser.add_argument("--json", action="store_true", help="One JSON report on stdout.")
@@ -44,6 +52,7 @@ class Command(BaseCommand):
                 options["path"],
                 merge=options["merge"] or "refuse",
                 progress=progress,
+                sha256=options["sha256"],
             )
             repaired = 0
             if not options["no_rebuild"]:
@@ -59,6 +68,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Restored {report.kv_keys} KV keys and {report.sql_rows} SQL rows "
-                    f"({report.skipped} skipped); {repaired} metadata rows rebuilt."
+                    f"({report.skipped} skipped) from {options['path']} (sha256 "
+                    f"{report.sha256[:16]}...); {repaired} metadata rows rebuilt."
                 )
             )

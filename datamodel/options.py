@@ -147,6 +147,18 @@ def _parse_key_pattern(model: str, pattern: str) -> tuple[str, list[str]]:
     return prefix.upper(), key_fields
 
 
+def _check_column(model: str, fields: dict[str, Field], name: str, role: str, why: str) -> None:
+    """A field that must have a metadata column: it exists and has an SQL mapping."""
+    if name not in fields:
+        raise _fail(model, f"{role} {name!r} does not exist")
+    if fields[name].sql_type is None:
+        raise _fail(
+            model,
+            f"{role} {name!r} is of type {fields[name].type_name}, which has no SQL mapping "
+            f"({why})",
+        )
+
+
 def _unique_constraints(
     model: str, fields: dict[str, Field], together: Any
 ) -> list[UniqueConstraint]:
@@ -172,14 +184,7 @@ def _unique_constraints(
     seen: set[tuple[str, ...]] = set()
     for constraint in constraints:
         for name in constraint.fields:
-            if name not in fields:
-                raise _fail(model, f"unique field {name!r} does not exist")
-            if fields[name].sql_type is None:
-                raise _fail(
-                    model,
-                    f"unique field {name!r} is of type {fields[name].type_name}, which has no "
-                    "SQL column (unique values are also indexed in the metadata table)",
-                )
+            _check_column(model, fields, name, "unique field", "unique values are indexed too")
         if constraint.fields in seen:
             raise _fail(model, f"unique constraint on {constraint.name!r} is declared twice")
         seen.add(constraint.fields)
@@ -306,14 +311,7 @@ def build_options(
         reference.check(model)
     declared_sync += list(references)  # children are found by their parent in the metadata table
     for sync_field in declared_sync:
-        if sync_field not in fields:
-            raise _fail(model, f"sync field {sync_field!r} does not exist")
-        if fields[sync_field].sql_type is None:
-            raise _fail(
-                model,
-                f"sync field {sync_field!r} is of type {fields[sync_field].type_name}, which has "
-                "no SQL mapping (it is stored in KV only)",
-            )
+        _check_column(model, fields, sync_field, "sync field", "it is stored in KV only")
     always = [pk_name, *key_fields, *(b for b in BUILTIN_NAMES if b in fields)]
     sync_fields = list(dict.fromkeys([pk_name, *key_fields, *declared_sync, *always]))
 

@@ -1,11 +1,11 @@
 from collections.abc import Callable
 from typing import Any
 
-from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.viewsets import ViewSetMixin
 
 from . import projects, views
+from .routing import path
 
 app_name = "api"
 

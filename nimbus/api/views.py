@@ -1,9 +1,12 @@
-"""API views about the service and the caller: root, status, me, API keys, initialize."""
+"""API views about the service and the caller: root, status, me, API keys, initialize; and
+the JSON 404 for any other URL under ``/api/``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.request import Request
@@ -46,6 +49,13 @@ class APIRootView(APIView):
             ]
         }
         return Response(links)
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other URL under ``/api/``: a JSON 404 in DRF's error shape, whatever the method."""
+    detail = f"No API endpoint at {request.path}; {reverse('api:root')} lists them."
+    return JsonResponse({"detail": detail}, status=404)
 
 
 class StatusView(APIView):

@@ -4,6 +4,7 @@ wrong methods, and the rest of the site left as Django answers it."""
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from nimbus.models import key_hash
@@ -63,3 +64,49 @@ def test_a_slashless_write_is_not_redirected_even_in_debug(settings) -> None:
 def test_urls_reverse_to_their_canonical_form_with_the_slash() -> None:
     assert reverse("api:projects") == "/api/projects/"
     assert reverse("api:project", kwargs={"project_id": "proj_1"}) == "/api/projects/proj_1/"
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/nope/"),
+        ("get", "/api/nope"),
+        ("post", "/api/nope"),
+        ("delete", "/api/projects/proj_1/pages/page_1/extra/"),
+        ("get", "/api/projects/proj_1/queue/"),
+    ],
+)
+def test_unknown_api_urls_are_a_json_404(method: str, url: str) -> None:
+    alice = api_user("alice")
+    response = getattr(alice.client, method)(url)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/json"
+    assert set(response.json()) == {"detail"}
+    anonymous = getattr(Client(enforce_csrf_checks=True), method)(url)
+    assert anonymous.status_code == 404 and set(anonymous.json()) == {"detail"}
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("put", "/api/projects/"),
+        ("delete", "/api/projects"),
+        ("post", "/api"),
+        ("post", "/api/me/"),
+        ("post", "/api/schema/"),
+        ("post", "/api/docs/"),
+    ],
+)
+def test_a_wrong_method_on_a_known_api_url_is_a_json_405(method: str, url: str) -> None:
+    alice = api_user("alice")
+    response = getattr(alice.client, method)(url)
+    assert response.status_code == 405, response.status_code
+    assert response.headers["Content-Type"] == "application/json"
+    assert "not allowed" in response.json()["detail"]
+
+
+def test_urls_outside_the_api_keep_djangos_answers() -> None:
+    missing = Client().get("/nope/")
+    assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("text/html")
+    assert Client().get("/apis/").status_code == 404
+    assert Client().get("/admin").status_code == 301  # APPEND_SLASH, as before

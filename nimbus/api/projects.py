@@ -6,7 +6,7 @@ exactly as a missing one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
@@ -44,6 +44,12 @@ class ObjectSerializer(serializers.Serializer):
 class NimbusViewSet(viewsets.ViewSet):
     permission_classes = [IsNimbusUser]
     pagination_class = EnvelopePagination
+    #: The request body of each action that takes one (the browsable API's form shows it).
+    request_bodies: ClassVar[dict[str, type[serializers.Serializer]]] = {}
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
+        """The current action's request body; an empty one for an action that takes none."""
+        return self.request_bodies.get(self.action or "", serializers.Serializer)(*args, **kwargs)
 
     def scope(self) -> Scope:
         return Scope(conf.get_connection(), acting_user(self.request).user_id)
@@ -56,7 +62,10 @@ class NimbusViewSet(viewsets.ViewSet):
 class ProjectViewSet(NimbusViewSet):
     """Projects: list, create, read, update, delete (soft)."""
 
-    serializer_class = bodies.ProjectSerializer
+    request_bodies = {
+        "create": bodies.ProjectSerializer,
+        "partial_update": bodies.ProjectSerializer,
+    }
 
     @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
     def list(self, request: Request) -> Response:
@@ -64,7 +73,7 @@ class ProjectViewSet(NimbusViewSet):
 
     @extend_schema(request=bodies.ProjectSerializer, responses={201: ObjectSerializer})
     def create(self, request: Request) -> Response:
-        body = bodies.ProjectSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         user = acting_user(request)
         project = Project.objects.bind(self.scope()).create(
@@ -80,7 +89,7 @@ class ProjectViewSet(NimbusViewSet):
 
     @extend_schema(request=bodies.ProjectSerializer, responses=ObjectSerializer)
     def partial_update(self, request: Request, project_id: str) -> Response:
-        body = bodies.ProjectSerializer(data=request.data, partial=True)
+        body = self.get_serializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
         project = self.project(project_id)
         if "name" in body.validated_data:
@@ -99,7 +108,7 @@ class ProjectViewSet(NimbusViewSet):
 class PageViewSet(NimbusViewSet):
     """Pages of a project: list with filters, create, read the full object, move its status."""
 
-    serializer_class = bodies.PageSerializer
+    request_bodies = {"create": bodies.PageSerializer, "set_status": bodies.StatusSerializer}
 
     def page(self, project_id: str, page_id: str) -> Page:
         return Page.objects.bind(self.scope()).get(project_id=project_id, page_id=page_id)
@@ -115,7 +124,7 @@ class PageViewSet(NimbusViewSet):
 
     @extend_schema(request=bodies.PageSerializer, responses={201: ObjectSerializer})
     def create(self, request: Request, project_id: str) -> Response:
-        body = bodies.PageSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
         page = Page.objects.bind(self.scope()).create(
@@ -137,7 +146,7 @@ class PageViewSet(NimbusViewSet):
         responses={200: ObjectSerializer, 409: OpenApiResponse(description="Not allowed")},
     )
     def set_status(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.StatusSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         page = workflows.transition(
             self.scope(),
@@ -151,7 +160,7 @@ class PageViewSet(NimbusViewSet):
 class BatchViewSet(NimbusViewSet):
     """Batches: upload many pages in one request, list, read with the summary."""
 
-    serializer_class = bodies.BatchUploadSerializer
+    request_bodies = {"create": bodies.BatchUploadSerializer}
 
     @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
     def list(self, request: Request, project_id: str) -> Response:
@@ -161,7 +170,7 @@ class BatchViewSet(NimbusViewSet):
 
     @extend_schema(request=bodies.BatchUploadSerializer, responses={201: ObjectSerializer})
     def create(self, request: Request, project_id: str) -> Response:
-        body = bodies.BatchUploadSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = self.project(project_id)
         limit = project.get("settings").get("max_pages_per_batch", bodies.MAX_BATCH_PAGES)
@@ -182,7 +191,7 @@ class BatchViewSet(NimbusViewSet):
 class QueueViewSet(NimbusViewSet):
     """The project's processing queue: claim the next page, then ack or fail it."""
 
-    serializer_class = bodies.FailSerializer
+    request_bodies = {"ack": bodies.AckSerializer, "fail": bodies.FailSerializer}
 
     @extend_schema(
         request=None,
@@ -197,7 +206,7 @@ class QueueViewSet(NimbusViewSet):
 
     @extend_schema(request=bodies.AckSerializer, responses=ObjectSerializer)
     def ack(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.AckSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
         page = workflows.ack(self.scope(), project_id, page_id, body.validated_data.get("result"))
@@ -205,7 +214,7 @@ class QueueViewSet(NimbusViewSet):
 
     @extend_schema(request=bodies.FailSerializer, responses=ObjectSerializer)
     def fail(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.FailSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
         page, retry = workflows.fail(
@@ -217,7 +226,7 @@ class QueueViewSet(NimbusViewSet):
 class LogViewSet(NimbusViewSet):
     """A page's log: list entries (newest last), append one."""
 
-    serializer_class = bodies.LogEntrySerializer
+    request_bodies = {"create": bodies.LogEntrySerializer}
 
     @extend_schema(parameters=LIST_PARAMETERS[:2], responses=ObjectSerializer(many=True))
     def list(self, request: Request, project_id: str, page_id: str) -> Response:
@@ -248,7 +257,7 @@ class LogViewSet(NimbusViewSet):
 
     @extend_schema(request=bodies.LogEntrySerializer, responses={201: ObjectSerializer})
     def create(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.LogEntrySerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         scope = self.scope()
         Page.objects.bind(scope).get(project_id=project_id, page_id=page_id)

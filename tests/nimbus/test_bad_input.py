@@ -3,6 +3,7 @@ stored changes (the stores are compared before and after)."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -109,3 +110,27 @@ def test_bad_values_through_the_model_layer_change_nothing() -> None:
         pages.query().where("extraction", "x")
     assert json.dumps(page.get_data())  # the instance is unchanged and still serializable
     assert snapshot() == before
+
+
+def tampered(ordering: list[str], values: list[object]) -> str:
+    """A cursor as the API hands them out, carrying ``values``."""
+    raw = json.dumps([ordering, values], ensure_ascii=True)  # "\\ud800" stays a lone surrogate
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": 1}, [1, 2], 2**63, -(2**63) - 1, 10**30, "\ud800", float("inf")],
+    ids=["dict", "list", "int64+1", "int64-1", "huge", "lone surrogate", "infinity"],
+)
+def test_a_tampered_cursor_is_a_400_naming_the_cursor(value: object) -> None:
+    alice = api_user("alice")
+    for name in ("a", "b", "c"):
+        alice.client.post("/api/projects/", {"name": name}, format="json")
+    first = alice.client.get("/api/projects/?limit=1").json()["pagination"]["next_cursor"]
+    ordering, values = json.loads(base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)))
+    for position in range(len(values)):
+        changed = [*values[:position], value, *values[position + 1 :]]
+        response = alice.client.get(f"/api/projects/?limit=1&cursor={tampered(ordering, changed)}")
+        assert response.status_code == 400, (position, response.status_code)
+        assert "cursor" in response.json()

@@ -19,6 +19,7 @@ from datamodel.clock import now_iso
 from .. import conf, workflows
 from ..models import Batch, Page, PageLog, Project
 from ..models.project import default_settings
+from . import responses as shapes
 from . import serializers as bodies
 from .authentication import acting_user
 from .support import EnvelopePagination, IsNimbusUser, int_param, listing, public
@@ -32,13 +33,6 @@ PAGE_FILTERS = [
     OpenApiParameter("cursor", str, description="pagination.next_cursor of the previous page"),
 ]
 LIST_PARAMETERS = PAGE_FILTERS[3:]
-
-
-class ObjectSerializer(serializers.Serializer):
-    """A stored object as JSON (every field of the model)."""
-
-    def to_representation(self, instance: Any) -> Any:
-        return instance
 
 
 class NimbusViewSet(viewsets.ViewSet):
@@ -67,11 +61,11 @@ class ProjectViewSet(NimbusViewSet):
         "partial_update": bodies.ProjectSerializer,
     }
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=LIST_PARAMETERS, responses=shapes.ProjectListItem(many=True))
     def list(self, request: Request) -> Response:
         return listing(request, Project.objects.bind(self.scope()).query(), ("created_at", "name"))
 
-    @extend_schema(request=bodies.ProjectSerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.ProjectSerializer, responses={201: shapes.ProjectObject})
     def create(self, request: Request) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -83,11 +77,11 @@ class ProjectViewSet(NimbusViewSet):
         )
         return Response(public(project.get_data()), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.ProjectObject)
     def retrieve(self, request: Request, project_id: str) -> Response:
         return Response(public(self.project(project_id).get_data()))
 
-    @extend_schema(request=bodies.ProjectSerializer, responses=ObjectSerializer)
+    @extend_schema(request=bodies.ProjectSerializer, responses=shapes.ProjectObject)
     def partial_update(self, request: Request, project_id: str) -> Response:
         body = self.get_serializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
@@ -113,7 +107,7 @@ class PageViewSet(NimbusViewSet):
     def page(self, project_id: str, page_id: str) -> Page:
         return Page.objects.bind(self.scope()).get(project_id=project_id, page_id=page_id)
 
-    @extend_schema(parameters=PAGE_FILTERS, responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=PAGE_FILTERS, responses=shapes.PageListItem(many=True))
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
         query = Page.objects.bind(self.scope()).query().where("project_id", project_id)
@@ -122,7 +116,7 @@ class PageViewSet(NimbusViewSet):
                 query = query.where(name, request.query_params[name])
         return listing(request, query, ("created_at", "priority", "source_path"))
 
-    @extend_schema(request=bodies.PageSerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.PageSerializer, responses={201: shapes.PageObject})
     def create(self, request: Request, project_id: str) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -132,7 +126,7 @@ class PageViewSet(NimbusViewSet):
         )
         return Response(public(page.get_data()), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.PageObject)
     def retrieve(self, request: Request, project_id: str, page_id: str) -> Response:
         return Response(public(self.page(project_id, page_id).get_data()))
 
@@ -143,7 +137,10 @@ class PageViewSet(NimbusViewSet):
 
     @extend_schema(
         request=bodies.StatusSerializer,
-        responses={200: ObjectSerializer, 409: OpenApiResponse(description="Not allowed")},
+        responses={
+            200: shapes.PageObject,
+            409: OpenApiResponse(shapes.Error, description="Not allowed from the current status"),
+        },
     )
     def set_status(self, request: Request, project_id: str, page_id: str) -> Response:
         body = self.get_serializer(data=request.data)
@@ -162,13 +159,13 @@ class BatchViewSet(NimbusViewSet):
 
     request_bodies = {"create": bodies.BatchUploadSerializer}
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=LIST_PARAMETERS, responses=shapes.BatchListItem(many=True))
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
         query = Batch.objects.bind(self.scope()).query().where("project_id", project_id)
         return listing(request, query, ("created_at",))
 
-    @extend_schema(request=bodies.BatchUploadSerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.BatchUploadSerializer, responses={201: shapes.BatchObject})
     def create(self, request: Request, project_id: str) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -182,7 +179,7 @@ class BatchViewSet(NimbusViewSet):
         batch = workflows.upload_batch(self.scope(), project, pages)
         return Response(public(batch.get_data()), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.BatchObject)
     def retrieve(self, request: Request, project_id: str, batch_id: str) -> Response:
         batch = Batch.objects.bind(self.scope()).get(project_id=project_id, batch_id=batch_id)
         return Response(public(batch.get_data()))
@@ -195,7 +192,7 @@ class QueueViewSet(NimbusViewSet):
 
     @extend_schema(
         request=None,
-        responses={200: ObjectSerializer, 204: OpenApiResponse(description="Queue empty")},
+        responses={200: shapes.QueueItem, 204: OpenApiResponse(description="Queue empty")},
     )
     def claim(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
@@ -204,7 +201,7 @@ class QueueViewSet(NimbusViewSet):
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(item)
 
-    @extend_schema(request=bodies.AckSerializer, responses=ObjectSerializer)
+    @extend_schema(request=bodies.AckSerializer, responses=shapes.PageObject)
     def ack(self, request: Request, project_id: str, page_id: str) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -212,7 +209,7 @@ class QueueViewSet(NimbusViewSet):
         page = workflows.ack(self.scope(), project_id, page_id, body.validated_data.get("result"))
         return Response(public(page.get_data()))
 
-    @extend_schema(request=bodies.FailSerializer, responses=ObjectSerializer)
+    @extend_schema(request=bodies.FailSerializer, responses=shapes.FailResult)
     def fail(self, request: Request, project_id: str, page_id: str) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -228,7 +225,7 @@ class LogViewSet(NimbusViewSet):
 
     request_bodies = {"create": bodies.LogEntrySerializer}
 
-    @extend_schema(parameters=LIST_PARAMETERS[:2], responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=LIST_PARAMETERS[:2], responses=shapes.LogEntry(many=True))
     def list(self, request: Request, project_id: str, page_id: str) -> Response:
         scope = self.scope()
         Page.objects.bind(scope).get(project_id=project_id, page_id=page_id)
@@ -255,7 +252,7 @@ class LogViewSet(NimbusViewSet):
             }
         )
 
-    @extend_schema(request=bodies.LogEntrySerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.LogEntrySerializer, responses={201: shapes.LogEntry})
     def create(self, request: Request, project_id: str, page_id: str) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)

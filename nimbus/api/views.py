@@ -20,9 +20,9 @@ from datastore import DatastoreError
 from .. import conf
 from ..models import ApiKey
 from ..workflows import issue_api_key
+from . import responses as shapes
 from . import serializers as bodies
 from .authentication import acting_user
-from .projects import ObjectSerializer
 from .support import EnvelopePagination, IsNimbusAdmin, IsNimbusUser, listing, public
 
 
@@ -63,7 +63,7 @@ class StatusView(APIView):
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses={200: ObjectSerializer, 503: ObjectSerializer})
+    @extend_schema(responses={200: shapes.Status, 503: shapes.Status})
     def get(self, request: Request, format: str | None = None) -> Response:
         kv_status = conf.kv_store().status()
         try:
@@ -95,7 +95,7 @@ class MeView(APIView):
 
     permission_classes = [IsNimbusUser]
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.Me)
     def get(self, request: Request, format: str | None = None) -> Response:
         user = acting_user(request)
         body: dict[str, Any] = {
@@ -125,11 +125,11 @@ class ApiKeyViewSet(viewsets.ViewSet):
     def scope(self) -> Scope:
         return Scope(conf.get_connection(), acting_user(self.request).user_id)
 
-    @extend_schema(responses=ObjectSerializer(many=True))
+    @extend_schema(responses=shapes.ApiKeyListItem(many=True))
     def list(self, request: Request) -> Response:
         return listing(request, ApiKey.objects.bind(self.scope()).query(), ("created_at", "name"))
 
-    @extend_schema(request=bodies.ApiKeyCreateSerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.ApiKeyCreateSerializer, responses={201: shapes.ApiKeyCreated})
     def create(self, request: Request) -> Response:
         body = bodies.ApiKeyCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -148,7 +148,9 @@ class ApiKeyViewSet(viewsets.ViewSet):
         )
         return Response({**public(key.get_data()), "key": secret}, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={204: None, 404: OpenApiResponse(description="No such key")})
+    @extend_schema(
+        responses={204: None, 404: OpenApiResponse(shapes.Error, description="No such key")}
+    )
     def destroy(self, request: Request, key_id: str) -> Response:
         key = ApiKey.objects.bind(self.scope()).get(key_id)
         key.set("active", False)
@@ -167,7 +169,13 @@ class InitializeView(APIView):
 
     permission_classes = [IsNimbusAdmin]
 
-    @extend_schema(request=None, responses=ObjectSerializer)
+    @extend_schema(
+        request=None,
+        responses={
+            200: shapes.InitializeReport,
+            500: OpenApiResponse(shapes.InitializeReport, description="Storage or seeds failed"),
+        },
+    )
     def post(self, request: Request, format: str | None = None) -> Response:
         dry_run = request.data.get("dry_run") in (True, "true", "1", 1)
         try:

@@ -127,6 +127,10 @@ class LogEntrySerializer(StrictSerializer):
     duration_ms = serializers.IntegerField(min_value=0, required=False)
 
 
+class InitializeSerializer(StrictSerializer):
+    dry_run = serializers.BooleanField(default=False, help_text="Only report what would change.")
+
+
 class AckSerializer(StrictSerializer):
     result = JSONField(required=False, help_text="The optimization result, if any.")
 

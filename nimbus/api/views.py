@@ -168,16 +168,19 @@ class InitializeView(APIView):
     """
 
     permission_classes = [IsNimbusAdmin]
+    serializer_class = bodies.InitializeSerializer  # the browsable API's form
 
     @extend_schema(
-        request=None,
+        request=bodies.InitializeSerializer,
         responses={
             200: shapes.InitializeReport,
             500: OpenApiResponse(shapes.InitializeReport, description="Storage or seeds failed"),
         },
     )
     def post(self, request: Request, format: str | None = None) -> Response:
-        dry_run = request.data.get("dry_run") in (True, "true", "1", 1)
+        body = bodies.InitializeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        dry_run = body.validated_data["dry_run"]
         try:
             report = initialize(conf.get_connection(), dry_run=dry_run)
         except (DatastoreError, SeedError) as exc:

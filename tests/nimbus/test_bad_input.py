@@ -134,3 +134,15 @@ def test_a_tampered_cursor_is_a_400_naming_the_cursor(value: object) -> None:
         response = alice.client.get(f"/api/projects/?limit=1&cursor={tampered(ordering, changed)}")
         assert response.status_code == 400, (position, response.status_code)
         assert "cursor" in response.json()
+
+
+def test_initialize_refuses_a_body_that_is_not_its_own() -> None:
+    admin = api_user(admin=True)
+    for body in ["[1]", '"x"', "3", '{"dry_run": "maybe"}', '{"dryrun": true}']:
+        response = admin.client.generic(
+            "POST", "/api/system/initialize/", body, content_type="application/json"
+        )
+        assert response.status_code == 400, (body, response.status_code)
+    dry = admin.client.post("/api/system/initialize/", {"dry_run": True}, format="json")
+    assert dry.status_code == 200 and dry.json()["data"]["dryRun"] is True
+    assert admin.client.post("/api/system/initialize/").json()["data"]["dryRun"] is False

@@ -13,7 +13,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from datamodel import Scope
+from datamodel import Scope, ValidationError
 from datamodel.clock import now_iso
 
 from .. import conf, workflows
@@ -113,7 +113,11 @@ class PageViewSet(NimbusViewSet):
         query = Page.objects.bind(self.scope()).query().where("project_id", project_id)
         for name in ("status", "batch_id"):
             if request.query_params.get(name):
-                query = query.where(name, request.query_params[name])
+                try:
+                    query = query.where(name, request.query_params[name])
+                except ValidationError as exc:  # named as the parameter, not the lookup
+                    messages = [message for found in exc.errors.values() for message in found]
+                    raise serializers.ValidationError({name: messages}) from exc
         return listing(request, query, ("created_at", "priority", "source_path"))
 
     @extend_schema(request=bodies.PageSerializer, responses={201: shapes.PageObject})

@@ -146,3 +146,12 @@ def test_initialize_refuses_a_body_that_is_not_its_own() -> None:
     dry = admin.client.post("/api/system/initialize/", {"dry_run": True}, format="json")
     assert dry.status_code == 200 and dry.json()["data"]["dryRun"] is True
     assert admin.client.post("/api/system/initialize/").json()["data"]["dryRun"] is False
+
+
+def test_a_bad_filter_is_named_as_the_query_parameter() -> None:
+    alice = api_user("alice")
+    project = alice.client.post("/api/projects/", {"name": "p"}, format="json").json()["project_id"]
+    response = alice.client.get(f"/api/projects/{project}/pages/?status=lost")
+    assert response.status_code == 400
+    assert list(response.json()) == ["status"]
+    assert "'lost' is not one of" in response.json()["status"][0]

@@ -24,6 +24,7 @@ from nimbus import conf
 from .models import PLACEHOLDERS
 
 PER_PAGE = 25
+MAX_PAGE = 1_000_000  # a page number the first query asks for (its offset fits in SQL)
 FOLD_BYTES = 2048  # JSON values longer than this are folded on the detail page
 HIDDEN_COLUMNS = {"_auth"}
 
@@ -115,7 +116,12 @@ class DataModelAdmin(admin.ModelAdmin):
                     ordering.lstrip("-"), "desc" if ordering.startswith("-") else "asc"
                 )
             page_number = max(int(params.get("p", "1") or 1), 1)
-            result = query.limit(PER_PAGE).page(page_number).list()
+            paged = query.limit(PER_PAGE)
+            result = paged.page(min(page_number, MAX_PAGE)).list()
+            last = max(result.pagination["pages"], 1)
+            if page_number > last:  # as Django's Paginator.get_page(): the last page
+                page_number = last
+                result = paged.page(last).list()
         except (ValueError, ValidationError) as exc:
             raise Http404(f"bad query: {exc}") from exc
 

@@ -138,3 +138,16 @@ def test_detail_shows_kv_object_and_row_and_flags_drift(backend: str, admin_clie
     conf.sql_database().execute("DELETE FROM page_meta WHERE page_id = ?", [page.pk])
     assert "has no metadata row" in admin_client.get(url).content.decode()
     assert admin_client.get(f"{BASE}proj_x:page_missing/").status_code == 404
+
+
+@pytest.mark.usefixtures("domain")
+def test_a_page_number_past_the_end_shows_the_last_page(admin_client: Client) -> None:
+    seed_pages(30)
+    for number in [str(2**63), "9" * 40, "3", "1000001"]:
+        response = admin_client.get(f"{BASE}?p={number}")
+        assert response.status_code == 200, number
+        html = response.content.decode()
+        assert "Page 2 of 2" in html and 'id="next-page"' not in html, number
+    first = admin_client.get(f"{BASE}?p=-{'9' * 40}").content.decode()
+    assert "Page 1 of 2" in first
+    assert admin_client.get(f"{BASE}?p=x").status_code == 404

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 from datamodel import DataModel, Rejected, Scope, ids
 from datamodel.clock import now_iso
-from datastore import Conflict
+from datastore import Conflict, codec
 
 from .models import ApiKey, Batch, Page, PageLog, PageStatus, Project, Queue, key_hash
 from .models.batch import batch_status, summarize
-from .models.logs import MAX_ENTRIES
+from .models.logs import MAX_ENTRIES, MAX_LOG_BYTES
 from .models.page import TRANSITIONS
 
 __all__ = [
@@ -326,6 +326,18 @@ def fail(scope: Scope, project_id: str, page_id: str, error: str) -> tuple[Page,
     return page, retry
 
 
+def _newest_within_bounds(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest entries that fit ``MAX_ENTRIES`` and ``MAX_LOG_BYTES`` together."""
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for entry in reversed(entries[-MAX_ENTRIES:]):
+        size += len(codec.dumps(entry)) + 1
+        if size > MAX_LOG_BYTES:
+            break
+        kept.append(entry)
+    return kept[::-1]
+
+
 def append_log(
     scope: Scope, project_id: str, page_id: str, entry: dict[str, Any]
 ) -> dict[str, Any]:
@@ -339,7 +351,7 @@ def append_log(
             return logs.create(
                 project_id=project_id, page_id=page_id, entries=[entry], entry_count=1
             )
-        entries = [*log.get("entries"), entry][-MAX_ENTRIES:]
+        entries = _newest_within_bounds([*log.get("entries"), entry])
         log.set({"entries": entries, "entry_count": log.get("entry_count") + 1})
         return log.save()  # type: ignore[return-value]
 

@@ -10,7 +10,9 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.utils import html
 
-from ..models.logs import LOG_LEVELS
+from datastore import codec
+
+from ..models.logs import LOG_LEVELS, MAX_ENTRY_BYTES
 from ..models.page import PAGE_STATUSES
 
 MAX_BATCH_PAGES = 1000
@@ -125,6 +127,14 @@ class LogEntrySerializer(StrictSerializer):
     message = serializers.CharField(max_length=10_000)
     data = JSONField(required=False)
     duration_ms = serializers.IntegerField(min_value=0, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        size = len(codec.dumps(attrs))
+        if size > MAX_ENTRY_BYTES:
+            raise serializers.ValidationError(
+                {"data": [f"a log entry may take {MAX_ENTRY_BYTES} bytes; this one takes {size}"]}
+            )
+        return attrs
 
 
 class InitializeSerializer(StrictSerializer):

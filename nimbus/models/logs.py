@@ -5,7 +5,12 @@ from __future__ import annotations
 from datamodel import DataModel, fields
 
 LOG_LEVELS = ["info", "warn", "error"]
-MAX_ENTRIES = 1000  # the oldest entries are dropped beyond this, keeping the object bounded
+# The spec keeps a page's log as one object (an append rewrites it), so it is bounded twice:
+# the oldest entries are dropped past MAX_ENTRIES or past MAX_LOG_BYTES of encoded entries,
+# and one entry may take at most MAX_ENTRY_BYTES.
+MAX_ENTRIES = 1000
+MAX_LOG_BYTES = 512 * 1024
+MAX_ENTRY_BYTES = 16 * 1024
 
 
 class PageLog(DataModel):

@@ -273,7 +273,11 @@ def build_options(
             raise _fail(model, f"key_pattern field {key_field!r} is not a field")
         if not fields[key_field].required:
             raise _fail(model, f"key_pattern field {key_field!r} must be required=True")
-    if pk_name not in key_fields:
+    # The primary key keys the metadata row, so it must be unique among all the model's
+    # objects. A one-field key pattern is the primary key; a pattern of several fields may
+    # leave it out when those fields are unique only together (``batch:{project_id}:
+    # {batch_id}``): the primary key is then the row's own key, which the model sets.
+    if pk_name not in key_fields and len(key_fields) < 2:
         raise _fail(
             model, f"key_pattern {key_pattern!r} must contain the primary key {{{pk_name}}}"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datamodel import DataModel, fields
+from datamodel import CASCADE, DataModel, fields
 
 LOG_LEVELS = ["info", "warn", "error"]
 MAX_ENTRIES = 1000  # the oldest entries are dropped beyond this, keeping the object bounded
@@ -10,7 +10,7 @@ MAX_ENTRIES = 1000  # the oldest entries are dropped beyond this, keeping the ob
 
 class PageLog(DataModel):
     page_id = fields.String(primary_key=True)
-    project_id = fields.String(required=True)
+    project_id = fields.Reference("PROJECT", on_delete=CASCADE, required=True)
     entries = fields.JSON(default_factory=list)
     entry_count = fields.Integer(default=0)
 

@@ -196,7 +196,7 @@ def verify(
         indexed = [c for c in meta.unique_constraints if unique_index_name(meta, c) in existing]
     for batch in system.scan(meta.kv_class, batch_size):
         report.checked += len(batch)
-        objects, kv_ids = _one_per_key(report, batch, meta.pk_name)
+        objects, kv_ids = _one_per_key(report, batch, meta)
         rows = _rows(connection, model, list(objects))
         _others_rows(connection, model, report, objects, kv_ids, rows)
         drifted = {}
@@ -242,13 +242,13 @@ def verify(
 
 
 def _one_per_key(
-    report: SyncReport, batch: dict[str, Any], pk_name: str
+    report: SyncReport, batch: dict[str, Any], meta: Options
 ) -> tuple[dict[Any, dict[str, Any]], dict[Any, str]]:
     """The objects of a scanned batch by primary key, and their KV ids; objects of the batch
     sharing a primary key are reported and left out (one row cannot hold both)."""
     by_pk: dict[Any, list[str]] = {}
     for kv_id, stored in batch.items():
-        by_pk.setdefault(stored.data.get(pk_name), []).append(kv_id)
+        by_pk.setdefault(meta.row_pk(stored.data), []).append(kv_id)
     objects, kv_ids = {}, {}
     for pk, ids in by_pk.items():
         if len(ids) > 1:
@@ -285,7 +285,7 @@ def _others_rows(
     found = connection.datastore.system().read_many(meta.kv_class, list(set(foreign.values())))
     for pk, row_id in foreign.items():
         other = found.get(row_id)
-        if other is not None and other.data.get(meta.pk_name) == pk:
+        if other is not None and meta.row_pk(other.data) == pk:
             report._shared(pk, [kv_ids[pk], row_id])
             report._note("shared key", kv_ids[pk])
             del objects[pk]

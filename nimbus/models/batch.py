@@ -41,11 +41,12 @@ class Batch(DataModel):
     users) uploading in the same second get the same ``batch_id`` in different keys and never
     touch each other's batches.
 
-    Because a ``batch_id`` alone repeats across projects, it cannot key the metadata row:
-    the primary key is ``batch_key``, the object's KV id ``{project_id}:{batch_id}`` (set on
-    create), unique like the KV key it mirrors, so ``Batch.objects.get(row["batch_key"])``
-    reads the object. ``project_id`` references the project: deleting the project deletes
-    its batches with it (soft, as the project), and restoring it brings them back.
+    Because a ``batch_id`` alone repeats across projects, it cannot key the metadata row: the
+    primary key is ``batch_key``, left out of the key pattern, so the model layer makes it the
+    object's KV id ``{project_id}:{batch_id}``, unique as the KV key it mirrors (and
+    ``Batch.objects.get(row["batch_key"])`` reads the object). ``project_id`` references the
+    project: deleting the project deletes its batches with it (soft, as the project), and
+    restoring it brings them back.
     """
 
     batch_key = fields.String(primary_key=True, max_length=80)
@@ -63,6 +64,3 @@ class Batch(DataModel):
         table = "batch_meta"
         sync_fields = ["batch_id", "status", "page_count"]
         indexes = [("project_id", "created_at")]
-
-    def before_create(self) -> None:
-        self.set("batch_key", self.kv_id)

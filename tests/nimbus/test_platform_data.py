@@ -147,6 +147,10 @@ def run_together(calls: list[Callable[[], Any]]) -> list[Any]:
     return results
 
 
+def uploader(user: ApiUser, project: str, prefix: str, count: int) -> Callable[[], Any]:
+    return lambda: post_batch(user, project, pages(count, prefix))
+
+
 def test_concurrent_uploads_to_one_and_two_projects_all_succeed() -> None:
     alice, bob = api_user("alice"), api_user("bob")
     busy = make_project(alice, "busy.example")
@@ -155,10 +159,7 @@ def test_concurrent_uploads_to_one_and_two_projects_all_succeed() -> None:
         (bob, other, f"other{i}") for i in range(2)
     ]
 
-    def call(user: ApiUser, project: str, prefix: str) -> Callable[[], Any]:
-        return lambda: post_batch(user, project, pages(2, prefix))
-
-    responses = run_together([call(*upload) for upload in uploads])
+    responses = run_together([uploader(*upload, count=2) for upload in uploads])
     assert [response.status_code for response in responses] == [201] * len(uploads), [
         response.json() for response in responses
     ]
@@ -227,3 +228,39 @@ def test_sync_repairs_a_rows_owner_and_project_drift() -> None:
     assert [row["batch_id"] for row in listed] == [batch["batch_id"]]
     assert alice.client.get(f"/api/projects/{elsewhere}/batches/").json()["data"] == []
     assert alice.client.get(f"/api/projects/{project}/pages/").json()["pagination"]["total"] == 2
+
+
+@pytest.fixture
+def embedded(settings, tmp_path) -> None:
+    """The embedded default: KV and metadata in SQLite files, with the domain tables."""
+    from datamodel import initialize
+
+    conf.reset()
+    settings.NIMBUS = {
+        "KV": {
+            "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
+            "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
+        },
+        "D1": {
+            "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
+            "OPTIONS": {"path": str(tmp_path / "metadata.sqlite3")},
+        },
+        "ADAPTER": "kv",
+    }
+    initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
+
+
+@pytest.mark.usefixtures("embedded")
+def test_concurrent_uploads_on_the_embedded_default_all_succeed() -> None:
+    alice, bob = api_user("alice"), api_user("bob")
+    busy, other = make_project(alice, "busy.example"), make_project(bob, "other.example")
+    uploads = [(alice, busy, f"b{i}") for i in range(8)] + [(bob, other, "o0"), (bob, other, "o1")]
+    responses = run_together([uploader(*upload, count=3) for upload in uploads])
+    assert [r.status_code for r in responses] == [201] * len(uploads), [r.json() for r in responses]
+    for user, project, count in ((alice, busy, 8), (bob, other, 2)):
+        listed = user.client.get(f"/api/projects/{project}/batches/?limit=100").json()
+        assert listed["pagination"]["total"] == count
+        assert (
+            user.client.get(f"/api/projects/{project}/").json()["usage"]["total_batches"] == count
+        )
+    assert sync_check() == 0

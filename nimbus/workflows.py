@@ -168,18 +168,10 @@ def upload_page(scope: Scope, project: Project, data: dict[str, Any]) -> tuple[P
     stamp = now_iso()
     item = _page_item(project_id, data, stamp, status="uploaded")
     pages = Page.objects.bind(scope)
-
-    def create() -> Page | None:
-        if pages.get_or_none(project_id=project_id, page_id=item["page_id"], include_deleted=True):
-            return None
-        try:
-            return pages.create(**item)
-        except Conflict:  # created meanwhile: replace it as below
-            return None
-
-    page = create()
-    if page is not None:
-        return page, True
+    try:
+        return pages.create(**item), True  # create-only: refused if the path has a page
+    except Conflict:
+        pass
     item.update(status="queued", batch_id=None)
     _queue_pages(scope, project_id, [item], stamp)
     return pages.get(project_id=project_id, page_id=item["page_id"]), False

@@ -207,6 +207,10 @@ def test_posting_an_existing_page_path_replaces_and_requeues_it() -> None:
     claimed = alice.client.post(f"/api/projects/{project}/queue/claim/")
     assert claimed.status_code == 200 and claimed.json()["page_id"] == page_id
     assert alice.client.get(url).json()["pagination"]["total"] == 1
+    assert alice.client.delete(f"{url}{page_id}/").status_code == 204
+    back = alice.client.post(url, {"source_path": "a.html"}, format="json")
+    assert back.status_code == 200 and back.json()["status"] == "queued"
+    assert alice.client.get(f"{url}{page_id}/").status_code == 200
     assert sync_check() == 0
 
 

@@ -204,7 +204,7 @@ class DataModelAdmin(admin.ModelAdmin):
         rows = conf.sql_database().execute(
             f"SELECT * FROM {quote_identifier(meta.table)} "
             f"WHERE {quote_identifier(meta.pk_name)} = ?",
-            [meta.pk.to_sql(instance.pk)],
+            [meta.pk.to_sql(meta.row_pk(data))],
         )
         row = rows[0] if rows else None
         state = compare(self.datamodel, data, row)

@@ -75,6 +75,19 @@ class Options:
         return self.fields[self.pk_name]
 
     @property
+    def pk_is_kv_id(self) -> bool:
+        """Whether the primary key is left out of the key pattern: it is then the object's KV
+        id (``proj_1:batch_20240902_134500`` for ``batch:{project_id}:{batch_id}``), set by
+        the save path, unique as the KV key is."""
+        return self.pk_name not in self.key_fields
+
+    def row_pk(self, values: Mapping[str, Any]) -> Any:
+        """The primary key of an object's metadata row, from its stored values."""
+        if self.pk_is_kv_id:
+            return self.kv_id(values)
+        return values.get(self.pk_name)
+
+    @property
     def columns(self) -> list[str]:
         """Metadata table columns: the sync fields (built-ins included), in order."""
         return self.sync_fields
@@ -278,10 +291,21 @@ def build_options(
             raise _fail(model, f"key_pattern field {key_field!r} is not a field")
         if not fields[key_field].required:
             raise _fail(model, f"key_pattern field {key_field!r} must be required=True")
+    # The primary key keys the metadata row, so it must be unique among all the model's
+    # objects. A one-field key pattern is the primary key; a pattern of several fields may
+    # leave it out when those fields are unique only together (``batch:{project_id}:
+    # {batch_id}``): the primary key is then the object's KV id, set by the save path.
     if pk_name not in key_fields:
-        raise _fail(
-            model, f"key_pattern {key_pattern!r} must contain the primary key {{{pk_name}}}"
-        )
+        if len(key_fields) < 2:
+            raise _fail(
+                model, f"key_pattern {key_pattern!r} must contain the primary key {{{pk_name}}}"
+            )
+        if pk_field.generator is not None:
+            raise _fail(
+                model,
+                f"primary key {pk_name!r} is not in key_pattern {key_pattern!r}, so it is the "
+                "object's KV id: it takes no generator",
+            )
 
     namespace = meta.get("namespace") or DEFAULT_CLASS_NAMESPACES.get(kv_class)
     if namespace is None:

@@ -14,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from datamodel import Scope, ValidationError
-from datamodel.clock import now_iso
 
 from .. import conf, workflows
 from ..models import Batch, Page, PageLog, Project
@@ -120,15 +119,22 @@ class PageViewSet(NimbusViewSet):
                     raise serializers.ValidationError({name: messages}) from exc
         return listing(request, query, ("created_at", "priority", "source_path"))
 
-    @extend_schema(request=bodies.PageSerializer, responses={201: shapes.PageObject})
+    @extend_schema(
+        request=bodies.PageSerializer,
+        responses={
+            201: shapes.PageObject,
+            200: OpenApiResponse(shapes.PageObject, description="Replaced and queued again"),
+        },
+    )
     def create(self, request: Request, project_id: str) -> Response:
+        """Upload one page (201). A path uploaded before, even if deleted since, is replaced
+        and queued afresh (200), as in a batch upload."""
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
-        self.project(project_id)
-        page = Page.objects.bind(self.scope()).create(
-            project_id=project_id, uploaded=now_iso(), **body.validated_data
-        )
-        return Response(public(page.get_data()), status=status.HTTP_201_CREATED)
+        project = self.project(project_id)
+        page, created = workflows.upload_page(self.scope(), project, dict(body.validated_data))
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(public(page.get_data()), status=code)
 
     @extend_schema(responses=shapes.PageObject)
     def retrieve(self, request: Request, project_id: str, page_id: str) -> Response:

@@ -205,15 +205,16 @@ class DataModelAdmin(admin.ModelAdmin):
         except (ValueError, TypeError) as exc:
             raise Http404(str(exc)) from exc
         if instance is not None:
-            data: dict[str, Any] | None = instance.get_data()
-            pk = instance.pk
+            stored = instance.get_data()
+            data: dict[str, Any] | None = stored
+            pk = meta.row_pk(stored)
         else:
             # A row listed in the change list may have lost its KV object (an orphan): show
             # the row and what repairs it, rather than a 404 behind a listed link.
             data, parts = None, object_id.split(":")
             if len(parts) != len(meta.key_fields):
                 raise Http404(f"{meta.name} {object_id!r} does not exist")
-            pk = dict(zip(meta.key_fields, parts, strict=True))[meta.pk_name]
+            pk = meta.row_pk(dict(zip(meta.key_fields, parts, strict=True)))
         rows = conf.sql_database().execute(
             f"SELECT * FROM {quote_identifier(meta.table)} "
             f"WHERE {quote_identifier(meta.pk_name)} = ?",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datamodel import DataModel, fields
+from datamodel import CASCADE, DataModel, fields
 
 LOG_LEVELS = ["info", "warn", "error"]
 # The spec keeps a page's log as one object (an append rewrites it), so it is bounded twice:
@@ -15,7 +15,7 @@ MAX_ENTRY_BYTES = 16 * 1024
 
 class PageLog(DataModel):
     page_id = fields.String(primary_key=True)
-    project_id = fields.String(required=True)
+    project_id = fields.Reference("PROJECT", on_delete=CASCADE, required=True)
     entries = fields.JSON(default_factory=list)
     entry_count = fields.Integer(default=0)
 

@@ -124,7 +124,8 @@ def test_page_detail_is_the_full_object_and_ids_are_deterministic() -> None:
         {"source_path": "dist/local/rolex-repair.html"},
         format="json",
     )
-    assert again.status_code == 409
+    assert again.status_code == 200  # the same path again replaces the page and queues it
+    assert again.json()["page_id"] == page_id and again.json()["status"] == "queued"
 
 
 def test_status_transitions() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from datamodel import ValidationError
 from nimbus import conf
-from nimbus.models import Page
+from nimbus.models import Page, Project
 from tests.nimbus.api_support import api_user
 
 pytestmark = pytest.mark.usefixtures("domain")
@@ -86,6 +86,7 @@ def test_bad_requests_change_nothing(settings) -> None:
 
 
 def test_bad_values_through_the_model_layer_change_nothing() -> None:
+    Project.objects.auth("alice").create(project_id="proj_1", name="a page's parent")
     pages = Page.objects.auth("alice")
     page = pages.create(project_id="proj_1", source_path="a.html")
     before = snapshot()

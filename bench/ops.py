@@ -99,7 +99,7 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
     from datamodel import initialize
     from datamodel.schema import create_statements
     from nimbus import conf
-    from nimbus.models import Page
+    from nimbus.models import Page, Project
 
     from .subjects.datastore import DatastorePages
     from .subjects.nimbus import NimbusPages
@@ -116,7 +116,7 @@ def subjects(options: argparse.Namespace, directory: Path) -> Iterator[list[Subj
         connection = conf.get_connection()
         if options.backend == "redis":  # both project contenders write under the run's prefix
             stack.callback(empty_kv, connection.datastore.kv)
-        initialize(connection, [Page], seeds=False)
+        initialize(connection, [Page, Project], seeds=False)
         chosen: list[Subject] = []
         if "nimbus" in wanted:
             chosen.append(NimbusPages(connection))

@@ -27,7 +27,7 @@ from datamodel.query.compiler import Compiler
 from datastore import Datastore, Routing, codec
 from datastore.backends.sqlite import SQLiteDatabase, SQLiteKVStore
 from datastore.routing import DEFAULT_CLASS_NAMESPACES
-from nimbus.models import Page
+from nimbus.models import Page, Project
 
 from .common import machine, median_seconds, print_table
 
@@ -169,10 +169,13 @@ def create_kv_set(directory: Path, count: int, seed: int) -> dict[str, Any]:
     rows), in ``directory``; returns the project, owner and write throughput."""
     directory.mkdir(parents=True, exist_ok=True)
     connection = connect(directory)
-    initialize(connection, [Page], seeds=False)
+    initialize(connection, [Page, Project], seeds=False)
     rng = random.Random(seed)
     projects = Projects.make(rng, count=2)
     project = projects.ids[0]
+    Project.objects.system(using=connection).create(  # a page references its project
+        project_id=project, name="bench", user_id=projects.owners[project]
+    )
     pages = Page.objects.system(using=connection)
     values = page_values(rng, Projects([project], projects.owners), count)
     started = time.perf_counter()

@@ -11,10 +11,14 @@ class NimbusPages:
     name = "nimbus"
 
     def __init__(self, connection: Connection) -> None:
-        from nimbus.models import Page
+        from nimbus.models import Page, Project
 
         self.connection = connection
         self.pages = Page.objects.auth(USER_ID, using=connection)
+        # A page references its project, which must exist (each create checks it: one KV read).
+        Project.objects.auth(USER_ID, using=connection).get_or_create(
+            project_id=PROJECT_ID, defaults={"name": "bench"}
+        )
 
     def create(self, number: int) -> None:
         self.pages.create(**page_values(number))

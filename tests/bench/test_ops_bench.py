@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # This project's storage round trips per operation: (KV, metadata SQL).
 NIMBUS_ROUND_TRIPS = {
-    "create": (1, 1),  # the object, its row
+    "create": (2, 1),  # its project (the reference checked), then the object; its row
     "get": (1, 0),
     "update": (2, 1),  # read, then object and row
     "soft_delete": (2, 1),
@@ -22,7 +22,7 @@ NIMBUS_ROUND_TRIPS = {
     "page_with_data": (1, 1),  # + one bulk read of the objects
     "values_page": (0, 1),  # dicts of three sync fields from the rows alone
     "aggregate_status": (0, 1),  # one GROUP BY
-    "bulk_create": (1, 1),  # one put_many, one batch of upserts
+    "bulk_create": (2, 1),  # one bulk read of the projects, one put_many; one batch of upserts
 }
 # The operations the KV layer alone (and redis-om on plain Redis) cannot do.
 QUERIES = {"page", "page_with_data", "values_page", "aggregate_status"}

@@ -1,0 +1,628 @@
+"""The page lifecycle: one state machine for a page's status and everything that follows it.
+
+A page's state shows in four places: the page's ``status``, its status object
+(``status:{project_id}:{page_id}``), its entry in its batch's page map (and so the batch's
+summary and status), and its item in the project's queue (``queue:{project_id}``). Every route
+that changes a page's state makes one move of ``MOVES``: ``/status/`` (``set_status``),
+``claim``, ``ack``, ``fail`` (a retry while attempts remain, else final), page delete
+(``delete``) and upload (``enqueue``, which the upload workflow calls for the pages it wrote).
+Each row says from which state an event goes to which one, and what that does to the queue
+item; the status object, the batch entry and the log follow from the target state. So after
+every move:
+
+* a page is in its project's queue iff its status is ``queued`` or ``processing``; it is
+  claimable iff it is ``queued`` (its item unclaimed), or ``processing`` with a claim older
+  than ``CLAIM_TIMEOUT`` (the worker is presumed lost; the claim is taken again);
+* its status object and its batch entry show its status; a deleted page has no queue item, no
+  batch entry (the batch's ``page_count`` and summary shrink) and a soft-deleted status object;
+* an event the page's state does not allow is ``Rejected`` (409) with a message naming the
+  states, and nothing is written.
+
+Order of writes. There is no transaction across KV objects, so a move writes the page first:
+its compare-and-set is the move's lock (of two moves from one state, one saves; the other reads
+the page again and is checked again). Then it sets the page's queue item, status object, batch
+entry and log entry, each a compare-and-set retried from a fresh read on ``Conflict``: they
+only take this move's values for this page, so a retry is safe and no "version mismatch"
+reaches a user for work nobody else touched. ``claim`` picks an item from the queue, then moves
+its page; an item whose page is gone is dropped, one whose page is not in the state the item
+implies (moving just now) is skipped. A process that dies between the page write and the rest
+leaves them behind the page until the page's next move.
+
+Cost of one move: the page (1 KV read, 1 save), the queue, status object, batch and log
+(1 KV read and 1 save each, the queue only for moves that change it). ``enqueue`` is bulk:
+its round trips do not grow with the number of pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from datamodel import Rejected, Scope, sync
+from datamodel.clock import now_iso
+from datastore import Conflict
+
+from .models import Batch, Page, PageLog, PageStatus, Queue
+from .models.batch import batch_status, summarize
+from .models.logs import MAX_ENTRIES
+from .models.page import PAGE_STATUSES
+
+__all__ = [
+    "CLAIM_TIMEOUT",
+    "DELETED",
+    "MAX_ATTEMPTS",
+    "MOVES",
+    "NEW",
+    "Move",
+    "ack",
+    "allowed",
+    "claim",
+    "delete",
+    "enqueue",
+    "fail",
+    "find_move",
+    "set_status",
+]
+
+MAX_ATTEMPTS = 3  # a failed item goes back to the queue until it has been tried this often
+CLAIM_TIMEOUT = dt.timedelta(minutes=15)  # a claim not acked by then may be claimed again
+NEW = "new"  # the state before a page's first upload
+DELETED = "deleted"  # the state after a page's delete
+_RETRIES = 8
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Move:
+    """One row of the state machine: ``event`` takes a page from ``source`` to ``target``.
+
+    ``queue`` is what happens to the page's item in the project's queue: ``add`` (a fresh,
+    unclaimed item: attempts 0), ``claim`` (claimed now, one more attempt), ``release``
+    (unclaimed again, attempts kept), ``remove``. ``log`` is the page log's entry.
+    """
+
+    source: str
+    event: str  # upload | status | claim | ack | retry | fail | delete
+    target: str
+    queue: str
+    log: str
+
+
+MOVES: tuple[Move, ...] = (
+    # An upload (a batch, or the same path uploaded again) starts the page afresh from any
+    # state: a re-uploaded page is queued again with no attempts, whatever it was doing.
+    Move(NEW, "upload", "queued", "add", "uploaded and queued"),
+    *(Move(s, "upload", "queued", "add", "uploaded again, queued afresh") for s in PAGE_STATUSES),
+    Move(DELETED, "upload", "queued", "add", "uploaded again after its delete, queued"),
+    # Moves through /status/: along uploaded -> queued -> processing -> done | failed.
+    Move("uploaded", "status", "queued", "add", "queued"),
+    Move("queued", "status", "processing", "claim", "processing"),
+    Move("processing", "status", "done", "remove", "done"),
+    Move("processing", "status", "failed", "remove", "failed"),
+    # The queue's routes.
+    Move("queued", "claim", "processing", "claim", "claimed"),
+    Move("processing", "claim", "processing", "claim", "claimed again: the last claim expired"),
+    Move("processing", "ack", "done", "remove", "done"),
+    Move("processing", "retry", "queued", "release", "failed; queued for another attempt"),
+    Move("processing", "fail", "failed", "remove", "failed; no attempts left"),
+    # A delete takes the page out of its queue and its batch, from any state.
+    *(Move(s, "delete", DELETED, "remove", "deleted") for s in PAGE_STATUSES),
+)
+
+_TABLE: dict[tuple[str, str], dict[str, Move]] = defaultdict(dict)
+for _move in MOVES:
+    _TABLE[(_move.source, _move.event)][_move.target] = _move
+
+_VERBS = {
+    "claim": "claimed",
+    "ack": "acked",
+    "retry": "failed",
+    "fail": "failed",
+    "delete": "deleted",
+    "upload": "uploaded",
+}
+
+
+def allowed(source: str, event: str = "status") -> set[str]:
+    """The states ``event`` may take a page in ``source`` to."""
+    return set(_TABLE.get((source, event), {}))
+
+
+def find_move(source: str, event: str, target: str | None = None, *, page_id: str = "") -> Move:
+    """The move ``event`` makes from ``source`` (to ``target``, for ``/status/``); ``Rejected``
+    with a message naming the states if there is none."""
+    moves = _TABLE.get((source, event), {})
+    if target is None and len(moves) == 1:
+        return next(iter(moves.values()))
+    if target is not None and target in moves:
+        return moves[target]
+    name = f"page {page_id!r}" if page_id else "a page"
+    if event == "status":
+        targets = ", ".join(repr(t) for t in sorted(moves)) or f"nowhere: {source!r} is final"
+        raise Rejected(f"{name} cannot go from {source!r} to {target!r}; it may go to {targets}")
+    sources = sorted({move.source for move in MOVES if move.event == event} - {NEW, DELETED})
+    raise Rejected(
+        f"{name} is {source!r}: only a page that is {' or '.join(repr(s) for s in sources)} "
+        f"can be {_VERBS.get(event, event)}"
+    )
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+
+def set_status(
+    scope: Scope,
+    project_id: str,
+    page_id: str,
+    status: str,
+    *,
+    error: str | None = None,
+    result: Any = None,
+) -> Page:
+    """``POST .../pages/{page_id}/status/``: the ``status`` move to ``status``."""
+    page, _ = _move_page(scope, project_id, page_id, "status", status, error=error, result=result)
+    return page
+
+
+def claim(scope: Scope, project_id: str) -> dict[str, Any] | None:
+    """Take the highest-priority (then oldest) claimable item and move its page to
+    ``processing``; ``None`` if nothing is claimable. Items whose page is gone are dropped."""
+    queues = Queue.objects.bind(scope)
+    pages = Page.objects.bind(scope)
+    skipped: set[str] = set()
+    for _ in range(_RETRIES * 4):
+        queue = queues.get_or_none(project_id)
+        if queue is None:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        candidates = [
+            item
+            for item in queue.get("items")
+            if item["page_id"] not in skipped and _claimable(item, now)
+        ]
+        if not candidates:
+            return None
+        item = min(candidates, key=lambda i: (-i["priority"], i["queued_at"]))
+        page = pages.get_or_none(project_id=project_id, page_id=item["page_id"])
+        if page is None:  # deleted, with its queue item left behind: drop it
+            _set_items(scope, project_id, {item["page_id"]: None})
+            continue
+        expected = "processing" if item.get("claimed_at") else "queued"
+        if page.get("status") != expected:  # moving just now: leave it to that move
+            skipped.add(page.pk)
+            continue
+        move = find_move(expected, "claim", page_id=page.pk)
+        stamp = now_iso()
+        if move.source == move.target:
+            # an expired claim taken again: the page does not change, so the queue decides
+            claimed = _reclaim(scope, project_id, page.pk, item["claimed_at"], stamp)
+            if claimed is None:
+                continue
+        else:
+            page.set("status", move.target)
+            try:
+                page.save()
+            except Conflict:
+                continue  # the page moved meanwhile: look again
+            claimed = _apply_queue(scope, project_id, page, move, stamp)
+        _follow(scope, page, move, stamp)
+        return claimed
+    return None
+
+
+def ack(scope: Scope, project_id: str, page_id: str, result: Any = None) -> Page:
+    """The worker finished: the page is done, its item leaves the queue."""
+    page, _ = _move_page(scope, project_id, page_id, "ack", result=result)
+    return page
+
+
+def fail(scope: Scope, project_id: str, page_id: str, error: str) -> tuple[Page, bool]:
+    """The worker failed: the page is queued again while attempts remain (``retry``), else it
+    fails. Returns the page and whether it will be retried."""
+    item = _queue_item(scope, project_id, page_id)
+    retry = item is not None and item.get("attempts", 0) < MAX_ATTEMPTS
+    page, _ = _move_page(scope, project_id, page_id, "retry" if retry else "fail", error=error)
+    return page, retry
+
+
+def delete(scope: Scope, project_id: str, page_id: str) -> None:
+    """Delete a page (soft): its queue item goes, its batch no longer counts it, its status
+    object is soft-deleted with it. ``DoesNotExist`` if it is not there."""
+    _move_page(scope, project_id, page_id, "delete")
+
+
+def enqueue(scope: Scope, pages: Sequence[Page], *, stamp: str | None = None) -> None:
+    """The ``upload`` move for pages an upload has just written (created, or replaced: same
+    path, same id), each saved with ``status="queued"`` and its new ``batch_id``, all of one
+    project. Writes the rest of the move in bulk: the status objects (restored if the page
+    had been deleted), one fresh queue item per page (replacing any earlier one, claimed or
+    not: attempts start again), the log entries, and drops each page from the batch it was in
+    before, if another. The new batch's page map is the upload's to write.
+
+    Round trips do not grow with the number of pages: status objects 1 KV read + 1 save (and
+    1 restore if some were deleted), the queue 1 read + 1 save, previous batches 1 read + 1
+    save when there are any, logs 1 read + 1 save."""
+    if not pages:
+        return
+    project_ids = {page.get("project_id") for page in pages}
+    if len(project_ids) != 1:
+        raise ValueError("enqueue() takes the pages of one project")
+    for page in pages:
+        if page.get("status") != "queued" or page.is_new():
+            raise ValueError(f"enqueue() takes saved pages with status 'queued', not {page!r}")
+    (project_id,) = project_ids
+    stamp = stamp or now_iso()
+    by_id = {page.pk: page for page in pages}
+    statuses = PageStatus.objects.bind(scope)
+    ids_ = {statuses.kv_id(project_id=project_id, page_id=pk): pk for pk in by_id}
+    previous: dict[str, str | None] = {}
+
+    def write_statuses() -> None:
+        found = statuses.get_many(list(ids_), include_deleted=True)
+        deleted = [record for record in found.values() if record.get("deleted_at")]
+        if deleted:
+            sync.restore_many(deleted, scope)
+        records = []
+        for kv_id, pk in ids_.items():
+            record = found.get(kv_id)
+            page = by_id[pk]
+            if record is not None:
+                previous[pk] = record.get("batch_id")
+            values = _status_fields("queued", stamp)
+            values["batch_id"] = page.get("batch_id")
+            if record is None:
+                records.append(statuses.new(project_id=project_id, page_id=pk, **values))
+            else:
+                record.set(values)
+                records.append(record)
+        statuses.bulk_save(records)
+
+    _retry(write_statuses)
+    move = find_move(NEW, "upload")
+    _set_items(scope, project_id, {pk: _fresh_item(page, stamp) for pk, page in by_id.items()})
+    moved: dict[str, list[str]] = defaultdict(list)
+    for pk, batch_id in previous.items():
+        if batch_id and batch_id != by_id[pk].get("batch_id"):
+            moved[batch_id].append(pk)
+    if moved:
+        _retry(lambda: _drop_from_batches(scope, project_id, moved))
+    _append_logs(
+        scope,
+        project_id,
+        {
+            pk: _log_entry(move, stamp, {"batch_id": page.get("batch_id")})
+            for pk, page in by_id.items()
+        },
+    )
+
+
+# -- one move --------------------------------------------------------------------------------
+
+
+def _move_page(
+    scope: Scope,
+    project_id: str,
+    page_id: str,
+    event: str,
+    target: str | None = None,
+    *,
+    error: str | None = None,
+    result: Any = None,
+) -> tuple[Page, Move]:
+    """Read the page, find the move, write the page (again from a fresh read if it changed
+    meanwhile), then the rest of the move."""
+    pages = Page.objects.bind(scope)
+    for attempt in range(_RETRIES):
+        page = pages.get(project_id=project_id, page_id=page_id)
+        move = find_move(page.get("status"), event, target, page_id=page_id)
+        try:
+            if move.target == DELETED:
+                page.delete()
+            else:
+                page.set("status", move.target)
+                if result is not None:
+                    page.set("optimization", result)
+                page.save()
+        except Conflict:
+            if attempt == _RETRIES - 1:
+                raise
+            continue
+        break
+    stamp = now_iso()
+    _apply_queue(scope, project_id, page, move, stamp)
+    _follow(scope, page, move, stamp, error=error, result=result)
+    return page, move
+
+
+def _follow(
+    scope: Scope,
+    page: Page,
+    move: Move,
+    stamp: str,
+    *,
+    error: str | None = None,
+    result: Any = None,
+) -> None:
+    """After the page and its queue item: the status object, the batch entry, the log."""
+    project_id = page.get("project_id")
+    _retry(lambda: _write_status(scope, page, move, stamp, error=error, result=result))
+    if page.get("batch_id"):
+        _retry(lambda: _write_batch_entry(scope, page, move, stamp, error=error))
+    data: dict[str, Any] = {"from": move.source, "to": move.target}
+    if error:
+        data["error"] = error
+    _append_logs(scope, project_id, {page.pk: _log_entry(move, stamp, data)})
+
+
+# -- the queue -------------------------------------------------------------------------------
+
+
+def _claimable(item: dict[str, Any], now: dt.datetime) -> bool:
+    claimed = item.get("claimed_at")
+    if not claimed:
+        return True
+    claimed_at = dt.datetime.fromisoformat(claimed.replace("Z", "+00:00"))
+    return now - claimed_at > CLAIM_TIMEOUT
+
+
+def _fresh_item(page: Page, stamp: str) -> dict[str, Any]:
+    return {
+        "page_id": page.pk,
+        "batch_id": page.get("batch_id"),
+        "priority": page.get("priority"),
+        "queued_at": stamp,
+        "attempts": 0,
+        "claimed_at": None,
+    }
+
+
+def _queue_item(scope: Scope, project_id: str, page_id: str) -> dict[str, Any] | None:
+    queue = Queue.objects.bind(scope).get_or_none(project_id)
+    items = queue.get("items") if queue is not None else []
+    return next((dict(item) for item in items if item["page_id"] == page_id), None)
+
+
+def _set_items(
+    scope: Scope,
+    project_id: str,
+    changes: Mapping[str, dict[str, Any] | Callable[[dict[str, Any] | None], Any] | None],
+    *,
+    stamp: str | None = None,
+) -> list[dict[str, Any]]:
+    """Set each page's queue item: a dict replaces it, ``None`` removes it, a function gets the
+    current item (or ``None``) and returns the new one (or ``None``). One compare-and-set,
+    retried from a fresh read. Returns the items set."""
+
+    def update() -> list[dict[str, Any]]:
+        queues = Queue.objects.bind(scope)
+        queue = queues.get_or_none(project_id)
+        items = queue.get("items") if queue is not None else []
+        current = {item["page_id"]: item for item in items}
+        written: list[dict[str, Any]] = []
+        for page_id, change in changes.items():
+            new = change(current.get(page_id)) if callable(change) else change
+            if new is None:
+                current.pop(page_id, None)
+            else:
+                current[page_id] = new
+                written.append(new)
+        kept = [current[i["page_id"]] for i in items if i["page_id"] in current]
+        seen = {item["page_id"] for item in kept}
+        kept += [item for pid, item in current.items() if pid not in seen]
+        if queue is None:
+            if kept:
+                queues.create(project_id=project_id, items=kept, last_processed=stamp)
+            return written
+        if kept == items and stamp is None:
+            return written
+        queue.set("items", kept)
+        if stamp is not None:
+            queue.set("last_processed", stamp)
+        queue.save()
+        return written
+
+    return _retry(update)
+
+
+def _apply_queue(
+    scope: Scope, project_id: str, page: Page, move: Move, stamp: str
+) -> dict[str, Any] | None:
+    """Set the page's queue item as ``move.queue`` says. Returns the item (``None`` if gone)."""
+    if move.queue == "remove":
+        _set_items(scope, project_id, {page.pk: None})
+        return None
+    if move.queue == "add":
+        return _set_items(scope, project_id, {page.pk: _fresh_item(page, stamp)})[0]
+    if move.queue == "release":
+
+        def release(item: dict[str, Any] | None) -> dict[str, Any]:
+            base = item if item is not None else _fresh_item(page, stamp)
+            return {**base, "claimed_at": None}
+
+        return _set_items(scope, project_id, {page.pk: release})[0]
+
+    def take(item: dict[str, Any] | None) -> dict[str, Any]:
+        base = item if item is not None else _fresh_item(page, stamp)
+        return {**base, "claimed_at": stamp, "attempts": base.get("attempts", 0) + 1}
+
+    return _set_items(scope, project_id, {page.pk: take}, stamp=stamp)[0]
+
+
+class _Lost(Exception):
+    """Another claimer took the expired claim first."""
+
+
+def _reclaim(
+    scope: Scope, project_id: str, page_id: str, seen: str, stamp: str
+) -> dict[str, Any] | None:
+    """Take an expired claim again, unless another claimer did since it was read (then
+    ``None``)."""
+
+    def take(item: dict[str, Any] | None) -> dict[str, Any]:
+        if item is None or item.get("claimed_at") != seen:
+            raise _Lost
+        return {**item, "claimed_at": stamp, "attempts": item.get("attempts", 0) + 1}
+
+    try:
+        return _set_items(scope, project_id, {page_id: take}, stamp=stamp)[0]
+    except _Lost:
+        return None
+
+
+# -- the status object, the batch entry, the log ---------------------------------------------
+
+
+def _status_fields(
+    status: str, stamp: str, *, error: str | None = None, result: Any = None
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "status": status,
+        "updated": stamp,
+        "processing": None,
+        "result": None,
+        "error": None,
+    }
+    if status == "processing":
+        fields["processing"] = {"started": stamp, "current_step": "queued", "progress": 0}
+    if status == "done":
+        fields["result"] = {"completed": stamp, "success": True}
+        if isinstance(result, dict):
+            for name in ("changes", "confidence"):
+                if name in result:
+                    fields["result"][name] = result[name]
+    if error:
+        fields["error"] = {"message": error, "code": "FAILED", "timestamp": stamp}
+    return fields
+
+
+def _write_status(
+    scope: Scope,
+    page: Page,
+    move: Move,
+    stamp: str,
+    *,
+    error: str | None = None,
+    result: Any = None,
+) -> None:
+    statuses = PageStatus.objects.bind(scope)
+    keys = {"project_id": page.get("project_id"), "page_id": page.pk}
+    record = statuses.get_or_none(**keys)
+    if move.target == DELETED:
+        if record is not None:
+            record.delete()
+        return
+    values = _status_fields(move.target, stamp, error=error, result=result)
+    values["batch_id"] = page.get("batch_id")
+    if record is None:
+        statuses.create(**keys, **values)
+    else:
+        record.set(values)
+        record.save()
+
+
+def _millis_between(start: str, end: str) -> int:
+    parse = dt.datetime.fromisoformat
+    delta = parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))
+    return max(0, round(delta.total_seconds() * 1000))
+
+
+def _recount(batch: Batch, pages: dict[str, dict[str, Any]]) -> None:
+    summary = summarize(pages)
+    batch.set({"pages": pages, "summary": summary, "page_count": len(pages)})
+    batch.set("status", batch_status(summary, len(pages)))
+
+
+def _write_batch_entry(
+    scope: Scope, page: Page, move: Move, stamp: str, *, error: str | None = None
+) -> None:
+    batch = Batch.objects.bind(scope).get_or_none(
+        project_id=page.get("project_id"), batch_id=page.get("batch_id")
+    )
+    if batch is None:
+        return
+    pages = dict(batch.get("pages"))
+    if move.target == DELETED:
+        if page.pk not in pages:
+            return
+        del pages[page.pk]
+    else:
+        entry = dict(pages.get(page.pk) or {"uploaded": page.get("uploaded") or stamp})
+        entry["status"] = move.target
+        if move.target == "processing":
+            entry["started"] = stamp
+            entry.pop("completed", None)
+            entry.pop("duration_ms", None)
+        if move.target in ("done", "failed"):
+            entry["completed"] = stamp
+            if entry.get("started"):
+                entry["duration_ms"] = _millis_between(entry["started"], stamp)
+        if error:
+            entry["error"] = error
+        pages[page.pk] = entry
+    _recount(batch, pages)
+    batch.save()
+
+
+def _drop_from_batches(scope: Scope, project_id: str, moved: Mapping[str, list[str]]) -> None:
+    batches = Batch.objects.bind(scope)
+    ids_ = [batches.kv_id(project_id=project_id, batch_id=batch_id) for batch_id in moved]
+    changed = []
+    for batch in batches.get_many(ids_).values():
+        pages = dict(batch.get("pages"))
+        if any(pages.pop(pk, None) is not None for pk in moved[batch.get("batch_id")]):
+            _recount(batch, pages)
+            changed.append(batch)
+    if changed:
+        batches.bulk_save(changed)
+
+
+def _log_entry(move: Move, stamp: str, data: dict[str, Any]) -> dict[str, Any]:
+    failed = move.event in ("retry", "fail") or (move.event == "status" and move.target == "failed")
+    return {
+        "timestamp": stamp,
+        "level": "error" if failed else "info",
+        "step": "upload" if move.event == "upload" else "queue",
+        "message": move.log,
+        "data": data,
+    }
+
+
+def _append_logs(scope: Scope, project_id: str, entries: Mapping[str, dict[str, Any]]) -> None:
+    """Append one entry to each page's log, in one bulk read and one bulk save."""
+    logs = PageLog.objects.bind(scope)
+    ids_ = {logs.kv_id(project_id=project_id, page_id=pk): pk for pk in entries}
+
+    def update() -> None:
+        found = logs.get_many(list(ids_))
+        changed = []
+        for kv_id, pk in ids_.items():
+            log = found.get(kv_id)
+            if log is None:
+                new = logs.new(project_id=project_id, page_id=pk, entries=[entries[pk]])
+                new.set("entry_count", 1)
+                changed.append(new)
+                continue
+            log.set(
+                {
+                    "entries": [*log.get("entries"), entries[pk]][-MAX_ENTRIES:],
+                    "entry_count": log.get("entry_count") + 1,
+                }
+            )
+            changed.append(log)
+        logs.bulk_save(changed)
+
+    _retry(update)
+
+
+def _retry(update: Callable[[], T]) -> T:
+    """Run a compare-and-set update, again from a fresh read whenever it hits ``Conflict``."""
+    for _ in range(_RETRIES - 1):
+        try:
+            return update()
+        except Conflict:
+            continue
+    return update()

@@ -41,8 +41,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from datamodel import Rejected, Scope, sync
+from datamodel import Rejected, Scope
 from datamodel.clock import now_iso
+from datamodel.deletion import restore_objects
 from datastore import Conflict
 
 from .models import Batch, Page, PageLog, PageStatus, Queue
@@ -96,6 +97,7 @@ MOVES: tuple[Move, ...] = (
     # An upload (a batch, or the same path uploaded again) starts the page afresh from any
     # state: a re-uploaded page is queued again with no attempts, whatever it was doing.
     Move(NEW, "upload", "queued", "add", "uploaded and queued"),
+    Move(NEW, "upload", "uploaded", "remove", "uploaded"),  # a single page, on its own
     *(Move(s, "upload", "queued", "add", "uploaded again, queued afresh") for s in PAGE_STATUSES),
     Move(DELETED, "upload", "queued", "add", "uploaded again after its delete, queued"),
     # Moves through /status/: along uploaded -> queued -> processing -> done | failed.
@@ -236,43 +238,57 @@ def delete(scope: Scope, project_id: str, page_id: str) -> None:
 
 
 def enqueue(scope: Scope, pages: Sequence[Page], *, stamp: str | None = None) -> None:
-    """The ``upload`` move for pages an upload has just written (created, or replaced: same
-    path, same id), each saved with ``status="queued"`` and its new ``batch_id``, all of one
-    project. Writes the rest of the move in bulk: the status objects (restored if the page
-    had been deleted), one fresh queue item per page (replacing any earlier one, claimed or
-    not: attempts start again), the log entries, and drops each page from the batch it was in
-    before, if another. The new batch's page map is the upload's to write.
+    """The ``upload`` move, for pages an upload has just written (created, or replaced: same
+    path, same id), all of one project, each saved with its new ``batch_id`` and the status
+    the upload gives it: ``queued`` (a batch; a path uploaded again), or ``uploaded`` (a new
+    page uploaded on its own). Call it right after writing the pages; it writes the rest of
+    the move in bulk:
+
+    * each page's status object (created, or restored if it had been deleted with its page);
+    * its queue item: a fresh one for a ``queued`` page, replacing any earlier one, claimed or
+      not (attempts start again; a worker still holding the old claim can no longer ack it);
+      none for an ``uploaded`` page;
+    * the page leaves the batch it was in before, if another (that batch's ``page_count`` and
+      summary shrink); the new batch's page map is the upload's to write;
+    * a log entry (step ``upload``).
+
+    A page still soft-deleted (an upload that did not bring it back) is not queued and is
+    dropped from its batch's page map, so nothing deleted is ever claimable or counted.
 
     Round trips do not grow with the number of pages: status objects 1 KV read + 1 save (and
-    1 restore if some were deleted), the queue 1 read + 1 save, previous batches 1 read + 1
-    save when there are any, logs 1 read + 1 save."""
+    a restore if some were deleted), the queue 1 read + 1 save, the batches left behind 1
+    read + 1 save when there are any, the logs 1 read + 1 save."""
     if not pages:
         return
     project_ids = {page.get("project_id") for page in pages}
     if len(project_ids) != 1:
         raise ValueError("enqueue() takes the pages of one project")
     for page in pages:
-        if page.get("status") != "queued" or page.is_new():
-            raise ValueError(f"enqueue() takes saved pages with status 'queued', not {page!r}")
+        if page.is_new() or page.get("status") not in ("queued", "uploaded"):
+            raise ValueError(f"enqueue() takes saved, queued or uploaded pages, not {page!r}")
     (project_id,) = project_ids
     stamp = stamp or now_iso()
-    by_id = {page.pk: page for page in pages}
+    live = {page.pk: page for page in pages if not page.get("deleted_at")}
+    gone = {page.pk: page for page in pages if page.get("deleted_at")}
     statuses = PageStatus.objects.bind(scope)
-    ids_ = {statuses.kv_id(project_id=project_id, page_id=pk): pk for pk in by_id}
+    ids_ = {statuses.kv_id(project_id=project_id, page_id=pk): pk for pk in live}
+    moves: dict[str, Move] = {}
     previous: dict[str, str | None] = {}
 
     def write_statuses() -> None:
         found = statuses.get_many(list(ids_), include_deleted=True)
         deleted = [record for record in found.values() if record.get("deleted_at")]
         if deleted:
-            sync.restore_many(deleted, scope)
+            restore_objects(deleted, scope)
         records = []
         for kv_id, pk in ids_.items():
-            record = found.get(kv_id)
-            page = by_id[pk]
+            record, page = found.get(kv_id), live[pk]
+            source = NEW
             if record is not None:
+                source = DELETED if record.get("deleted_at") else record.get("status")
                 previous[pk] = record.get("batch_id")
-            values = _status_fields("queued", stamp)
+            moves[pk] = find_move(source, "upload", page.get("status"), page_id=pk)
+            values = _status_fields(page.get("status"), stamp)
             values["batch_id"] = page.get("batch_id")
             if record is None:
                 records.append(statuses.new(project_id=project_id, page_id=pk, **values))
@@ -281,23 +297,30 @@ def enqueue(scope: Scope, pages: Sequence[Page], *, stamp: str | None = None) ->
                 records.append(record)
         statuses.bulk_save(records)
 
-    _retry(write_statuses)
-    move = find_move(NEW, "upload")
-    _set_items(scope, project_id, {pk: _fresh_item(page, stamp) for pk, page in by_id.items()})
-    moved: dict[str, list[str]] = defaultdict(list)
+    if live:
+        _retry(write_statuses)
+    items: dict[str, dict[str, Any] | None] = {pk: None for pk in gone}
+    for pk, page in live.items():
+        items[pk] = _fresh_item(page, stamp) if page.get("status") == "queued" else None
+    _set_items(scope, project_id, items)
+    left: dict[str, list[str]] = defaultdict(list)
     for pk, batch_id in previous.items():
-        if batch_id and batch_id != by_id[pk].get("batch_id"):
-            moved[batch_id].append(pk)
-    if moved:
-        _retry(lambda: _drop_from_batches(scope, project_id, moved))
-    _append_logs(
-        scope,
-        project_id,
-        {
-            pk: _log_entry(move, stamp, {"batch_id": page.get("batch_id")})
-            for pk, page in by_id.items()
-        },
-    )
+        if batch_id and batch_id != live[pk].get("batch_id"):
+            left[batch_id].append(pk)
+    for pk, page in gone.items():
+        if page.get("batch_id"):
+            left[page.get("batch_id")].append(pk)
+    if left:
+        _retry(lambda: _drop_from_batches(scope, project_id, left))
+    if live:
+        _append_logs(
+            scope,
+            project_id,
+            {
+                pk: _log_entry(moves[pk], stamp, {"batch_id": page.get("batch_id")})
+                for pk, page in live.items()
+            },
+        )
 
 
 # -- one move --------------------------------------------------------------------------------

@@ -468,6 +468,9 @@ def _apply_queue(
 
         return _set_items(scope, project_id, {page.pk: release})[0]
 
+    if move.queue != "claim":
+        raise ValueError(f"unknown queue effect {move.queue!r}")
+
     def take(item: dict[str, Any] | None) -> dict[str, Any]:
         base = item if item is not None else _fresh_item(page, stamp)
         return {**base, "claimed_at": stamp, "attempts": base.get("attempts", 0) + 1}
@@ -596,7 +599,8 @@ def _drop_from_batches(scope: Scope, project_id: str, moved: Mapping[str, list[s
     changed = []
     for batch in batches.get_many(ids_).values():
         pages = dict(batch.get("pages"))
-        if any(pages.pop(pk, None) is not None for pk in moved[batch.get("batch_id")]):
+        dropped = [pk for pk in moved[batch.get("batch_id")] if pages.pop(pk, None) is not None]
+        if dropped:
             _recount(batch, pages)
             changed.append(batch)
     if changed:

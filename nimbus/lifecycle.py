@@ -21,12 +21,19 @@ every move:
 Order of writes. There is no transaction across KV objects, so a move writes the page first:
 its compare-and-set is the move's lock (of two moves from one state, one saves; the other reads
 the page again and is checked again). Then it sets the page's queue item, status object, batch
-entry and log entry, each a compare-and-set retried from a fresh read on ``Conflict``: they
-only take this move's values for this page, so a retry is safe and no "version mismatch"
-reaches a user for work nobody else touched. ``claim`` picks an item from the queue, then moves
-its page; an item whose page is gone is dropped, one whose page is not in the state the item
-implies (moving just now) is skipped. A process that dies between the page write and the rest
-leaves them behind the page until the page's next move.
+entry and log entry, each a compare-and-set retried from a fresh read on ``Conflict`` (with a
+short growing random pause: every worker shares the project's queue), so no "version
+mismatch" reaches a user for work nobody else touched. The next move of the page may start as
+soon as the page is written, so the late writes of one move could land after those of the
+next: the status object and the batch entry carry the page's ``_version`` as
+``page_version`` and are not overwritten by an older one (as the metadata upsert's version
+guard), nor written back once the page was deleted or left the batch. The queue item is gated
+instead: a worker's next move of a page needs the claim, which the previous move's queue write
+makes or releases. Only a ``/status/`` move racing a worker's move of the same page can leave
+the queue item behind the page. ``claim`` picks an item from the queue, then moves its page;
+an item whose page is gone is dropped, one whose page is not in the state the item implies
+(moving just now) is skipped. A process that dies between the page write and the rest leaves
+them behind the page until the page's next move (``nimbus_sync`` does not reconcile them).
 
 Cost of one move: the page (1 KV read, 1 save), the queue, status object, batch and log
 (1 KV read and 1 save each, the queue only for moves that change it). ``enqueue`` is bulk:
@@ -36,6 +43,8 @@ its round trips do not grow with the number of pages.
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +81,7 @@ MAX_ATTEMPTS = 3  # a failed item goes back to the queue until it has been tried
 CLAIM_TIMEOUT = dt.timedelta(minutes=15)  # a claim not acked by then may be claimed again
 NEW = "new"  # the state before a page's first upload
 DELETED = "deleted"  # the state after a page's delete
-_RETRIES = 8
+_RETRIES = 16
 
 T = TypeVar("T")
 
@@ -289,7 +298,7 @@ def enqueue(scope: Scope, pages: Sequence[Page], *, stamp: str | None = None) ->
                 previous[pk] = record.get("batch_id")
             moves[pk] = find_move(source, "upload", page.get("status"), page_id=pk)
             values = _status_fields(page.get("status"), stamp)
-            values["batch_id"] = page.get("batch_id")
+            values.update(batch_id=page.get("batch_id"), page_version=page.get("_version"))
             if record is None:
                 records.append(statuses.new(project_id=project_id, page_id=pk, **values))
             else:
@@ -534,15 +543,22 @@ def _write_status(
     error: str | None = None,
     result: Any = None,
 ) -> None:
+    """Show the move in the page's status object, unless a later move of the page (a higher
+    ``page_version``) got there first, or the page was deleted since."""
     statuses = PageStatus.objects.bind(scope)
     keys = {"project_id": page.get("project_id"), "page_id": page.pk}
-    record = statuses.get_or_none(**keys)
+    record = statuses.get_or_none(**keys, include_deleted=True)
     if move.target == DELETED:
-        if record is not None:
+        if record is not None and not record.get("deleted_at"):
             record.delete()
         return
+    if record is not None and record.get("deleted_at"):
+        return  # deleted since; an upload brings it back
+    version = page.get("_version")
+    if record is not None and (record.get("page_version") or 0) > version:
+        return
     values = _status_fields(move.target, stamp, error=error, result=result)
-    values["batch_id"] = page.get("batch_id")
+    values.update(batch_id=page.get("batch_id"), page_version=version)
     if record is None:
         statuses.create(**keys, **values)
     else:
@@ -565,19 +581,25 @@ def _recount(batch: Batch, pages: dict[str, dict[str, Any]]) -> None:
 def _write_batch_entry(
     scope: Scope, page: Page, move: Move, stamp: str, *, error: str | None = None
 ) -> None:
+    """Show the move in the page's entry of its batch's page map and recount the summary,
+    unless a later move of the page (a higher ``page_version`` in the entry) got there
+    first, or the page left the batch since (no entry: the upload writes them)."""
     batch = Batch.objects.bind(scope).get_or_none(
         project_id=page.get("project_id"), batch_id=page.get("batch_id")
     )
     if batch is None:
         return
     pages = dict(batch.get("pages"))
+    current = pages.get(page.pk)
+    if current is None:
+        return
     if move.target == DELETED:
-        if page.pk not in pages:
-            return
         del pages[page.pk]
     else:
-        entry = dict(pages.get(page.pk) or {"uploaded": page.get("uploaded") or stamp})
-        entry["status"] = move.target
+        version = page.get("_version")
+        if (current.get("page_version") or 0) > version:
+            return
+        entry = {**current, "status": move.target, "page_version": version}
         if move.target == "processing":
             entry["started"] = stamp
             entry.pop("completed", None)
@@ -646,10 +668,11 @@ def _append_logs(scope: Scope, project_id: str, entries: Mapping[str, dict[str, 
 
 
 def _retry(update: Callable[[], T]) -> T:
-    """Run a compare-and-set update, again from a fresh read whenever it hits ``Conflict``."""
-    for _ in range(_RETRIES - 1):
+    """Run a compare-and-set update, again from a fresh read whenever it hits ``Conflict``,
+    after a short random pause that grows (the project's queue is shared by every worker)."""
+    for attempt in range(_RETRIES - 1):
         try:
             return update()
         except Conflict:
-            continue
+            time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
     return update()

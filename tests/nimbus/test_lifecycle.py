@@ -560,3 +560,65 @@ def test_the_page_lifecycle_holds_through_the_api(
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         ),
     )
+
+
+def test_concurrent_workers_claim_each_page_once_and_see_no_conflict(
+    settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight workers claim and ack (or fail, retried) one project's pages at once on the
+    embedded SQLite default: every page is claimed by one worker at a time, ends done, and no
+    worker ever sees a conflict (each read-modify-write retries from a fresh read)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from datamodel import Scope, initialize
+    from nimbus import conf, lifecycle, workflows
+    from nimbus.models import DOMAIN_MODELS, Project
+
+    settings.NIMBUS = {
+        "KV": {
+            "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
+            "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
+        },
+        "D1": {
+            "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
+            "OPTIONS": {"path": str(tmp_path / "metadata.sqlite3")},
+        },
+    }
+    initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
+    _batch_ids(monkeypatch)
+    scope = Scope(conf.get_connection(), "alice")
+    project = Project.objects.bind(scope).create(name="busy.example")
+    paths = [{"source_path": f"p{i}.html", "priority": i % 10 + 1} for i in range(24)]
+    batch = workflows.upload_batch(scope, project, paths)
+    holders: dict[str, int] = {}
+    problems: list[str] = []
+
+    def worker(number: int) -> None:
+        while True:
+            item = lifecycle.claim(scope, project.pk)
+            if item is None:
+                return
+            page_id = item["page_id"]
+            if page_id in holders:
+                problems.append(f"{page_id} claimed by {number} while {holders[page_id]} has it")
+            holders[page_id] = number
+            if item["attempts"] == 1 and number % 2 == 0:
+                del holders[page_id]  # the page is claimable again once fail() releases it
+                _, retry = lifecycle.fail(scope, project.pk, page_id, "flaky")
+                assert retry
+            else:
+                lifecycle.ack(scope, project.pk, page_id)
+                del holders[page_id]
+
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(worker, n) for n in range(8)]:
+            future.result()  # re-raises a worker's Conflict, if any
+    assert problems == []
+    statuses = {
+        row["status"]
+        for row in Page.objects.bind(scope).filter(project_id=project.pk).values("status")
+    }
+    assert statuses == {"done"}
+    stored = Batch.objects.bind(scope).get(project_id=project.pk, batch_id=batch.get("batch_id"))
+    assert stored.get("summary")["completed"] == 24 and stored.get("status") == "completed"
+    assert_agreement("alice", project.pk, {batch.get("batch_id")}, set())

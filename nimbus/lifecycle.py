@@ -68,7 +68,6 @@ __all__ = [
     "NEW",
     "Move",
     "ack",
-    "allowed",
     "claim",
     "delete",
     "enqueue",
@@ -124,6 +123,17 @@ MOVES: tuple[Move, ...] = (
     *(Move(s, "delete", DELETED, "remove", "deleted") for s in PAGE_STATUSES),
 )
 
+# The log step (the spec's "upload" | "queue" | "process") each event's entry is filed under.
+_LOG_STEPS = {
+    "upload": "upload",
+    "status": "queue",
+    "claim": "queue",
+    "delete": "queue",
+    "ack": "process",
+    "retry": "process",
+    "fail": "process",
+}
+
 _TABLE: dict[tuple[str, str], dict[str, Move]] = defaultdict(dict)
 for _move in MOVES:
     _TABLE[(_move.source, _move.event)][_move.target] = _move
@@ -136,11 +146,6 @@ _VERBS = {
     "delete": "deleted",
     "upload": "uploaded",
 }
-
-
-def allowed(source: str, event: str = "status") -> set[str]:
-    """The states ``event`` may take a page in ``source`` to."""
-    return set(_TABLE.get((source, event), {}))
 
 
 def find_move(source: str, event: str, target: str | None = None, *, page_id: str = "") -> Move:
@@ -634,7 +639,7 @@ def _log_entry(move: Move, stamp: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "timestamp": stamp,
         "level": "error" if failed else "info",
-        "step": "upload" if move.event == "upload" else "queue",
+        "step": _LOG_STEPS[move.event],
         "message": move.log,
         "data": data,
     }

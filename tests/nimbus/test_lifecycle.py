@@ -622,3 +622,36 @@ def test_concurrent_workers_claim_each_page_once_and_see_no_conflict(
     stored = Batch.objects.bind(scope).get(project_id=project.pk, batch_id=batch.get("batch_id"))
     assert stored.get("summary")["completed"] == 24 and stored.get("status") == "completed"
     assert_agreement("alice", project.pk, {batch.get("batch_id")}, set())
+
+
+def test_the_expected_moves_are_the_lifecycle_table() -> None:
+    """``EXPECTED`` (written out above) and ``nimbus.lifecycle.MOVES`` say the same thing, so
+    the route tests cover every row of the table."""
+    from nimbus.lifecycle import DELETED, MOVES, NEW
+
+    names = {"retry": "fail", "fail": "fail:last"}
+    table = {}
+    for move in MOVES:
+        if move.source in (NEW, DELETED) or (move.event == "claim" and move.source == move.target):
+            continue  # first uploads, uploads of deleted pages, expired claims: tested apart
+        event = f"status:{move.target}" if move.event == "status" else move.event
+        table[(move.source, names.get(event, event))] = move.target
+    assert table == {key: value.replace("deleted", DELETED) for key, value in EXPECTED.items()}
+
+
+def test_each_move_is_logged() -> None:
+    alice = api_user("alice")
+    project = make_project(alice)
+    page_id = page_in_state(alice, project, "processing")
+    act(alice, project, page_id, "fail")
+    act(alice, project, page_id, "claim")
+    act(alice, project, page_id, "ack")
+    logs = alice.client.get(f"/api/projects/{project}/pages/{page_id}/logs/").json()["data"]
+    assert [(entry["step"], entry["level"], entry["message"]) for entry in logs] == [
+        ("upload", "info", "uploaded and queued"),
+        ("queue", "info", "claimed"),
+        ("process", "error", "failed; queued for another attempt"),
+        ("queue", "info", "claimed"),
+        ("process", "info", "done"),
+    ]
+    assert logs[2]["data"] == {"from": "processing", "to": "queued", "error": "timeout"}

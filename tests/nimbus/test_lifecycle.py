@@ -655,3 +655,17 @@ def test_each_move_is_logged() -> None:
         ("process", "info", "done"),
     ]
     assert logs[2]["data"] == {"from": "processing", "to": "queued", "error": "timeout"}
+
+
+def test_claim_drops_queue_items_of_pages_deleted_behind_its_back() -> None:
+    """Items left in a queue by pages deleted before deletes took them out (or by a write
+    that bypassed the lifecycle) are dropped by the next claim, which hands out the next page."""
+    alice = api_user("alice")
+    project = make_project(alice)
+    batch = upload(alice, project, ["a.html", "b.html"])
+    stale, live = page_of(batch, 0), page_of(batch, 1)
+    Page.objects.auth("alice").get(project_id=project, page_id=stale).delete()  # no lifecycle
+    claim = alice.client.post(f"/api/projects/{project}/queue/claim/")
+    assert claim.status_code == 200 and claim.json()["page_id"] == live
+    items = Queue.objects.auth("alice").get(project).get("items")
+    assert [item["page_id"] for item in items] == [live]

@@ -291,17 +291,21 @@ def enqueue(scope: Scope, pages: Sequence[Page], *, stamp: str | None = None) ->
 
     def write_statuses() -> None:
         found = statuses.get_many(list(ids_), include_deleted=True)
+        for kv_id, pk in ids_.items():
+            record, page = found.get(kv_id), live[pk]
+            source = NEW  # also for a page created just now beside a stale status object
+            if record is not None and page.get("_version") != 1:
+                source = DELETED if record.get("deleted_at") else record.get("status")
+            if record is not None:
+                previous[pk] = record.get("batch_id")
+            moves[pk] = find_move(source, "upload", page.get("status"), page_id=pk)
         deleted = [record for record in found.values() if record.get("deleted_at")]
         if deleted:
             restore_objects(deleted, scope)
+            found.update(statuses.get_many([record.kv_id for record in deleted]))
         records = []
         for kv_id, pk in ids_.items():
             record, page = found.get(kv_id), live[pk]
-            source = NEW
-            if record is not None:
-                source = DELETED if record.get("deleted_at") else record.get("status")
-                previous[pk] = record.get("batch_id")
-            moves[pk] = find_move(source, "upload", page.get("status"), page_id=pk)
             values = _status_fields(page.get("status"), stamp)
             values.update(batch_id=page.get("batch_id"), page_version=page.get("_version"))
             if record is None:

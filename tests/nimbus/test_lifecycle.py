@@ -688,3 +688,43 @@ def test_claim_drops_queue_items_of_pages_deleted_behind_its_back() -> None:
     assert claim.status_code == 200 and claim.json()["page_id"] == live
     items = Queue.objects.auth("alice").get(project).get("items")
     assert [item["page_id"] for item in items] == [live]
+
+
+def test_enqueue_takes_back_a_deleted_page_that_an_upload_restored() -> None:
+    """What an upload that brings a deleted page back does: restore and rewrite the page,
+    then ``lifecycle.enqueue``: its status object comes back, queued, and it is claimable."""
+    from datamodel import Scope
+    from nimbus import conf, lifecycle
+    from nimbus.models import PageStatus
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    batch = upload(alice, project, ["a.html"])
+    page_id = page_of(batch, 0)
+    assert alice.client.delete(f"/api/projects/{project}/pages/{page_id}/").status_code == 204
+    scope = Scope(conf.get_connection(), "alice")
+    page = Page.objects.bind(scope).get(project_id=project, page_id=page_id, include_deleted=True)
+    page.restore()
+    page = Page.objects.bind(scope).get(project_id=project, page_id=page_id)
+    page.set({"status": "queued", "batch_id": None})
+    page.save()
+    lifecycle.enqueue(scope, [page])
+    record = PageStatus.objects.bind(scope).get(project_id=project, page_id=page_id)
+    assert record.get("status") == "queued" and record.get("batch_id") is None
+    claim = alice.client.post(f"/api/projects/{project}/queue/claim/")
+    assert claim.status_code == 200 and claim.json()["page_id"] == page_id
+    logs = alice.client.get(f"/api/projects/{project}/pages/{page_id}/logs/").json()["data"]
+    assert logs[-2]["message"] == "uploaded again after its delete, queued"
+    assert_agreement("alice", project, {batch["batch_id"]}, set())
+
+
+def test_enqueue_refuses_pages_an_upload_did_not_write() -> None:
+    from datamodel import Scope
+    from nimbus import conf, lifecycle
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    scope = Scope(conf.get_connection(), "alice")
+    unsaved = Page.objects.bind(scope).new(project_id=project, source_path="a.html")
+    with pytest.raises(ValueError, match="saved, queued or uploaded"):
+        lifecycle.enqueue(scope, [unsaved])

@@ -509,10 +509,15 @@ class PageLifecycle(RuleBasedStateMachine):
 
     @invariant()
     def statuses_queue_and_batches_agree(self) -> None:
+        from datamodel import Scope
+        from nimbus import conf, lifecycle
+
         for name, user in self.users.items():
             assert_agreement(
                 user.user_id, self.projects[name], self.batches[name], self.deleted[name]
             )
+            scope = Scope(conf.get_connection(), user.user_id)
+            assert lifecycle.reconcile(scope, self.projects[name]) == []
 
 
 def _batch_ids(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -728,3 +733,34 @@ def test_enqueue_refuses_pages_an_upload_did_not_write() -> None:
     unsaved = Page.objects.bind(scope).new(project_id=project, source_path="a.html")
     with pytest.raises(ValueError, match="saved, queued or uploaded"):
         lifecycle.enqueue(scope, [unsaved])
+
+
+def test_reconcile_finds_and_repairs_what_a_half_done_move_left() -> None:
+    """Pages written without the rest of their moves (as a process that died midway leaves
+    them): ``reconcile`` names each disagreement and ``repair=True`` sets it from the pages."""
+    from datamodel import Scope
+    from nimbus import conf, lifecycle
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    batch = upload(alice, project, ["a.html", "b.html", "c.html", "d.html"])
+    a, b, c, d = (page_of(batch, i) for i in range(4))
+    scope = Scope(conf.get_connection(), "alice")
+    pages = Page.objects.bind(scope)
+    for page_id, status in ((a, "done"), (b, "processing"), (c, "uploaded")):
+        page = pages.get(project_id=project, page_id=page_id)
+        page.set("status", status)
+        page.save()  # the page only, as if the process died right after
+    queue = Queue.objects.bind(scope).get(project)
+    queue.set("items", [item for item in queue.get("items") if item["page_id"] != d])
+    queue.save()
+    found = lifecycle.reconcile(scope, project)
+    assert len(found) == 10, found  # 4 in the queue, 3 status objects, 3 batch entries
+    assert f"page {d!r} is 'queued' but not in the queue" in found
+    assert f"page {b!r} is 'processing' but its queue item is not claimed" in found
+    assert lifecycle.reconcile(scope, project) == found  # reading only
+    assert lifecycle.reconcile(scope, project, repair=True) == found
+    assert lifecycle.reconcile(scope, project) == []
+    assert_agreement("alice", project, {batch["batch_id"]}, set())
+    claim = alice.client.post(f"/api/projects/{project}/queue/claim/")
+    assert claim.status_code == 200 and claim.json()["page_id"] == d

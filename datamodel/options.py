@@ -75,6 +75,19 @@ class Options:
         return self.fields[self.pk_name]
 
     @property
+    def pk_is_kv_id(self) -> bool:
+        """Whether the primary key is left out of the key pattern: it is then the object's KV
+        id (``proj_1:batch_20240902_134500`` for ``batch:{project_id}:{batch_id}``), set by
+        the save path, unique as the KV key is."""
+        return self.pk_name not in self.key_fields
+
+    def row_pk(self, values: Mapping[str, Any]) -> Any:
+        """The primary key of an object's metadata row, from its stored values."""
+        if self.pk_is_kv_id:
+            return self.kv_id(values)
+        return values.get(self.pk_name)
+
+    @property
     def columns(self) -> list[str]:
         """Metadata table columns: the sync fields (built-ins included), in order."""
         return self.sync_fields
@@ -147,6 +160,18 @@ def _parse_key_pattern(model: str, pattern: str) -> tuple[str, list[str]]:
     return prefix.upper(), key_fields
 
 
+def _check_column(model: str, fields: dict[str, Field], name: str, role: str, why: str) -> None:
+    """A field that must have a metadata column: it exists and has an SQL mapping."""
+    if name not in fields:
+        raise _fail(model, f"{role} {name!r} does not exist")
+    if fields[name].sql_type is None:
+        raise _fail(
+            model,
+            f"{role} {name!r} is of type {fields[name].type_name}, which has no SQL mapping "
+            f"({why})",
+        )
+
+
 def _unique_constraints(
     model: str, fields: dict[str, Field], together: Any
 ) -> list[UniqueConstraint]:
@@ -172,14 +197,7 @@ def _unique_constraints(
     seen: set[tuple[str, ...]] = set()
     for constraint in constraints:
         for name in constraint.fields:
-            if name not in fields:
-                raise _fail(model, f"unique field {name!r} does not exist")
-            if fields[name].sql_type is None:
-                raise _fail(
-                    model,
-                    f"unique field {name!r} is of type {fields[name].type_name}, which has no "
-                    "SQL column (unique values are also indexed in the metadata table)",
-                )
+            _check_column(model, fields, name, "unique field", "unique values are indexed too")
         if constraint.fields in seen:
             raise _fail(model, f"unique constraint on {constraint.name!r} is declared twice")
         seen.add(constraint.fields)
@@ -273,10 +291,21 @@ def build_options(
             raise _fail(model, f"key_pattern field {key_field!r} is not a field")
         if not fields[key_field].required:
             raise _fail(model, f"key_pattern field {key_field!r} must be required=True")
+    # The primary key keys the metadata row, so it must be unique among all the model's
+    # objects. A one-field key pattern is the primary key; a pattern of several fields may
+    # leave it out when those fields are unique only together (``batch:{project_id}:
+    # {batch_id}``): the primary key is then the object's KV id, set by the save path.
     if pk_name not in key_fields:
-        raise _fail(
-            model, f"key_pattern {key_pattern!r} must contain the primary key {{{pk_name}}}"
-        )
+        if len(key_fields) < 2:
+            raise _fail(
+                model, f"key_pattern {key_pattern!r} must contain the primary key {{{pk_name}}}"
+            )
+        if pk_field.generator is not None:
+            raise _fail(
+                model,
+                f"primary key {pk_name!r} is not in key_pattern {key_pattern!r}, so it is the "
+                "object's KV id: it takes no generator",
+            )
 
     namespace = meta.get("namespace") or DEFAULT_CLASS_NAMESPACES.get(kv_class)
     if namespace is None:
@@ -306,14 +335,7 @@ def build_options(
         reference.check(model)
     declared_sync += list(references)  # children are found by their parent in the metadata table
     for sync_field in declared_sync:
-        if sync_field not in fields:
-            raise _fail(model, f"sync field {sync_field!r} does not exist")
-        if fields[sync_field].sql_type is None:
-            raise _fail(
-                model,
-                f"sync field {sync_field!r} is of type {fields[sync_field].type_name}, which has "
-                "no SQL mapping (it is stored in KV only)",
-            )
+        _check_column(model, fields, sync_field, "sync field", "it is stored in KV only")
     always = [pk_name, *key_fields, *(b for b in BUILTIN_NAMES if b in fields)]
     sync_fields = list(dict.fromkeys([pk_name, *key_fields, *declared_sync, *always]))
 

@@ -7,15 +7,24 @@ page of ids plus one bulk read per batch) and compares its projection with the m
 * stale: the row differs from the object's projection;
 * orphan: a row whose object is gone from KV;
 * duplicate: a value of a unique constraint held by more than one object (a write that
-  slipped past the constraint, on a store without compare-and-set such as Cloudflare KV).
+  slipped past the constraint, on a store without compare-and-set such as Cloudflare KV);
+* shared key: two objects (two KV keys) with one primary key, where the key pattern has
+  several fields and the primary key alone does not tell them apart: the table keeps one
+  row per primary key, so one of them cannot be listed.
+
+Each object is compared with the row of its primary key field by field (every sync column:
+key fields, owner, ``_auth``, timestamps, version), and a row whose key fields name another
+object is that object's, not this one's.
 
 With ``repair=True`` missing and stale rows are upserted from KV and orphan rows deleted. It is
 safe while the application writes: upserts are guarded by ``_version`` so a row a concurrent
 save just wrote is never regressed, and an orphan row is deleted only if its ``_version`` is
 still the one seen. Memory stays bounded by ``batch_size``.
 
-Duplicates are never repaired: which object keeps the value is a decision for a person, and
-either way one object's data changes. Where the table has the constraint's unique index, an
+Duplicates and shared keys are never repaired: which object keeps the value (or the row) is a
+decision for a person, and either way one object's data changes (for a shared key: give the
+model a primary key unique across its key pattern, or delete one object; see
+``SHARED_KEYS_HINT``). Where the table has the constraint's unique index, an
 object whose row would break it is left as it is and reported (not counted as missing or
 stale); a row that holds a value only because it is stale (its object says otherwise) has the
 value cleared first, so the object that owns it gets its row. Where the index is missing (refused
@@ -42,7 +51,7 @@ if TYPE_CHECKING:
     from .model import DataModel
     from .options import Options
 
-__all__ = ["DUPLICATES_HINT", "SyncReport", "verify"]
+__all__ = ["DUPLICATES_HINT", "SHARED_KEYS_HINT", "SyncReport", "verify"]
 
 SAMPLE = 20
 IDS_PER_VALUE = 10
@@ -52,6 +61,14 @@ DUPLICATES_HINT = (
     "others' values through the model layer (deleting one frees its value only on a model "
     "without soft delete, or with release_on_delete=True), then run `manage.py nimbus_sync "
     "--repair` again (and `manage.py nimbus_initialize` if it refused the unique index)."
+)
+
+
+SHARED_KEYS_HINT = (
+    "Objects sharing a primary key are not repaired: the metadata table keeps one row per "
+    "primary key, so only one of them can be listed. Give the model a primary key that is "
+    "unique across its key pattern (and move the objects to it), or delete the object that "
+    "should not exist (hard), then run `manage.py nimbus_sync --repair` again."
 )
 
 
@@ -67,9 +84,11 @@ class SyncReport:
     stale: int = 0
     orphans: int = 0
     duplicates: int = 0
+    shared_keys: int = 0
     repaired: int = 0
     examples: list[str] = field(default_factory=list)
     duplicate_values: list[dict[str, Any]] = field(default_factory=list)
+    shared_key_values: list[dict[str, Any]] = field(default_factory=list)
     _duplicated: dict[tuple[str, tuple[Any, ...]], set[Any]] = field(
         default_factory=dict, repr=False
     )
@@ -81,7 +100,12 @@ class SyncReport:
 
     @property
     def drift(self) -> int:
-        return self.repairable + self.duplicates
+        return self.repairable + self.duplicates + self.shared_keys
+
+    @property
+    def needs_decision(self) -> int:
+        """The drift ``repair=True`` leaves for a person: duplicates and shared keys."""
+        return self.duplicates + self.shared_keys
 
     def to_json(self) -> dict[str, Any]:
         report = {
@@ -94,10 +118,19 @@ class SyncReport:
             "repaired": self.repaired,
             "examples": self.examples,
             "duplicate_values": self.duplicate_values,
+            "shared_keys": self.shared_keys,
+            "shared_key_values": self.shared_key_values,
         }
         if self.duplicates:
             report["duplicates_hint"] = DUPLICATES_HINT
+        if self.shared_keys:
+            report["shared_keys_hint"] = SHARED_KEYS_HINT
         return report
+
+    def _shared(self, pk: Any, kv_ids: list[str]) -> None:
+        self.shared_keys += 1
+        if len(self.shared_key_values) < SAMPLE:
+            self.shared_key_values.append({"pk": pk, "ids": sorted(kv_ids)[:IDS_PER_VALUE]})
 
     def _note(self, kind: str, object_id: str) -> None:
         if len(self.examples) < SAMPLE:
@@ -162,11 +195,12 @@ def verify(
         existing = existing_indexes(sql, meta.table)
         indexed = [c for c in meta.unique_constraints if unique_index_name(meta, c) in existing]
     for batch in system.scan(meta.kv_class, batch_size):
-        objects = {stored.data.get(meta.pk_name): stored.data for stored in batch.values()}
+        report.checked += len(batch)
+        objects, kv_ids = _one_per_key(report, batch, meta)
         rows = _rows(connection, model, list(objects))
+        _others_rows(connection, model, report, objects, kv_ids, rows)
         drifted = {}
         for pk, data in objects.items():
-            report.checked += 1
             state = compare(model, data, rows.get(pk))
             if state != "ok":
                 drifted[pk] = state
@@ -184,7 +218,7 @@ def verify(
             report._note(state, str(pk))
             row, data = rows.get(pk), objects[pk]
             if row is not None and (row.get("_version") or 0) > (data.get("_version") or 0):
-                ahead.append(row)  # the guarded upsert would keep this row: handled below
+                ahead.append((kv_ids[pk], row))  # the guarded upsert would keep this row
             else:
                 fixes.append(project_row(meta, data))
         if repair and fixes:
@@ -205,6 +239,56 @@ def verify(
     if progress is not None:
         progress(report)
     return report
+
+
+def _one_per_key(
+    report: SyncReport, batch: dict[str, Any], meta: Options
+) -> tuple[dict[Any, dict[str, Any]], dict[Any, str]]:
+    """The objects of a scanned batch by primary key, and their KV ids; objects of the batch
+    sharing a primary key are reported and left out (one row cannot hold both)."""
+    by_pk: dict[Any, list[str]] = {}
+    for kv_id, stored in batch.items():
+        by_pk.setdefault(meta.row_pk(stored.data), []).append(kv_id)
+    objects, kv_ids = {}, {}
+    for pk, ids in by_pk.items():
+        if len(ids) > 1:
+            report._shared(pk, ids)
+            for kv_id in ids:
+                report._note("shared key", kv_id)
+            continue
+        objects[pk], kv_ids[pk] = batch[ids[0]].data, ids[0]
+    return objects, kv_ids
+
+
+def _others_rows(
+    connection: Connection,
+    model: type[DataModel],
+    report: SyncReport,
+    objects: dict[Any, dict[str, Any]],
+    kv_ids: dict[Any, str],
+    rows: dict[Any, dict[str, Any]],
+) -> None:
+    """Objects whose row (by primary key) has the key fields of another object: if that
+    object exists with the same primary key, the two share the row's key (reported, and left
+    out of ``objects``); otherwise the row is stale and ``compare`` says so. One bulk KV read,
+    only when such rows exist."""
+    meta = model._meta
+    foreign = {}
+    for pk in objects:
+        row = rows.get(pk)
+        if row is not None:
+            row_id = composite_key(*(str(row.get(name)) for name in meta.key_fields))
+            if row_id != kv_ids[pk]:
+                foreign[pk] = row_id
+    if not foreign:
+        return
+    found = connection.datastore.system().read_many(meta.kv_class, list(set(foreign.values())))
+    for pk, row_id in foreign.items():
+        other = found.get(row_id)
+        if other is not None and meta.row_pk(other.data) == pk:
+            report._shared(pk, [kv_ids[pk], row_id])
+            report._note("shared key", kv_ids[pk])
+            del objects[pk]
 
 
 def _claims(meta: Options, constraint: UniqueConstraint, data: dict[str, Any]) -> tuple | None:
@@ -304,12 +388,15 @@ def _clear(meta: Options, constraint: UniqueConstraint, row: dict[str, Any]) -> 
     )
 
 
-def _force(connection: Connection, model: type[DataModel], rows: list[dict[str, Any]]) -> int:
-    """Rows whose ``_version`` is ahead of KV. Re-read KV first: if a save landed meanwhile the
-    row is right and is left alone; otherwise overwrite it, only if unchanged since seen."""
+def _force(
+    connection: Connection, model: type[DataModel], rows: list[tuple[str, dict[str, Any]]]
+) -> int:
+    """Rows whose ``_version`` is ahead of KV, each with the KV id of its object (not the one
+    its key fields may wrongly say). Re-read KV first: if a save landed meanwhile the row is
+    right and is left alone; otherwise overwrite it, only if unchanged since seen."""
     meta = model._meta
     table, pk = quote_identifier(meta.table), quote_identifier(meta.pk_name)
-    ids = {composite_key(*(str(row[name]) for name in meta.key_fields)): row for row in rows}
+    ids = dict(rows)
     fresh = connection.datastore.system().read_many(meta.kv_class, list(ids))
     assignments = ", ".join(f"{quote_identifier(column)} = ?" for column in meta.sync_fields)
     statements = []

@@ -249,6 +249,17 @@ def plan_model(sql: SQLDatabase, model: type[DataModel]) -> ModelPlan:
             )
         plan.changes.extend(_create_unique(meta, unique) for unique in meta.unique_constraints)
         return plan
+    live_keys = [column.name for column in columns.values() if column.primary_key]
+    if live_keys != [meta.pk_name]:
+        plan.warnings.append(
+            f"{meta.table}'s primary key is {', '.join(live_keys) or 'none'} in the database but "
+            f"{meta.pk_name} in {meta.name}: a table's primary key cannot be changed in place, "
+            f"so nothing is applied to {meta.table}. Its rows are an index of KV: run "
+            f"`DROP TABLE {quote_identifier(meta.table)}`, then `manage.py nimbus_initialize` "
+            "(it creates the table) and `manage.py nimbus_sync --repair` (it rebuilds every "
+            "row from KV)"
+        )
+        return plan
     existing = existing_indexes(sql, meta.table)
     for column in meta.sync_fields:
         expected = meta.fields[column].sql_type or ""

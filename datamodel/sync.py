@@ -88,8 +88,18 @@ class timed:
 
 
 def project_row(meta: Options, values: dict[str, Any]) -> list[Any]:
-    """The metadata row of an object: its sync fields as column values."""
+    """The metadata row of an object: its sync fields as column values (a primary key left
+    out of the key pattern is the KV id, also for objects stored before it was declared)."""
+    if meta.pk_is_kv_id and values.get(meta.pk_name) is None:
+        values = {**values, meta.pk_name: meta.kv_id(values)}
     return [to_sql(values.get(column)) for column, to_sql in meta.row_converters]
+
+
+def _set_kv_id_pk(instance: DataModel) -> None:
+    """A primary key left out of the key pattern is the object's KV id."""
+    meta = instance._meta
+    if meta.pk_is_kv_id:
+        instance._values[meta.pk_name] = instance.kv_id
 
 
 def upsert_statements(meta: Options, rows: Sequence[Sequence[Any]], max_parameters: int | None):
@@ -258,6 +268,7 @@ def save(instance: DataModel, scope: Scope) -> None:
                 instance._values[meta.pk_name] = pk_field.generator()
             _owner_checks(instance, scope, adding)
             instance.hooks.run_before("before_create", instance)
+            _set_kv_id_pk(instance)
             instance.full_clean()
             _write(instance, scope, adding=True, before=None)
             instance.hooks.run_after("after_create", instance)
@@ -268,6 +279,7 @@ def save(instance: DataModel, scope: Scope) -> None:
         before = _stored_values(instance)
         _owner_checks(instance, scope, adding)
         instance.hooks.run_before("before_update", instance, changes)
+        _set_kv_id_pk(instance)  # objects stored before such a key was declared lack it
         instance.full_clean()
         changes = instance.changes()
         _write(instance, scope, adding=False, before=before)
@@ -450,9 +462,11 @@ def bulk_save(instances: Sequence[DataModel], scope: Scope) -> None:
         _owner_checks(instance, scope, adding)
         if adding:
             instance.hooks.run_before("before_create", instance)
+            _set_kv_id_pk(instance)
         else:
             changes[id(instance)] = instance.changes()
             instance.hooks.run_before("before_update", instance, changes[id(instance)])
+            _set_kv_id_pk(instance)
         instance.full_clean()
     kv_ids = [instance.kv_id for instance in instances]
     if len(set(kv_ids)) != len(kv_ids):

@@ -57,7 +57,7 @@ from datastore import Conflict
 
 from .models import Batch, Page, PageLog, PageStatus, Queue
 from .models.batch import batch_status, summarize
-from .models.logs import MAX_ENTRIES
+from .models.logs import newest_within_bounds
 from .models.page import PAGE_STATUSES
 
 __all__ = [
@@ -769,7 +769,7 @@ def _append_logs(scope: Scope, project_id: str, entries: Mapping[str, dict[str, 
                 continue
             log.set(
                 {
-                    "entries": [*log.get("entries"), entries[pk]][-MAX_ENTRIES:],
+                    "entries": newest_within_bounds([*log.get("entries"), entries[pk]]),
                     "entry_count": log.get("entry_count") + 1,
                 }
             )

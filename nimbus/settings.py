@@ -122,7 +122,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["nimbus.api.permissions.IsNimbusUser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "nimbus.api.schema.NimbusAutoSchema",
     "EXCEPTION_HANDLER": "nimbus.api.support.handle_exception",
     "DEFAULT_THROTTLE_CLASSES": ["nimbus.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -138,6 +138,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PageStatusEnum": "nimbus.models.page.PAGE_STATUSES",
+        "BatchStatusEnum": "nimbus.models.batch.BATCH_STATUSES",
+    },
 }
 
 # Request bodies over this are refused with 413 before they are parsed.

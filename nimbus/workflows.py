@@ -1,5 +1,6 @@
-"""The platform's workflows over the domain models: batch upload, API keys and page logs. A
-page's status and its queue entry move in ``nimbus.lifecycle``, the one state machine for them.
+"""The platform's workflows over the domain models: batch and page uploads, API keys and page
+logs. A page's status and its queue entry move in ``nimbus.lifecycle``, the one state machine
+for them (an upload writes the pages, then ``lifecycle.enqueue`` the rest of the move).
 
 Every read-modify-write of a shared object (a batch's page map, a project's queue, a log) is a
 compare-and-set retried on ``Conflict``, so concurrent workers never lose each other's changes.
@@ -7,25 +8,27 @@ compare-and-set retried on ``Conflict``, so concurrent workers never lose each o
 
 from __future__ import annotations
 
-import time
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from datamodel import DataModel, Rejected, Scope, ids
 from datamodel.clock import now_iso
+from datamodel.deletion import restore_objects
 from datastore import Conflict
 
 from . import lifecycle
 from .lifecycle import MAX_ATTEMPTS
 from .models import ApiKey, Batch, Page, PageLog, Project, key_hash
 from .models.batch import summarize
-from .models.logs import MAX_ENTRIES
+from .models.logs import newest_within_bounds
 
 __all__ = [
     "MAX_ATTEMPTS",
     "append_log",
     "issue_api_key",
     "upload_batch",
+    "upload_page",
 ]
 
 _RETRIES = 8
@@ -44,63 +47,109 @@ def _retry(update: Callable[[], T]) -> T:
     return update()
 
 
+BATCH_ID_ATTEMPTS = 300  # the free seconds a batch id is looked for in, from now on
+
+
 def upload_batch(scope: Scope, project: Project, pages: list[dict[str, Any]]) -> Batch:
     """Create a batch and all its pages, queued, with bulk writes: the round trips do not grow
-    with the number of pages (up to the stores' batch limits)."""
+    with the number of pages (up to the stores' batch limits). A page whose path was uploaded
+    before (even if deleted since) is replaced, brought back and queued afresh."""
     project_id = project.pk
     stamp = now_iso()
-    batch_id = ids.batch_id()
-    items = []
-    for data in pages:
-        page_id = ids.page_id(project_id, data["source_path"])
-        items.append(
-            {
-                "page_id": page_id,
-                "project_id": project_id,
-                "batch_id": batch_id,
-                "source_path": data["source_path"],
-                "extraction": data.get("extraction") or {},
-                "priority": data.get("priority", 5),
-                "uploaded": stamp,
-                "status": "queued",
-            }
-        )
+    items = [_page_item(project_id, data, stamp, status="queued") for data in pages]
     page_ids = [item["page_id"] for item in items]
     if len(set(page_ids)) != len(page_ids):
         raise Rejected("the same source_path appears more than once in this batch")
     page_map = {page_id: {"status": "queued", "uploaded": stamp} for page_id in page_ids}
     summary = summarize(page_map)
-    batches = Batch.objects.bind(scope)
-    for attempt in range(3):  # batch ids have one-second resolution
-        try:
-            batch = batches.create(
-                project_id=project_id,
-                batch_id=batch_id,
-                page_count=len(items),
-                status="queued",
-                pages=page_map,
-                summary=summary,
-            )
-            break
-        except Conflict:
-            if attempt == 2:
-                raise
-            time.sleep(1.05 - (time.time() % 1))
-            batch_id = ids.batch_id()
-            for item in items:
-                item["batch_id"] = batch_id
-    written = _upsert(scope, Page, items)
-    lifecycle.enqueue(scope, written, stamp=stamp)  # status objects, queue items, logs
+    batch = _create_batch(
+        scope,
+        project_id,
+        page_count=len(items),
+        status="queued",
+        pages=page_map,
+        summary=summary,
+    )
+    for item in items:
+        item["batch_id"] = batch.get("batch_id")
+    _queue_pages(scope, project_id, items, stamp)
     _retry(lambda: _count_usage(scope, project_id, len(items)))
     return batch
 
 
+def upload_page(scope: Scope, project: Project, data: dict[str, Any]) -> tuple[Page, bool]:
+    """Upload one page; returns it and whether it is new. A new path is stored as
+    ``uploaded``; a path uploaded before (even if deleted since) is replaced, brought back
+    and queued afresh, as a batch upload does it (outside any batch)."""
+    project_id = project.pk
+    stamp = now_iso()
+    item = _page_item(project_id, data, stamp, status="uploaded")
+    pages = Page.objects.bind(scope)
+    try:
+        page = pages.create(**item)  # create-only: refused if the path has a page
+    except Conflict:
+        pass
+    else:
+        lifecycle.enqueue(scope, [page], stamp=stamp)  # its status object and log entry
+        return page, True
+    item.update(status="queued", batch_id=None)
+    _queue_pages(scope, project_id, [item], stamp)
+    return pages.get(project_id=project_id, page_id=item["page_id"]), False
+
+
+def _page_item(project_id: str, data: dict[str, Any], stamp: str, status: str) -> dict[str, Any]:
+    return {
+        "page_id": ids.page_id(project_id, data["source_path"]),
+        "project_id": project_id,
+        "batch_id": None,
+        "source_path": data["source_path"],
+        "extraction": data.get("extraction") or {},
+        "priority": data.get("priority", 5),
+        "uploaded": stamp,
+        "status": status,
+    }
+
+
+def _create_batch(scope: Scope, project_id: str, **values: Any) -> Batch:
+    """Create the batch under the first free id from now on in this project.
+
+    A batch id (``batch_YYYYMMDD_HHMMSS``) is unique per project: the batch's KV key holds the
+    project and is written create-only, so an id the project already has is refused and the
+    next second is tried (ids then run ahead of the clock while a project takes more than one
+    batch a second; ``created_at`` keeps the time). Other projects' batches never count."""
+    batches = Batch.objects.bind(scope)
+    moment = dt.datetime.now(dt.UTC)
+    for offset in range(BATCH_ID_ATTEMPTS):
+        batch_id = ids.batch_id(moment + dt.timedelta(seconds=offset))
+        try:
+            return batches.create(project_id=project_id, batch_id=batch_id, **values)
+        except Conflict:
+            continue
+    raise Rejected(
+        f"project {project_id!r} has no free batch id in the next {BATCH_ID_ATTEMPTS} seconds; "
+        "try again later"
+    )
+
+
+def _queue_pages(scope: Scope, project_id: str, items: list[dict[str, Any]], stamp: str) -> None:
+    """Store these pages (replacing those with the same path, deleted ones brought back), then
+    make the rest of their upload move: status objects, queue items, logs, the batches they
+    leave (``lifecycle.enqueue``)."""
+    written = _retry(lambda: _upsert(scope, Page, items))
+    lifecycle.enqueue(scope, written, stamp=stamp)
+
+
 def _upsert(scope: Scope, model: type[M], rows: list[dict[str, Any]]) -> list[M]:
     """Create or replace many objects in one bulk read and one bulk write: uploading a page
-    again (same path, same id) starts it afresh in the new batch."""
+    again (same path, same id) starts it afresh in the new batch. A soft-deleted one is
+    restored first (the model layer's restore: its references must be live), so an upload
+    brings back a deleted page instead of writing into a deleted object."""
     objects = model.objects.bind(scope)
     ids_ = [objects.kv_id(**{name: row[name] for name in model._meta.key_fields}) for row in rows]
     existing = objects.get_many(ids_, include_deleted=True)
+    deleted = [instance for instance in existing.values() if instance.get("deleted_at")]
+    if deleted:
+        restore_objects(deleted, scope)
     instances = []
     for kv_id, row in zip(ids_, rows, strict=True):
         instance = existing.get(kv_id)
@@ -135,7 +184,7 @@ def append_log(
             return logs.create(
                 project_id=project_id, page_id=page_id, entries=[entry], entry_count=1
             )
-        entries = [*log.get("entries"), entry][-MAX_ENTRIES:]
+        entries = newest_within_bounds([*log.get("entries"), entry])
         log.set({"entries": entries, "entry_count": log.get("entry_count") + 1})
         return log.save()  # type: ignore[return-value]
 

@@ -63,12 +63,6 @@ def _column_value(field: Field, value: Any) -> Any:
     return field.to_sql(field.clean(value))
 
 
-def _text(value: Any, lookup: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"'{lookup}' needs a string, got {type(value).__name__}")
-    return value
-
-
 class Exact(Lookup):
     lookup_name = "exact"
     template = "{column} = ?"
@@ -103,12 +97,18 @@ class NotEqual(Exact):
         return False
 
 
-class IExact(Lookup):
-    lookup_name = "iexact"
-    template = "lower({column}) = lower(?)"
+class TextLookup(Lookup):
+    """A lookup whose value is a string pattern, compared as text."""
 
     def prepare(self, value: Any) -> Any:
-        return _text(value, self.lookup_name)
+        if not isinstance(value, str):
+            raise ValueError(f"'{self.lookup_name}' needs a string, got {type(value).__name__}")
+        return value
+
+
+class IExact(TextLookup):
+    lookup_name = "iexact"
+    template = "lower({column}) = lower(?)"
 
 
 class GreaterThan(Lookup):
@@ -171,12 +171,9 @@ class IsNull(Lookup):
         return f"{quote_identifier(self.column)} IS {'' if self.value else 'NOT '}NULL", []
 
 
-class Contains(Lookup):
+class Contains(TextLookup):
     lookup_name = "contains"
     template = "instr({column}, ?) > 0"
-
-    def prepare(self, value: Any) -> Any:
-        return _text(value, self.lookup_name)
 
 
 class IContains(Contains):
@@ -184,12 +181,9 @@ class IContains(Contains):
     template = "instr(lower({column}), lower(?)) > 0"
 
 
-class StartsWith(Lookup):
+class StartsWith(TextLookup):
     lookup_name = "startswith"
     template = "substr({column}, 1, length(?)) = ?"
-
-    def prepare(self, value: Any) -> Any:
-        return _text(value, self.lookup_name)
 
     def params(self) -> list[Any]:
         return [self.value, self.value]

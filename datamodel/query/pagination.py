@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -13,6 +14,9 @@ from ..errors import ValidationError
 __all__ = ["Page", "decode_cursor", "encode_cursor"]
 
 M = TypeVar("M")
+
+# A cursor's values go to the database as bound parameters: SQL integers are signed 64-bit.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass
@@ -47,6 +51,25 @@ def decode_cursor(cursor: str) -> tuple[list[str], list[Any]]:
         or not all(isinstance(part, list) for part in decoded)
         or len(decoded[0]) != len(decoded[1])
         or not all(isinstance(spec, str) for spec in decoded[0])
+        or not all(_bindable(value) for value in decoded[1])
     ):
         raise ValidationError({"cursor": ["is not a valid cursor"]})
     return decoded[0], decoded[1]
+
+
+def _bindable(value: Any) -> bool:
+    """Whether ``value`` is one a cursor can carry: a column value every backend binds (no
+    dict or list, no integer beyond 64 bits, no infinity, no lone surrogate in a string)."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return _INT_MIN <= value <= _INT_MAX
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    return False

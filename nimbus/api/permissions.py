@@ -20,9 +20,18 @@ class IsNimbusUser(permissions.BasePermission):
             user = acting_user(request)
         except exceptions.NotAuthenticated:
             return False
-        if request.method in permissions.SAFE_METHODS:
-            return user.can("read")
-        return user.can("write")
+        needed = "read" if request.method in permissions.SAFE_METHODS else "write"
+        if user.can(needed):
+            return True
+        # An API key whose permissions do not cover the request: say so (the class message is
+        # for callers that are neither a key nor a staff session).
+        if needed == "write" and user.can("read"):
+            self.message = (
+                "This API key is read-only: writing needs a key with the 'write' permission."
+            )
+        else:
+            self.message = f"This API key does not have the '{needed}' permission."
+        return False
 
 
 class IsNimbusAdmin(permissions.BasePermission):

@@ -6,19 +6,19 @@ exactly as a missing one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from datamodel import Scope
-from datamodel.clock import now_iso
+from datamodel import Scope, ValidationError
 
 from .. import conf, lifecycle, workflows
 from ..models import Batch, Page, PageLog, Project
 from ..models.project import default_settings
+from . import responses as shapes
 from . import serializers as bodies
 from .authentication import acting_user
 from .support import EnvelopePagination, IsNimbusUser, int_param, listing, public
@@ -34,16 +34,15 @@ PAGE_FILTERS = [
 LIST_PARAMETERS = PAGE_FILTERS[3:]
 
 
-class ObjectSerializer(serializers.Serializer):
-    """A stored object as JSON (every field of the model)."""
-
-    def to_representation(self, instance: Any) -> Any:
-        return instance
-
-
 class NimbusViewSet(viewsets.ViewSet):
     permission_classes = [IsNimbusUser]
     pagination_class = EnvelopePagination
+    #: The request body of each action that takes one (the browsable API's form shows it).
+    request_bodies: ClassVar[dict[str, type[serializers.Serializer]]] = {}
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
+        """The current action's request body; an empty one for an action that takes none."""
+        return self.request_bodies.get(self.action or "", serializers.Serializer)(*args, **kwargs)
 
     def scope(self) -> Scope:
         return Scope(conf.get_connection(), acting_user(self.request).user_id)
@@ -56,15 +55,18 @@ class NimbusViewSet(viewsets.ViewSet):
 class ProjectViewSet(NimbusViewSet):
     """Projects: list, create, read, update, delete (soft)."""
 
-    serializer_class = bodies.ProjectSerializer
+    request_bodies = {
+        "create": bodies.ProjectSerializer,
+        "partial_update": bodies.ProjectSerializer,
+    }
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=LIST_PARAMETERS, responses=shapes.ProjectListItem(many=True))
     def list(self, request: Request) -> Response:
         return listing(request, Project.objects.bind(self.scope()).query(), ("created_at", "name"))
 
-    @extend_schema(request=bodies.ProjectSerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.ProjectSerializer, responses={201: shapes.ProjectObject})
     def create(self, request: Request) -> Response:
-        body = bodies.ProjectSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         user = acting_user(request)
         project = Project.objects.bind(self.scope()).create(
@@ -74,13 +76,13 @@ class ProjectViewSet(NimbusViewSet):
         )
         return Response(public(project.get_data()), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.ProjectObject)
     def retrieve(self, request: Request, project_id: str) -> Response:
         return Response(public(self.project(project_id).get_data()))
 
-    @extend_schema(request=bodies.ProjectSerializer, responses=ObjectSerializer)
+    @extend_schema(request=bodies.ProjectSerializer, responses=shapes.ProjectObject)
     def partial_update(self, request: Request, project_id: str) -> Response:
-        body = bodies.ProjectSerializer(data=request.data, partial=True)
+        body = self.get_serializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
         project = self.project(project_id)
         if "name" in body.validated_data:
@@ -99,31 +101,42 @@ class ProjectViewSet(NimbusViewSet):
 class PageViewSet(NimbusViewSet):
     """Pages of a project: list with filters, create, read the full object, move its status."""
 
-    serializer_class = bodies.PageSerializer
+    request_bodies = {"create": bodies.PageSerializer, "set_status": bodies.StatusSerializer}
 
     def page(self, project_id: str, page_id: str) -> Page:
         return Page.objects.bind(self.scope()).get(project_id=project_id, page_id=page_id)
 
-    @extend_schema(parameters=PAGE_FILTERS, responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=PAGE_FILTERS, responses=shapes.PageListItem(many=True))
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
         query = Page.objects.bind(self.scope()).query().where("project_id", project_id)
         for name in ("status", "batch_id"):
             if request.query_params.get(name):
-                query = query.where(name, request.query_params[name])
+                try:
+                    query = query.where(name, request.query_params[name])
+                except ValidationError as exc:  # named as the parameter, not the lookup
+                    messages = [message for found in exc.errors.values() for message in found]
+                    raise serializers.ValidationError({name: messages}) from exc
         return listing(request, query, ("created_at", "priority", "source_path"))
 
-    @extend_schema(request=bodies.PageSerializer, responses={201: ObjectSerializer})
+    @extend_schema(
+        request=bodies.PageSerializer,
+        responses={
+            201: shapes.PageObject,
+            200: OpenApiResponse(shapes.PageObject, description="Replaced and queued again"),
+        },
+    )
     def create(self, request: Request, project_id: str) -> Response:
-        body = bodies.PageSerializer(data=request.data)
+        """Upload one page (201). A path uploaded before, even if deleted since, is replaced
+        and queued afresh (200), as in a batch upload."""
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
-        self.project(project_id)
-        page = Page.objects.bind(self.scope()).create(
-            project_id=project_id, uploaded=now_iso(), **body.validated_data
-        )
-        return Response(public(page.get_data()), status=status.HTTP_201_CREATED)
+        project = self.project(project_id)
+        page, created = workflows.upload_page(self.scope(), project, dict(body.validated_data))
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(public(page.get_data()), status=code)
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.PageObject)
     def retrieve(self, request: Request, project_id: str, page_id: str) -> Response:
         return Response(public(self.page(project_id, page_id).get_data()))
 
@@ -134,10 +147,13 @@ class PageViewSet(NimbusViewSet):
 
     @extend_schema(
         request=bodies.StatusSerializer,
-        responses={200: ObjectSerializer, 409: OpenApiResponse(description="Not allowed")},
+        responses={
+            200: shapes.PageObject,
+            409: OpenApiResponse(shapes.Error, description="Not allowed from the current status"),
+        },
     )
     def set_status(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.StatusSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         page = lifecycle.set_status(
             self.scope(),
@@ -152,17 +168,17 @@ class PageViewSet(NimbusViewSet):
 class BatchViewSet(NimbusViewSet):
     """Batches: upload many pages in one request, list, read with the summary."""
 
-    serializer_class = bodies.BatchUploadSerializer
+    request_bodies = {"create": bodies.BatchUploadSerializer}
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=LIST_PARAMETERS, responses=shapes.BatchListItem(many=True))
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
         query = Batch.objects.bind(self.scope()).query().where("project_id", project_id)
         return listing(request, query, ("created_at",))
 
-    @extend_schema(request=bodies.BatchUploadSerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.BatchUploadSerializer, responses={201: shapes.BatchObject})
     def create(self, request: Request, project_id: str) -> Response:
-        body = bodies.BatchUploadSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = self.project(project_id)
         limit = project.get("settings").get("max_pages_per_batch", bodies.MAX_BATCH_PAGES)
@@ -174,7 +190,7 @@ class BatchViewSet(NimbusViewSet):
         batch = workflows.upload_batch(self.scope(), project, pages)
         return Response(public(batch.get_data()), status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.BatchObject)
     def retrieve(self, request: Request, project_id: str, batch_id: str) -> Response:
         batch = Batch.objects.bind(self.scope()).get(project_id=project_id, batch_id=batch_id)
         return Response(public(batch.get_data()))
@@ -183,11 +199,11 @@ class BatchViewSet(NimbusViewSet):
 class QueueViewSet(NimbusViewSet):
     """The project's processing queue: claim the next page, then ack or fail it."""
 
-    serializer_class = bodies.FailSerializer
+    request_bodies = {"ack": bodies.AckSerializer, "fail": bodies.FailSerializer}
 
     @extend_schema(
         request=None,
-        responses={200: ObjectSerializer, 204: OpenApiResponse(description="Queue empty")},
+        responses={200: shapes.QueueItem, 204: OpenApiResponse(description="Queue empty")},
     )
     def claim(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
@@ -196,17 +212,17 @@ class QueueViewSet(NimbusViewSet):
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(item)
 
-    @extend_schema(request=bodies.AckSerializer, responses=ObjectSerializer)
+    @extend_schema(request=bodies.AckSerializer, responses=shapes.PageObject)
     def ack(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.AckSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
         page = lifecycle.ack(self.scope(), project_id, page_id, body.validated_data.get("result"))
         return Response(public(page.get_data()))
 
-    @extend_schema(request=bodies.FailSerializer, responses=ObjectSerializer)
+    @extend_schema(request=bodies.FailSerializer, responses=shapes.FailResult)
     def fail(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.FailSerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
         page, retry = lifecycle.fail(
@@ -218,9 +234,9 @@ class QueueViewSet(NimbusViewSet):
 class LogViewSet(NimbusViewSet):
     """A page's log: list entries (newest last), append one."""
 
-    serializer_class = bodies.LogEntrySerializer
+    request_bodies = {"create": bodies.LogEntrySerializer}
 
-    @extend_schema(parameters=LIST_PARAMETERS[:2], responses=ObjectSerializer(many=True))
+    @extend_schema(parameters=LIST_PARAMETERS[:2], responses=shapes.LogEntry(many=True))
     def list(self, request: Request, project_id: str, page_id: str) -> Response:
         scope = self.scope()
         Page.objects.bind(scope).get(project_id=project_id, page_id=page_id)
@@ -247,9 +263,9 @@ class LogViewSet(NimbusViewSet):
             }
         )
 
-    @extend_schema(request=bodies.LogEntrySerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.LogEntrySerializer, responses={201: shapes.LogEntry})
     def create(self, request: Request, project_id: str, page_id: str) -> Response:
-        body = bodies.LogEntrySerializer(data=request.data)
+        body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         scope = self.scope()
         Page.objects.bind(scope).get(project_id=project_id, page_id=page_id)

@@ -2,25 +2,57 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import empty
+from rest_framework.utils import html
 
-from ..models.logs import LOG_LEVELS
+from datastore import codec
+
+from ..models.logs import LOG_LEVELS, MAX_ENTRY_BYTES
 from ..models.page import PAGE_STATUSES
 
 MAX_BATCH_PAGES = 1000
+CSRF_FIELD = "csrfmiddlewaretoken"  # what Django's {% csrf_token %} adds to every form
+# Fields whose form input is spread over several names: ``settings.tone``, ``pages[0]name``.
+_SPREAD_FIELDS = (serializers.BaseSerializer, serializers.ListField, serializers.DictField)
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not declare (a typo is a 400, not silently ignored)."""
+    """Refuses fields it does not declare (a typo is a 400, not silently ignored).
+
+    Form data (the browsable API's HTML forms) is as strict, without counting what a form
+    carries besides its fields: the CSRF token, and nested fields named ``settings.tone`` or
+    ``pages[0]source_path``, which DRF hands to the nested serializer (strict in turn)."""
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
+        if isinstance(data, Mapping):
+            names = self._form_names(data) if html.is_html_input(data) else iter(data)
+            unknown = sorted(set(names) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+    def _form_names(self, data: Mapping[str, Any]) -> Iterator[str]:
+        for name in data:
+            head = re.split(r"[.\[]", name, maxsplit=1)[0]
+            if head != name and isinstance(self.fields.get(head), _SPREAD_FIELDS):
+                yield head
+            elif name != CSRF_FIELD or self.parent is not None:
+                yield name
+
+
+class JSONField(serializers.JSONField):
+    """A JSON value; in a form, an optional field left blank is no value (not invalid JSON)."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        value = super().get_value(dictionary)
+        if html.is_html_input(dictionary) and value == "" and not self.required:
+            return empty
+        return value
 
 
 class ProjectSettingsSerializer(StrictSerializer):
@@ -93,12 +125,24 @@ class LogEntrySerializer(StrictSerializer):
     level = serializers.ChoiceField(LOG_LEVELS, default="info")
     step = serializers.CharField(max_length=64)
     message = serializers.CharField(max_length=10_000)
-    data = serializers.JSONField(required=False)
+    data = JSONField(required=False)
     duration_ms = serializers.IntegerField(min_value=0, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        size = len(codec.dumps(attrs))
+        if size > MAX_ENTRY_BYTES:
+            raise serializers.ValidationError(
+                {"data": [f"a log entry may take {MAX_ENTRY_BYTES} bytes; this one takes {size}"]}
+            )
+        return attrs
+
+
+class InitializeSerializer(StrictSerializer):
+    dry_run = serializers.BooleanField(default=False, help_text="Only report what would change.")
 
 
 class AckSerializer(StrictSerializer):
-    result = serializers.JSONField(required=False, help_text="The optimization result, if any.")
+    result = JSONField(required=False, help_text="The optimization result, if any.")
 
 
 class FailSerializer(StrictSerializer):

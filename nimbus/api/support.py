@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.pagination import BasePagination
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -137,4 +138,15 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     elif isinstance(exc, (Unavailable, SyncError)):
         logger.error("storage failure: %s", exc)
         exc = StorageUnavailable()
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    request = context.get("request")
+    if response is not None and request is not None:
+        # Errors are JSON (or the browsable API's page of it), also from views that render
+        # something else: the schema's YAML, Swagger UI's HTML.
+        renderer = getattr(request, "accepted_renderer", None)
+        if not isinstance(renderer, BrowsableAPIRenderer) and (
+            renderer is None or renderer.media_type != "application/json"
+        ):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+    return response

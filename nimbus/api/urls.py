@@ -1,11 +1,12 @@
 from collections.abc import Callable
 from typing import Any
 
-from django.urls import path
+from django.urls import re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.viewsets import ViewSetMixin
 
 from . import projects, views
+from .routing import path
 
 app_name = "api"
 
@@ -82,4 +83,5 @@ urlpatterns = [
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    re_path(r"^", views.not_found, name="not-found"),  # last: any other URL under /api/
 ]

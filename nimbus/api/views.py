@@ -1,9 +1,12 @@
-"""API views about the service and the caller: root, status, me, API keys, initialize."""
+"""API views about the service and the caller: root, status, me, API keys, initialize; and
+the JSON 404 for any other URL under ``/api/``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status, viewsets
 from rest_framework.request import Request
@@ -17,9 +20,9 @@ from datastore import DatastoreError
 from .. import conf
 from ..models import ApiKey
 from ..workflows import issue_api_key
+from . import responses as shapes
 from . import serializers as bodies
 from .authentication import acting_user
-from .projects import ObjectSerializer
 from .support import EnvelopePagination, IsNimbusAdmin, IsNimbusUser, listing, public
 
 
@@ -48,12 +51,19 @@ class APIRootView(APIView):
         return Response(links)
 
 
+@csrf_exempt
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other URL under ``/api/``: a JSON 404 in DRF's error shape, whatever the method."""
+    detail = f"No API endpoint at {request.path}; {reverse('api:root')} lists them."
+    return JsonResponse({"detail": detail}, status=404)
+
+
 class StatusView(APIView):
     """Health of the configured datastore. Staff also see backends and namespaces."""
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses={200: ObjectSerializer, 503: ObjectSerializer})
+    @extend_schema(responses={200: shapes.Status, 503: shapes.Status})
     def get(self, request: Request, format: str | None = None) -> Response:
         kv_status = conf.kv_store().status()
         try:
@@ -85,7 +95,7 @@ class MeView(APIView):
 
     permission_classes = [IsNimbusUser]
 
-    @extend_schema(responses=ObjectSerializer)
+    @extend_schema(responses=shapes.Me)
     def get(self, request: Request, format: str | None = None) -> Response:
         user = acting_user(request)
         body: dict[str, Any] = {
@@ -115,11 +125,11 @@ class ApiKeyViewSet(viewsets.ViewSet):
     def scope(self) -> Scope:
         return Scope(conf.get_connection(), acting_user(self.request).user_id)
 
-    @extend_schema(responses=ObjectSerializer(many=True))
+    @extend_schema(responses=shapes.ApiKeyListItem(many=True))
     def list(self, request: Request) -> Response:
         return listing(request, ApiKey.objects.bind(self.scope()).query(), ("created_at", "name"))
 
-    @extend_schema(request=bodies.ApiKeyCreateSerializer, responses={201: ObjectSerializer})
+    @extend_schema(request=bodies.ApiKeyCreateSerializer, responses={201: shapes.ApiKeyCreated})
     def create(self, request: Request) -> Response:
         body = bodies.ApiKeyCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -138,7 +148,9 @@ class ApiKeyViewSet(viewsets.ViewSet):
         )
         return Response({**public(key.get_data()), "key": secret}, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={204: None, 404: OpenApiResponse(description="No such key")})
+    @extend_schema(
+        responses={204: None, 404: OpenApiResponse(shapes.Error, description="No such key")}
+    )
     def destroy(self, request: Request, key_id: str) -> Response:
         key = ApiKey.objects.bind(self.scope()).get(key_id)
         key.set("active", False)
@@ -156,10 +168,19 @@ class InitializeView(APIView):
     """
 
     permission_classes = [IsNimbusAdmin]
+    serializer_class = bodies.InitializeSerializer  # the browsable API's form
 
-    @extend_schema(request=None, responses=ObjectSerializer)
+    @extend_schema(
+        request=bodies.InitializeSerializer,
+        responses={
+            200: shapes.InitializeReport,
+            500: OpenApiResponse(shapes.InitializeReport, description="Storage or seeds failed"),
+        },
+    )
     def post(self, request: Request, format: str | None = None) -> Response:
-        dry_run = request.data.get("dry_run") in (True, "true", "1", 1)
+        body = bodies.InitializeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        dry_run = body.validated_data["dry_run"]
         try:
             report = initialize(conf.get_connection(), dry_run=dry_run)
         except (DatastoreError, SeedError) as exc:

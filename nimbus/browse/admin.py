@@ -24,6 +24,7 @@ from nimbus import conf
 from .models import PLACEHOLDERS
 
 PER_PAGE = 25
+MAX_PAGE = 1_000_000  # a page number the first query asks for (its offset fits in SQL)
 FOLD_BYTES = 2048  # JSON values longer than this are folded on the detail page
 HIDDEN_COLUMNS = {"_auth"}
 
@@ -115,7 +116,12 @@ class DataModelAdmin(admin.ModelAdmin):
                     ordering.lstrip("-"), "desc" if ordering.startswith("-") else "asc"
                 )
             page_number = max(int(params.get("p", "1") or 1), 1)
-            result = query.limit(PER_PAGE).page(page_number).list()
+            paged = query.limit(PER_PAGE)
+            result = paged.page(min(page_number, MAX_PAGE)).list()
+            last = max(result.pagination["pages"], 1)
+            if page_number > last:  # as Django's Paginator.get_page(): the last page
+                page_number = last
+                result = paged.page(last).list()
         except (ValueError, ValidationError) as exc:
             raise Http404(f"bad query: {exc}") from exc
 
@@ -198,28 +204,42 @@ class DataModelAdmin(admin.ModelAdmin):
             instance = self.datamodel.objects.system().get_or_none(object_id, include_deleted=True)
         except (ValueError, TypeError) as exc:
             raise Http404(str(exc)) from exc
-        if instance is None:
-            raise Http404(f"{meta.name} {object_id!r} does not exist in KV")
-        data = instance.get_data()
+        if instance is not None:
+            stored = instance.get_data()
+            data: dict[str, Any] | None = stored
+            pk = meta.row_pk(stored)
+        else:
+            # A row listed in the change list may have lost its KV object (an orphan): show
+            # the row and what repairs it, rather than a 404 behind a listed link.
+            data, parts = None, object_id.split(":")
+            if len(parts) != len(meta.key_fields):
+                raise Http404(f"{meta.name} {object_id!r} does not exist")
+            pk = meta.row_pk(dict(zip(meta.key_fields, parts, strict=True)))
         rows = conf.sql_database().execute(
             f"SELECT * FROM {quote_identifier(meta.table)} "
             f"WHERE {quote_identifier(meta.pk_name)} = ?",
-            [meta.pk.to_sql(instance.pk)],
+            [meta.pk.to_sql(pk)],
         )
         row = rows[0] if rows else None
-        state = compare(self.datamodel, data, row)
-        expected = dict(zip(meta.sync_fields, project_row(meta, data), strict=True))
+        if data is None:
+            if row is None:
+                raise Http404(f"{meta.name} {object_id!r} does not exist in KV")
+            state = "orphan"
+            expected: dict[str, Any] = {}
+        else:
+            state = compare(self.datamodel, data, row)
+            expected = dict(zip(meta.sync_fields, project_row(meta, data), strict=True))
         metadata = [
             {
                 "name": column,
                 "value": _display(row.get(column)) if row else "—",
-                "expected": _display(expected[column]),
-                "differs": row is not None and row.get(column) != expected[column],
+                "expected": _display(expected[column]) if column in expected else "—",
+                "differs": row is not None and row.get(column) != expected.get(column),
             }
             for column in meta.sync_fields
         ]
         fields = []
-        for name, value in data.items():
+        for name, value in (data or {}).items():
             text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
             fields.append(
                 {
@@ -234,13 +254,13 @@ class DataModelAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "title": f"{self.opts.verbose_name.capitalize()} {object_id}",
             "object_id": object_id,
-            "kv_key": f"{meta.kv_class.lower()}:{instance.kv_id}",
+            "kv_key": f"{meta.kv_class.lower()}:{object_id}",
             "namespace": meta.namespace,
             "table": meta.table,
             "fields": fields,
             "metadata": metadata,
             "state": state,
-            "deleted": data.get("deleted_at"),
+            "deleted": (data or row or {}).get("deleted_at"),
         }
         return TemplateResponse(request, "nimbus_data/detail.html", context)
 

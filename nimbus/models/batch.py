@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from datamodel import DataModel, fields
+from datamodel import CASCADE, DataModel, fields
 
 BATCH_STATUSES = ["uploading", "queued", "processing", "completed", "failed"]
 
@@ -32,8 +32,26 @@ def batch_status(summary: dict[str, Any], page_count: int) -> str:
 
 
 class Batch(DataModel):
-    batch_id = fields.String(primary_key=True)
-    project_id = fields.String(required=True)
+    """One upload of many pages.
+
+    ``batch_id`` keeps the spec's shape, ``batch_YYYYMMDD_HHMMSS``, and is unique *per project*:
+    the KV key ``batch:{project_id}:{batch_id}`` is the identity, written create-only, so a
+    batch id taken in a project is refused (``Conflict``) rather than overwritten, and
+    ``workflows.upload_batch`` takes the next free second instead. Two projects (or two
+    users) uploading in the same second get the same ``batch_id`` in different keys and never
+    touch each other's batches.
+
+    Because a ``batch_id`` alone repeats across projects, it cannot key the metadata row: the
+    primary key is ``batch_key``, left out of the key pattern, so the model layer makes it the
+    object's KV id ``{project_id}:{batch_id}``, unique as the KV key it mirrors (and
+    ``Batch.objects.get(row["batch_key"])`` reads the object). ``project_id`` references the
+    project: deleting the project deletes its batches with it (soft, as the project), and
+    restoring it brings them back.
+    """
+
+    batch_key = fields.String(primary_key=True, max_length=80)
+    batch_id = fields.String(required=True, max_length=40)
+    project_id = fields.Reference("PROJECT", on_delete=CASCADE, required=True)
     page_count = fields.Integer(default=0)
     status = fields.Choice(BATCH_STATUSES, default="uploading")
     pages = fields.JSON(default_factory=dict)
@@ -44,5 +62,5 @@ class Batch(DataModel):
         namespace = "NIMBUS_BATCHES"
         key_pattern = "batch:{project_id}:{batch_id}"
         table = "batch_meta"
-        sync_fields = ["status", "page_count"]
+        sync_fields = ["batch_id", "status", "page_count"]
         indexes = [("project_id", "created_at")]

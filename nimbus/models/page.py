@@ -6,7 +6,7 @@ same file again addresses the same page.
 
 from __future__ import annotations
 
-from datamodel import DataModel, fields, ids
+from datamodel import CASCADE, DataModel, fields, ids
 
 # The moves between them, and what each does to the queue, are nimbus.lifecycle.MOVES.
 PAGE_STATUSES = ["uploaded", "queued", "processing", "done", "failed"]
@@ -14,7 +14,9 @@ PAGE_STATUSES = ["uploaded", "queued", "processing", "done", "failed"]
 
 class Page(DataModel):
     page_id = fields.String(primary_key=True, max_length=40)
-    project_id = fields.String(required=True)
+    # deleting the project deletes its pages with it (soft, as the project), so no route
+    # reaches a page of a deleted project; restoring the project brings them back
+    project_id = fields.Reference("PROJECT", on_delete=CASCADE, required=True)
     batch_id = fields.String()
     source_path = fields.String(required=True, max_length=1024)
     uploaded = fields.Timestamp()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datamodel import DataModel, fields
+from datamodel import CASCADE, DataModel, fields
 
 from .page import PAGE_STATUSES
 
 
 class PageStatus(DataModel):
     page_id = fields.String(primary_key=True)
-    project_id = fields.String(required=True)
+    project_id = fields.Reference("PROJECT", on_delete=CASCADE, required=True)
     status = fields.Choice(PAGE_STATUSES, required=True)
     batch_id = fields.String()
     updated = fields.Timestamp()

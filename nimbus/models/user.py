@@ -28,7 +28,7 @@ def admin_user(env: Mapping[str, str]) -> dict[str, Any]:
 
 class User(DataModel):
     user_id = fields.String(primary_key=True, generator=ids.user_id)
-    email = fields.String(required=True, max_length=254)
+    email = fields.String(required=True, max_length=254, unique=True)  # one account per email
     password_hash = fields.String()
     is_admin = fields.Boolean(default=False)
     status = fields.Choice(["active", "suspended"], default="active")
@@ -41,5 +41,4 @@ class User(DataModel):
         table = "user_meta"
         sync_fields = ["email", "is_admin", "status"]
         user_tracking = False  # the user_id is the key; each user owns their own record
-        indexes = [("email",)]
         seeds = [Seed("if_missing", admin_user, key=["email"], when_env="ADMIN_EMAIL")]

@@ -221,3 +221,21 @@ def test_models_are_registered_and_names_must_be_unique() -> None:
             {"Meta": type("Meta", (), {"name": "OTHER", "table": "webpage_meta", **BASE})},
         )
     registry.unregister("OTHER")
+
+
+@pytest.mark.parametrize(
+    ("declared", "meta", "message"),
+    [
+        ({"body": fields.Text(unique=True)}, {}, "unique field 'body' is of type text"),
+        ({"a": fields.String()}, {"unique_together": [("a", "nope")]}, "'nope' does not exist"),
+        ({"a": fields.String()}, {"unique_together": [("a", "a")]}, "repeats a field"),
+        ({"a": fields.String(unique=True)}, {"unique_together": [("a",)]}, "declared twice"),
+        ({"a": fields.String(release_on_delete=True)}, {}, "needs unique=True"),
+        ({"a": fields.String()}, {"unique_together": "a"}, "list of tuples"),
+    ],
+)
+def test_unique_declarations_are_checked(declared, meta, message) -> None:
+    options = {"name": "UNIQUECHECK", "namespace": "NIMBUS_NOTES", **meta}
+    attrs = {**declared, "Meta": type("Meta", (), options)}
+    with pytest.raises(DeclarationError, match=message):
+        type("UniqueCheck", (DataModel,), attrs)

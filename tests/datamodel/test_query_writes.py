@@ -179,3 +179,23 @@ def test_update_or_create_retries_a_conflict_from_a_fresh_read(connection: Conne
     assert not created
     stored = pages.get(**lookup)
     assert (stored.get("priority"), stored.get("title")) == (3, "changed meanwhile")
+
+
+def test_queries_and_writes_on_a_model_with_every_option_off(connection: Connection) -> None:
+    """No timestamps, soft delete, owner or auth: the same calls work in the system scope."""
+    from datamodel import Count, Q
+    from tests.datamodel.models import Setting
+
+    settings = Setting.objects.system(using=connection)
+    settings.bulk_create([{"key": f"k{i}", "value": "on" if i % 2 else "off"} for i in range(6)])
+    assert settings.filter(Q(value="on") | Q(key="k0")).count() == 4
+    assert list(settings.order_by("-key").values_list("key", flat=True)[:2]) == ["k5", "k4"]
+    assert settings.aggregate(n=Count()) == {"n": 6}
+    assert settings.filter(value="off").update(value="on") == 3
+    assert settings.get_or_create(key="k9", defaults={"value": "new"})[1] is True
+    deleted, by_model = settings.filter(key__in=["k0", "k1"]).delete()
+    assert (deleted, by_model) == (2, {"SETTING": 2})
+    assert settings.get_or_none("k0") is None  # gone from KV, not soft-deleted
+    assert sorted(settings.values_list("key", flat=True)) == ["k2", "k3", "k4", "k5", "k9"]
+    assert settings.delete_many(["k2", "k3"]) == 2
+    assert settings.count() == 3

@@ -195,3 +195,26 @@ def test_duplicates_in_a_table_without_its_unique_index_are_reported(
         }
     ]
     assert len(member_rows(connection)) == 3  # nothing deleted
+
+
+def test_objects_sharing_a_primary_key_are_reported_not_lost(connection: Connection) -> None:
+    # WEBPAGE's key is webpage:{project_id}:{page_id}, its row's key page_id alone: two projects
+    # with one page_id are two objects in KV and one row, which once made verify see 0 drift
+    first = Page.objects.auth("u1", using=connection).create(
+        project_id="p1", page_id="same", url="https://e.com/1"
+    )
+    Page.objects.auth("u2", using=connection).create(
+        project_id="p2", page_id="same", url="https://e.com/2"
+    )
+    report = verify(connection, Page)
+    assert report.checked == 2
+    assert report.shared_keys == 1 and report.drift == 1 and report.repairable == 0
+    assert report.shared_key_values == [{"pk": "same", "ids": ["p1:same", "p2:same"]}]
+    repaired = verify(connection, Page, repair=True)
+    assert repaired.shared_keys == 1 and repaired.repaired == 0  # a person must decide
+    Page.objects.auth("u2", using=connection).delete_many(["p2:same"], hard=True)
+    assert verify(connection, Page, repair=True).repaired == 1  # p1's row again
+    assert verify(connection, Page).drift == 0
+    assert Page.objects.auth("u1", using=connection).query().list().data[0]["url"] == first.get(
+        "url"
+    )

@@ -80,7 +80,26 @@ class ProjectFactory(ModelFactory):
     name = factory.Sequence(lambda n: f"site{n}.example.com")
 
 
-class PageFactory(ModelFactory):
+class ProjectChildFactory(ModelFactory):
+    """A model whose ``project_id`` references a project: ``create()`` also creates that
+    project (same owner) unless it exists, as a save checks that the project is there."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class: type[DataModel], *args: Any, **kwargs: Any) -> DataModel:
+        owner = kwargs.get("owner")
+        projects = Project.objects.auth(owner) if owner else Project.objects.system()
+        if projects.get_or_none(kwargs["project_id"]) is None:
+            values = {"project_id": kwargs["project_id"], "name": "a parent project"}
+            if not owner:
+                values["user_id"] = "system"
+            projects.create(**values)
+        return super()._create(model_class, *args, **kwargs)
+
+
+class PageFactory(ProjectChildFactory):
     class Meta:
         model = Page
 
@@ -96,7 +115,7 @@ class PageFactory(ModelFactory):
     )
 
 
-class BatchFactory(ModelFactory):
+class BatchFactory(ProjectChildFactory):
     class Meta:
         model = Batch
 
@@ -111,7 +130,7 @@ class QueueFactory(ModelFactory):
     project_id = factory.LazyFunction(ids.project_id)
 
 
-class PageStatusFactory(ModelFactory):
+class PageStatusFactory(ProjectChildFactory):
     class Meta:
         model = PageStatus
 
@@ -121,7 +140,7 @@ class PageStatusFactory(ModelFactory):
     updated = factory.LazyFunction(now_iso)
 
 
-class PageLogFactory(ModelFactory):
+class PageLogFactory(ProjectChildFactory):
     class Meta:
         model = PageLog
 

@@ -86,7 +86,16 @@ def test_anonymous_requests_are_401() -> None:
 def test_read_only_keys_cannot_write() -> None:
     reader = api_user(permissions=["read"])
     assert reader.client.get("/api/projects/").status_code == 200
-    assert reader.client.post("/api/projects/", {"name": "x"}, format="json").status_code == 403
+    refused = reader.client.post("/api/projects/", {"name": "x"}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == (
+        "This API key is read-only: writing needs a key with the 'write' permission."
+    )
+    assert "WWW-Authenticate" not in refused.headers  # not an authentication problem
+    writer = api_user(permissions=["write"])
+    unread = writer.client.get("/api/projects/")
+    assert unread.status_code == 403
+    assert unread.json()["detail"] == "This API key does not have the 'read' permission."
 
 
 def test_only_admins_create_admin_keys() -> None:

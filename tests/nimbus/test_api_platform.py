@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from datastore import codec
 from nimbus import conf
 from nimbus.models import Batch, Page, key_hash
 from nimbus.workflows import MAX_ATTEMPTS
@@ -124,7 +125,8 @@ def test_page_detail_is_the_full_object_and_ids_are_deterministic() -> None:
         {"source_path": "dist/local/rolex-repair.html"},
         format="json",
     )
-    assert again.status_code == 409
+    assert again.status_code == 200  # the same path again replaces the page and queues it
+    assert again.json()["page_id"] == page_id and again.json()["status"] == "queued"
 
 
 def test_status_transitions() -> None:
@@ -234,8 +236,8 @@ def test_logs_append_and_list() -> None:
         entry = {"level": "info", "step": "upload", "message": f"step {i}", "duration_ms": i}
         assert alice.client.post(url, entry, format="json").status_code == 201
     listed = alice.client.get(f"{url}?limit=2&page=3").json()
-    assert [entry["message"] for entry in listed["data"]] == ["step 4"]
-    assert listed["pagination"]["total"] == 5
+    assert [entry["message"] for entry in listed["data"]] == ["step 3", "step 4"]
+    assert listed["pagination"]["total"] == 6  # the upload's own entry first
     bad = alice.client.post(url, {"level": "loud", "message": ""}, format="json")
     assert bad.status_code == 400 and set(bad.json()) == {"level", "step", "message"}
 
@@ -282,3 +284,29 @@ def test_oversize_bodies_are_413(settings) -> None:
     response = alice.client.post("/api/projects/", {"name": "x" * 5000}, format="json")
     assert response.status_code == 413
     assert alice.client.get("/api/projects/").json()["data"] == []
+
+
+def test_a_page_log_stays_bounded_in_bytes_and_an_oversized_entry_is_refused() -> None:
+    from nimbus.models import PageLog
+    from nimbus.models.logs import MAX_ENTRY_BYTES, MAX_LOG_BYTES
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    page_id = alice.client.post(
+        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
+    ).json()["page_id"]
+    url = f"/api/projects/{project}/pages/{page_id}/logs/"
+    bulk = "x" * (MAX_ENTRY_BYTES - 200)
+    for i in range(MAX_LOG_BYTES // len(bulk) + 10):
+        entry = {"step": "optimize", "message": f"step {i}", "data": {"html": bulk}}
+        assert alice.client.post(url, entry, format="json").status_code == 201
+    log = PageLog.objects.system(using=conf.get_connection()).get(
+        project_id=project, page_id=page_id
+    )
+    stored = len(codec.dumps(log.get("entries")))
+    assert stored <= MAX_LOG_BYTES  # the oldest entries went
+    listed = alice.client.get(f"{url}?limit=1000").json()["data"]
+    assert listed[-1]["message"] == f"step {MAX_LOG_BYTES // len(bulk) + 9}"  # the newest kept
+    too_big = {"step": "optimize", "message": "m", "data": {"html": "x" * MAX_ENTRY_BYTES}}
+    refused = alice.client.post(url, too_big, format="json")
+    assert refused.status_code == 400 and "may take" in refused.json()["data"][0]

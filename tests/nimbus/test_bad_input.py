@@ -3,13 +3,14 @@ stored changes (the stores are compared before and after)."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 
 from datamodel import ValidationError
 from nimbus import conf
-from nimbus.models import Page
+from nimbus.models import Page, Project
 from tests.nimbus.api_support import api_user
 
 pytestmark = pytest.mark.usefixtures("domain")
@@ -85,6 +86,7 @@ def test_bad_requests_change_nothing(settings) -> None:
 
 
 def test_bad_values_through_the_model_layer_change_nothing() -> None:
+    Project.objects.auth("alice").create(project_id="proj_1", name="a page's parent")
     pages = Page.objects.auth("alice")
     page = pages.create(project_id="proj_1", source_path="a.html")
     before = snapshot()
@@ -109,3 +111,48 @@ def test_bad_values_through_the_model_layer_change_nothing() -> None:
         pages.query().where("extraction", "x")
     assert json.dumps(page.get_data())  # the instance is unchanged and still serializable
     assert snapshot() == before
+
+
+def tampered(ordering: list[str], values: list[object]) -> str:
+    """A cursor as the API hands them out, carrying ``values``."""
+    raw = json.dumps([ordering, values], ensure_ascii=True)  # "\\ud800" stays a lone surrogate
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": 1}, [1, 2], 2**63, -(2**63) - 1, 10**30, "\ud800", float("inf")],
+    ids=["dict", "list", "int64+1", "int64-1", "huge", "lone surrogate", "infinity"],
+)
+def test_a_tampered_cursor_is_a_400_naming_the_cursor(value: object) -> None:
+    alice = api_user("alice")
+    for name in ("a", "b", "c"):
+        alice.client.post("/api/projects/", {"name": name}, format="json")
+    first = alice.client.get("/api/projects/?limit=1").json()["pagination"]["next_cursor"]
+    ordering, values = json.loads(base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)))
+    for position in range(len(values)):
+        changed = [*values[:position], value, *values[position + 1 :]]
+        response = alice.client.get(f"/api/projects/?limit=1&cursor={tampered(ordering, changed)}")
+        assert response.status_code == 400, (position, response.status_code)
+        assert "cursor" in response.json()
+
+
+def test_initialize_refuses_a_body_that_is_not_its_own() -> None:
+    admin = api_user(admin=True)
+    for body in ["[1]", '"x"', "3", '{"dry_run": "maybe"}', '{"dryrun": true}']:
+        response = admin.client.generic(
+            "POST", "/api/system/initialize/", body, content_type="application/json"
+        )
+        assert response.status_code == 400, (body, response.status_code)
+    dry = admin.client.post("/api/system/initialize/", {"dry_run": True}, format="json")
+    assert dry.status_code == 200 and dry.json()["data"]["dryRun"] is True
+    assert admin.client.post("/api/system/initialize/").json()["data"]["dryRun"] is False
+
+
+def test_a_bad_filter_is_named_as_the_query_parameter() -> None:
+    alice = api_user("alice")
+    project = alice.client.post("/api/projects/", {"name": "p"}, format="json").json()["project_id"]
+    response = alice.client.get(f"/api/projects/{project}/pages/?status=lost")
+    assert response.status_code == 400
+    assert list(response.json()) == ["status"]
+    assert "'lost' is not one of" in response.json()["status"][0]

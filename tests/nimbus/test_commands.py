@@ -146,7 +146,8 @@ def test_backup_and_restore_commands(tmp_path, settings) -> None:
     run("nimbus_initialize", "--model", "USER")
     User.objects.system().create(email="a@example.com")
     path = str(tmp_path / "nimbus.jsonl.gz")
-    assert "Backed up 1 KV keys" in run("nimbus_backup", path)
+    # the user and the reservation of its email
+    assert "Backed up 2 KV keys" in run("nimbus_backup", path)
     with pytest.raises(CommandError, match="already holds data"):
         run("nimbus_restore", path)
     settings.NIMBUS = {  # a fresh, empty target
@@ -154,7 +155,7 @@ def test_backup_and_restore_commands(tmp_path, settings) -> None:
         "D1": {"BACKEND": "datastore.backends.memory.MemorySQLDatabase"},
     }
     report = json.loads(run("nimbus_restore", path, "--json"))
-    assert report["kv_keys"] == 1 and report["metadata_rows_rebuilt"] == 1
+    assert report["kv_keys"] == 2 and report["metadata_rows_rebuilt"] == 1
     assert conf.sql_database().execute("SELECT email FROM user_meta") == [
         {"email": "a@example.com"}
     ]
@@ -321,3 +322,15 @@ def test_restore_reports_and_checks_the_backup_sha256(tmp_path, settings) -> Non
     damaged.write_bytes(gzip.compress(b"".join(lines)))
     error, _, _ = run_failing("nimbus_restore", str(damaged), "--merge", "overwrite")
     assert "checksum mismatch" in str(error) and "nothing was restored" in str(error)
+
+
+@pytest.mark.usefixtures("domain")
+def test_two_users_cannot_share_an_email() -> None:
+    from datamodel import IntegrityError
+
+    users = User.objects.system()
+    users.create(email="same@example.com")
+    with pytest.raises(IntegrityError, match=r"email='same@example\.com' is already taken"):
+        users.create(email="same@example.com")
+    run("nimbus_create_key", "same@example.com", "--create-user")  # reuses that user
+    assert users.filter(email="same@example.com").count() == 1

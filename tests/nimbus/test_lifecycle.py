@@ -419,24 +419,25 @@ class PageLifecycle(RuleBasedStateMachine):
         self.batches[name].add(response.json()["batch_id"])
         for path in paths:
             _, _, page_id, after = self.page(name, path)
-            # a deleted path uploaded again comes back queued, or (before that was fixed)
-            # stays deleted and out of the queue: the agreement check covers both
-            assert after in ("queued", "deleted")
-            if after == "queued":
-                self.deleted[name].discard(page_id)
+            assert after == "queued"  # deleted ones too: an upload brings a page back
+            self.deleted[name].discard(page_id)
 
     @rule(name=st.sampled_from(["alice", "bob"]), path=st.sampled_from(PATHS))
     def upload_single(self, name: str, path: str) -> None:
+        """A new path is stored as uploaded (201); one uploaded before, even if deleted
+        since, is replaced and queued afresh (200)."""
         user, project, page_id, _ = self.page(name, path)
         stored = Page.objects.auth(user.user_id).get_or_none(
             project_id=project, page_id=page_id, include_deleted=True
         )
-        if stored is not None:
-            return  # a path uploaded before: the batch upload covers it
         response = user.client.post(
             f"/api/projects/{project}/pages/", {"source_path": path}, format="json"
         )
-        assert response.status_code == 201 and response.json()["status"] == "uploaded"
+        if stored is None:
+            assert response.status_code == 201 and response.json()["status"] == "uploaded"
+        else:
+            assert response.status_code == 200 and response.json()["status"] == "queued"
+            self.deleted[name].discard(page_id)
 
     @rule(
         name=st.sampled_from(["alice", "bob"]),

@@ -51,13 +51,16 @@ class Command(BaseCommand):
             raise CommandError("--rate-limit must be a positive number of requests per minute")
         connection = conf.get_connection()
         try:
-            user = User.objects.system(using=connection).filter(email=email).with_data().first()
-            if user is None:
-                if not options["create_user"]:
-                    raise CommandError(f"no user has the email {email!r} (use --create-user)")
-                user = User.objects.system(using=connection).create(
-                    user_id=ids.user_id(), email=email, profile={"name": email.split("@")[0]}
+            users = User.objects.system(using=connection)
+            if options["create_user"]:  # race-safe: the email is unique
+                user, _ = users.get_or_create(
+                    email=email,
+                    defaults={"user_id": ids.user_id, "profile": {"name": email.split("@")[0]}},
                 )
+            else:
+                user = users.filter(email=email).with_data().first()
+                if user is None:
+                    raise CommandError(f"no user has the email {email!r} (use --create-user)")
             if "admin" in permissions and not user.get("is_admin"):
                 raise CommandError(f"{email} is not an administrator: no admin keys for them")
             key, secret = issue_api_key(

@@ -1,8 +1,9 @@
 """``manage.py nimbus_sync``: check every metadata row against its KV object; ``--repair``
 rebuilds the rows from KV (the source of truth). Streams in batches; safe while serving.
 
-Values of unique constraints held by several objects are listed, never repaired: ``--check``
-and ``--repair`` exit with status 1 while any remain, since a person must decide."""
+Values of unique constraints held by several objects, and objects sharing a primary key, are
+listed, never repaired: ``--check`` and ``--repair`` exit with status 1 while any remain, since
+a person must decide."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from datamodel import SyncReport, registry, verify
-from datamodel.repair import DUPLICATES_HINT
+from datamodel.repair import DUPLICATES_HINT, SHARED_KEYS_HINT
 from datastore import DatastoreError
 from nimbus import conf
 
@@ -71,6 +72,7 @@ class Command(BaseCommand):
         drift = sum(report.drift for report in reports)
         repairable = sum(report.repairable for report in reports)
         duplicates = sum(report.duplicates for report in reports)
+        shared = sum(report.shared_keys for report in reports)
         if options["json"]:
             self.stdout.write(
                 json.dumps({"models": [r.to_json() for r in reports], "drift": drift})
@@ -82,14 +84,21 @@ class Command(BaseCommand):
                 self.stdout.write("Run with --repair to rebuild the metadata from KV.")
             if duplicates:
                 self.stdout.write(self.style.ERROR(DUPLICATES_HINT))
+            if shared:
+                self.stdout.write(self.style.ERROR(SHARED_KEYS_HINT))
+        decisions = []
+        if duplicates:
+            decisions.append(
+                f"{duplicates} values of unique constraints are held by more than one object"
+            )
+        if shared:
+            decisions.append(f"{shared} primary keys are shared by more than one object")
         if options["check"] and repairable and not options["repair"]:
-            also = f" and {duplicates} duplicated values need a decision" if duplicates else ""
+            also = f" and {'; '.join(decisions)}: they need a decision" if decisions else ""
             raise CommandError(f"{repairable} rows drifted from KV{also}", returncode=1)
-        if (options["check"] or options["repair"]) and duplicates:
+        if (options["check"] or options["repair"]) and decisions:
             raise CommandError(
-                f"{duplicates} values of unique constraints are held by more than one object: "
-                "not repaired, they need a decision",
-                returncode=1,
+                f"{'; '.join(decisions)}: not repaired, they need a decision", returncode=1
             )
 
     def _report(self, report: SyncReport, repair: bool, verbosity: int) -> None:
@@ -99,6 +108,8 @@ class Command(BaseCommand):
         )
         if report.duplicates:
             line += f", {report.duplicates} duplicated (not repairable)"
+        if report.shared_keys:
+            line += f", {report.shared_keys} sharing a primary key (not repairable)"
         if repair:
             line += f", {report.repaired} repaired"
         style = self.style.WARNING if report.drift else self.style.SUCCESS
@@ -107,6 +118,10 @@ class Command(BaseCommand):
             values = ", ".join(f"{name}={value!r}" for name, value in entry["values"].items())
             ids = ", ".join(str(object_id) for object_id in entry["ids"])
             self.stdout.write(f"    duplicate {values}: {ids}")
+        for entry in report.shared_key_values:
+            self.stdout.write(
+                f"    primary key {entry['pk']!r} shared by {', '.join(entry['ids'])}"
+            )
         unlisted = report.duplicates - len(report.duplicate_values)
         if unlisted:
             self.stdout.write(f"    ... and {unlisted} more")

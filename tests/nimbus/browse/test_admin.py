@@ -138,3 +138,28 @@ def test_detail_shows_kv_object_and_row_and_flags_drift(backend: str, admin_clie
     conf.sql_database().execute("DELETE FROM page_meta WHERE page_id = ?", [page.pk])
     assert "has no metadata row" in admin_client.get(url).content.decode()
     assert admin_client.get(f"{BASE}proj_x:page_missing/").status_code == 404
+
+
+def test_an_orphan_row_links_to_a_page_that_says_so(backend: str, admin_client: Client) -> None:
+    page = seed_pages(1)[0]
+    conf.get_connection().datastore.system().delete("PAGE", page.kv_id)  # the row stays
+    listing = admin_client.get(BASE).content.decode()
+    assert f'href="{page.kv_id}/"' in listing  # the row is listed, with its link
+    detail = admin_client.get(f"{BASE}{page.kv_id}/")
+    assert detail.status_code == 200
+    html = detail.content.decode()
+    assert "this metadata row has no KV object" in html and "nimbus_sync --repair" in html
+    assert page.pk in html
+
+
+@pytest.mark.usefixtures("domain")
+def test_a_page_number_past_the_end_shows_the_last_page(admin_client: Client) -> None:
+    seed_pages(30)
+    for number in [str(2**63), "9" * 40, "3", "1000001"]:
+        response = admin_client.get(f"{BASE}?p={number}")
+        assert response.status_code == 200, number
+        html = response.content.decode()
+        assert "Page 2 of 2" in html and 'id="next-page"' not in html, number
+    first = admin_client.get(f"{BASE}?p=-{'9' * 40}").content.decode()
+    assert "Page 1 of 2" in first
+    assert admin_client.get(f"{BASE}?p=x").status_code == 404

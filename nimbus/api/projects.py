@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from datamodel import Scope, ValidationError
 
-from .. import conf, workflows
+from .. import conf, lifecycle, workflows
 from ..models import Batch, Page, PageLog, Project
 from ..models.project import default_settings
 from . import responses as shapes
@@ -142,7 +142,7 @@ class PageViewSet(NimbusViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, project_id: str, page_id: str) -> Response:
-        self.page(project_id, page_id).delete()
+        lifecycle.delete(self.scope(), project_id, page_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -155,9 +155,10 @@ class PageViewSet(NimbusViewSet):
     def set_status(self, request: Request, project_id: str, page_id: str) -> Response:
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
-        page = workflows.transition(
+        page = lifecycle.set_status(
             self.scope(),
-            self.page(project_id, page_id),
+            project_id,
+            page_id,
             body.validated_data["status"],
             error=body.validated_data.get("error"),
         )
@@ -206,7 +207,7 @@ class QueueViewSet(NimbusViewSet):
     )
     def claim(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
-        item = workflows.claim(self.scope(), project_id)
+        item = lifecycle.claim(self.scope(), project_id)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(item)
@@ -216,7 +217,7 @@ class QueueViewSet(NimbusViewSet):
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
-        page = workflows.ack(self.scope(), project_id, page_id, body.validated_data.get("result"))
+        page = lifecycle.ack(self.scope(), project_id, page_id, body.validated_data.get("result"))
         return Response(public(page.get_data()))
 
     @extend_schema(request=bodies.FailSerializer, responses=shapes.FailResult)
@@ -224,7 +225,7 @@ class QueueViewSet(NimbusViewSet):
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
-        page, retry = workflows.fail(
+        page, retry = lifecycle.fail(
             self.scope(), project_id, page_id, body.validated_data["error"]
         )
         return Response({"retry": retry, "page": public(page.get_data())})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from datamodel import CASCADE, DataModel, fields
+from datastore import codec
 
 LOG_LEVELS = ["info", "warn", "error"]
 # The spec keeps a page's log as one object (an append rewrites it), so it is bounded twice:
@@ -11,6 +14,18 @@ LOG_LEVELS = ["info", "warn", "error"]
 MAX_ENTRIES = 1000
 MAX_LOG_BYTES = 512 * 1024
 MAX_ENTRY_BYTES = 16 * 1024
+
+
+def newest_within_bounds(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest entries that fit ``MAX_ENTRIES`` and ``MAX_LOG_BYTES`` together."""
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for entry in reversed(entries[-MAX_ENTRIES:]):
+        size += len(codec.dumps(entry)) + 1
+        if size > MAX_LOG_BYTES:
+            break
+        kept.append(entry)
+    return kept[::-1]
 
 
 class PageLog(DataModel):

@@ -8,15 +8,8 @@ from __future__ import annotations
 
 from datamodel import CASCADE, DataModel, fields, ids
 
+# The moves between them, and what each does to the queue, are nimbus.lifecycle.MOVES.
 PAGE_STATUSES = ["uploaded", "queued", "processing", "done", "failed"]
-# The only moves a page's status may make; anything else is a 409.
-TRANSITIONS = {
-    "uploaded": {"queued"},
-    "queued": {"processing"},
-    "processing": {"done", "failed"},
-    "done": set(),
-    "failed": set(),
-}
 
 
 class Page(DataModel):

@@ -16,6 +16,8 @@ class PageStatus(DataModel):
     processing = fields.JSON()
     result = fields.JSON()
     error = fields.JSON()
+    # the page's _version this object shows: a move's late write never overwrites a later one
+    page_version = fields.Integer()
 
     class Meta:
         name = "STATUS"

@@ -43,8 +43,11 @@ def column_value(model: type[DataModel], column: str, number: int) -> Any:
     """A plausible column value for row ``number``: few distinct values per column."""
     meta = model._meta
     field = meta.fields[column]
-    if column == meta.pk_name:
+    unique = any(column in constraint.fields for constraint in meta.unique_constraints)
+    if column == meta.pk_name or (unique and not isinstance(field, fields.Integer)):
         return f"{column}-{number:04d}"
+    if unique:
+        return number  # unique columns keep one value per row
     if column == "deleted_at":
         return codec.isoformat(START) if number % 25 == 0 else None
     if field.choices:

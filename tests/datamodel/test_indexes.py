@@ -229,3 +229,48 @@ def test_a_lookup_on_unique_values_uses_their_unique_index(
         query = query.where(column, member_values(SAMPLE)[column])
     assert query.count() == 1
     assert indexes_used(total_plan(query)) == {unique_index_name(Member._meta, constraint)}
+
+
+class Ticket(DataModel):
+    """Several ordering fields served by one declared index."""
+
+    queue = fields.String(required=True)
+    priority = fields.Integer()
+    due = fields.Timestamp()
+
+    class Meta:
+        name = "TICKET"
+        namespace = "NIMBUS_NOTES"
+        table = "ticket_meta"
+        sync_fields = ["queue", "priority", "due"]
+        indexes = [("queue", "priority", "due", "id")]
+        timestamps = soft_delete = user_tracking = auth = False
+
+
+@pytest.mark.parametrize("ordering", [("-priority", "-due"), ("priority", "due")])
+def test_cursor_pages_of_several_orderings_seek_their_index(ordering: tuple[str, ...]) -> None:
+    sql = MemorySQLDatabase()
+    create_tables(sql, [Ticket])
+    rows = [
+        [
+            f"t{n:04d}",
+            f"q{n % 3}",
+            n % 5 if n % 7 else None,
+            None if n % 4 == 0 else f"2025-01-{n % 28 + 1:02d}T00:00:00.000Z",
+        ]
+        for n in range(ROWS)
+    ]
+    sql.batch(
+        insert_rows("ticket_meta", ["id", "queue", "priority", "due"], rows, max_parameters=999)
+    )
+    connection = Connection(Datastore(MemoryKVStore(), routing=routing()), sql)
+    query = Ticket.objects.system(using=connection).filter(queue="q1").order_by(*ordering).limit(3)
+    name = index_name(Ticket._meta, ("queue", "priority", "due", "id"))
+    page = query.list()
+    for _ in range(5):  # a few pages deep, NULL runs included
+        cursor = page.pagination["next_cursor"]
+        plan = query.after(cursor).explain()
+        assert indexes_used(plan) == {name}, plan
+        assert not any("TEMP B-TREE" in line for line in plan), plan
+        page = query.after(cursor).list()
+    assert not any("TEMP B-TREE" in line for line in query.explain())

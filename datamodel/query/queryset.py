@@ -446,8 +446,9 @@ class QuerySet(Generic[M]):
         return remaining if stop is None else min(remaining, stop - start)
 
     def exists(self) -> bool:
-        """Whether any row matches (one SQL round trip, stops at the first row)."""
-        if self._slice is not None:
+        """Whether any row matches (one SQL round trip, stops at the first row); after a
+        cursor, whether any row follows it, as ``first()`` would find."""
+        if self._slice is not None or self._after is not None:
             return bool(builtins.list(self._stream(*self._bounds(0, 1))))
         return bool(self._sql.execute(*Compiler(self).exists()))
 

@@ -275,3 +275,12 @@ def test_page_model_queries_in_a_user_scope_see_only_theirs(connection: Connecti
         .values_list("page_id", flat=True)
         .order_by("pk")
     ) == ["p1", "p2"]
+
+
+def test_exists_after_a_cursor_says_whether_a_row_follows(pages) -> None:
+    query = pages.query().order_by("page_id").limit(6)
+    cursor = query.list().pagination["next_cursor"]  # after page_05
+    assert query.after(cursor).exists() and query.after(cursor).first()["page_id"] == "page_06"
+    up_to_five = query.filter(page_id__lte="page_05").after(cursor)
+    assert up_to_five.first() is None
+    assert not up_to_five.exists()  # as first() finds: nothing follows the cursor

@@ -138,6 +138,9 @@ def PROTECT(collector: Collector, field: Reference, children: Children) -> None:
     parent = rows[0][field.name]
     ids = [meta.kv_id(row) for row in rows if row[field.name] == parent][:3]
     count = children.filter(**{field.name: parent}).count()
+    if collector.scope.user_id is not None:  # name only the children this user may see
+        visible = collector.scope.store(meta).read_many(meta.kv_class, ids)
+        ids = [kv_id for kv_id in ids if kv_id in visible]
     target = field.related_model._meta.name
     more = f" and {count - len(ids)} more" if count > len(ids) else ""
     note = (
@@ -147,7 +150,8 @@ def PROTECT(collector: Collector, field: Reference, children: Children) -> None:
     )
     raise ProtectedError(
         f"cannot delete {target} {parent!r}: it is referenced through {meta.name}."
-        f"{field.name} (on_delete=PROTECT) by {meta.name} {', '.join(map(repr, ids))}{more}{note}",
+        f"{field.name} (on_delete=PROTECT) by {count} {meta.name} object(s)"
+        f"{': ' + ', '.join(map(repr, ids)) if ids else ''}{more}{note}",
         model=target,
         object_id=parent,
         field=f"{meta.name}.{field.name}",

@@ -210,6 +210,19 @@ def test_protect_refuses_before_anything_is_written(connection: Connection) -> N
     assert stored(connection, Memo, memo.pk).get("workspace") == workspace.pk
 
 
+def test_protect_names_only_the_children_the_deleting_user_may_see(
+    memory_connection: Connection,
+) -> None:
+    workspace = make_workspace(memory_connection, tasks=0)
+    theirs = Pin.objects.system(using=memory_connection).create(  # another user's pin
+        workspace=workspace.pk, user_id="u2"
+    )
+    with pytest.raises(ProtectedError) as refused:
+        workspace.delete()
+    assert refused.value.count == 1 and refused.value.protected_ids == []
+    assert theirs.pk not in str(refused.value) and "by 1 PIN object(s)" in str(refused.value)
+
+
 def test_protect_counts_soft_deleted_children_only_for_a_hard_delete(
     connection: Connection,
 ) -> None:

@@ -34,6 +34,7 @@ from datastore.adapters.sql import OBJECT_TABLES_DDL
 from datastore.contract import Statement
 
 from .registry import registry
+from .reservations import claim_existing
 from .schema import (
     MIGRATIONS_DDL,
     MIGRATIONS_TABLE,
@@ -87,6 +88,8 @@ class Report:
     indexes_dropped: list[dict[str, str]] = field(default_factory=list)
     backfills: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
+    # Unique constraints added to a model with objects: the reservations claimed for them.
+    claimed: list[dict[str, Any]] = field(default_factory=list)
     seeds_run: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
@@ -112,6 +115,7 @@ class Report:
             "indexesDropped": self.indexes_dropped,
             "backfills": self.backfills,
             "refused": self.refused,
+            "reservationsClaimed": self.claimed,
             "seedsRun": self.seeds_run,
             "warnings": self.warnings,
             "duration": self.duration_ms,
@@ -270,6 +274,7 @@ class _Migration:
                 refused.add(change.columns)
             else:
                 self._apply([change])
+                self._claim(change)
         for change in drops_after:
             if change.columns in refused:
                 self.report.warnings.append(
@@ -325,6 +330,22 @@ class _Migration:
                 self._log(Change("backfill", meta.table, column, sql))
                 for column in self.backfill_columns
             ]
+        )
+
+    def _claim(self, change: Change) -> None:
+        """Objects stored before a unique constraint was declared hold no reservation yet:
+        claim theirs, so a value an old object holds refuses a new one."""
+        if self.new_table or self.dry_run:
+            return
+        assert change.constraint is not None
+        kv = self.connection.datastore.kv
+        size = (
+            self.batch_size if kv is None else min(self.batch_size, kv.limits.max_batch_write // 2)
+        )
+        store = Scope(self.connection, None).store(self.meta)
+        claimed = claim_existing(store, self.meta, change.constraint, max(1, size))
+        self.report.claimed.append(
+            {"model": self.meta.name, "constraint": change.constraint.name, "objects": claimed}
         )
 
     def _duplicates(self, change: Change) -> Duplicates | None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .constraints import UniqueConstraint
     from .options import Options
 
-__all__ = ["Moves", "held", "moves", "to_integrity_error"]
+__all__ = ["Moves", "claim_existing", "held", "moves", "to_integrity_error"]
 
 Held = dict[str, tuple["UniqueConstraint", tuple[Any, ...]]]
 
@@ -91,3 +91,54 @@ def to_integrity_error(
             holder = store.reservation_owner(meta.kv_class, name)
             return IntegrityError(meta.name, constraint.fields, values, holder)
     return None
+
+
+def claim_existing(
+    store: ScopedDatastore, meta: Options, constraint: UniqueConstraint, batch_size: int = 500
+) -> int:
+    """Claim ``constraint``'s reservations for the objects stored before it was declared, so
+    a value an old object holds refuses a new one; returns how many were claimed.
+
+    ``store`` is a system view. Per batch of objects: one bulk read of their reservations, then
+    one KV write of the objects missing theirs (``batch_size`` objects and as many claims must
+    fit one store batch), rewritten unchanged with compare-and-set on the
+    version read and the claims in the same batch. A batch that meets a concurrent change is
+    read again and tried once more; the values of a table with duplicates are never claimed
+    (``initialize`` refuses its unique index first).
+    """
+    claimed = 0
+    for batch in store.scan(meta.kv_class, batch_size):
+        for attempt in (1, 2):
+            missing = _missing_claims(store, meta, constraint, batch)
+            if not missing:
+                break
+            try:
+                store.put_many(
+                    meta.kv_class,
+                    {kv_id: batch[kv_id].data for kv_id in set(missing.values())},
+                    if_versions={kv_id: batch[kv_id].version for kv_id in set(missing.values())},
+                    claims=missing,
+                )
+            except Conflict:
+                if attempt == 2:
+                    raise
+                batch = store.read_many(meta.kv_class, list(batch))
+                continue
+            claimed += len(missing)
+            break
+    return claimed
+
+
+def _missing_claims(
+    store: ScopedDatastore, meta: Options, constraint: UniqueConstraint, batch: Mapping[str, Any]
+) -> dict[str, str]:
+    """Reservation name -> object id, for the objects of ``batch`` whose value has none."""
+    wanted: dict[str, str] = {}
+    for kv_id, stored in batch.items():
+        for name, (held_by, _) in held(meta, stored.data).items():
+            if held_by == constraint:
+                wanted[name] = kv_id
+    if not wanted:
+        return {}
+    owners = store.reservation_owners(meta.kv_class, list(wanted))
+    return {name: kv_id for name, kv_id in wanted.items() if name not in owners}

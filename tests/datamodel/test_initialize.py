@@ -432,6 +432,35 @@ def test_a_unique_index_over_duplicates_is_refused_and_they_are_listed(
     assert fixed.indexes_created == [{"table": "member_meta", "index": "member_meta__uniq__email"}]
 
 
+def test_a_unique_constraint_added_to_old_objects_claims_their_values(
+    bare_connection, redeclare
+) -> None:
+    """Objects stored before ``unique=True`` hold no reservation: initialize claims theirs
+    when it creates the index, so an old value refuses a new object in KV, not at the row."""
+    from datamodel import IntegrityError
+
+    connection: Connection = bare_connection
+    before = redeclare({"sync_fields": ["email"]})
+    initialize(connection, [before])
+    old = before.objects.auth("u1", using=connection)
+    kept = [old.create(team_id="t", email=f"{n}@e.com") for n in range(3)]
+    old.create(team_id="t")  # no email: nothing to claim
+
+    after = redeclare({"sync_fields": ["email"]}, email=fields.String(unique=True))
+    report = initialize(connection, [after])
+    assert report.refused == []
+    assert report.claimed == [{"model": "MEMBER", "constraint": "email", "objects": 3}]
+    members = after.objects.auth("u2", using=connection)
+    with pytest.raises(IntegrityError, match=r"email='1@e\.com'"):
+        members.create(team_id="t", email="1@e.com")
+    assert members.count() == 0
+    moved = after.objects.auth("u1", using=connection).get(kept[1].pk)
+    moved.set("email", "new@e.com")
+    moved.save()  # its old value is released with the move
+    members.create(team_id="t", email="1@e.com")
+    assert initialize(connection, [after]).claimed == []  # nothing left to claim
+
+
 def test_duplicates_are_listed_within_bounds(memory_connection: Connection, redeclare) -> None:
     connection = memory_connection
     model = redeclare({"sync_fields": ["email"]})

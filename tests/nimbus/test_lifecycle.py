@@ -207,6 +207,8 @@ def act(user: ApiUser, project: str, page_id: str, event: str, path: str = "a.ht
             f"{base}/batches/", {"pages": [{"source_path": path}]}, format="json"
         )
         return response.status_code
+    if event == "restore":
+        return user.client.post(f"{base}/pages/{page_id}/restore/").status_code
     assert event == "delete"
     return user.client.delete(f"{base}/pages/{page_id}/").status_code
 
@@ -299,6 +301,45 @@ def test_every_move(state: str, event: str) -> None:
         for row in Batch.objects.auth("alice").filter(project_id=project).values("batch_id")
     }
     assert_agreement("alice", project, batches, {page_id} if after == "deleted" else set())
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_a_restored_page_comes_back_in_its_status(state: str) -> None:
+    """Deleted in any state, a page comes back in that state: in the queue if queued (an
+    unclaimed item) or processing (claimed again now, so its worker may still ack it), its
+    status object and batch entry back, the batch counting it again."""
+    alice = api_user("alice")
+    project = make_project(alice)
+    page_id = page_in_state(alice, project, state)
+    other = page_in_state(alice, project, "queued", path="other.html")
+    batches = {
+        row["batch_id"]
+        for row in Batch.objects.auth("alice").filter(project_id=project).values("batch_id")
+    }
+    assert act(alice, project, page_id, "delete") == 204
+    assert_agreement("alice", project, batches, {page_id})
+    assert act(alice, project, page_id, "restore") == 200
+    assert observed_state(alice, project, page_id) == state
+    assert_agreement("alice", project, batches, set())
+    log = alice.client.get(f"/api/projects/{project}/pages/{page_id}/logs/").json()["data"]
+    assert log[-1]["message"].startswith("restored") and log[-1]["data"]["to"] == state
+    if state == "processing":
+        ack = alice.client.post(f"/api/projects/{project}/queue/{page_id}/ack/", {}, format="json")
+        assert ack.status_code == 200 and ack.json()["status"] == "done"
+    if state == "queued":  # claimable again
+        claimed = {alice.client.post(f"/api/projects/{project}/queue/claim/").json()["page_id"]}
+        claimed.add(alice.client.post(f"/api/projects/{project}/queue/claim/").json()["page_id"])
+        assert claimed == {page_id, other}
+    assert act(alice, project, page_id, "restore") == 404  # not deleted any more
+
+
+def test_the_restore_moves_are_one_per_status() -> None:
+    from nimbus.lifecycle import DELETED, MOVES
+
+    restores = {move.target: move for move in MOVES if move.event == "restore"}
+    assert set(restores) == set(STATES)
+    assert all(move.source == DELETED for move in restores.values())
+    assert {t for t, m in restores.items() if m.queue != "remove"} == {"queued", "processing"}
 
 
 def test_every_refused_move_names_the_states() -> None:
@@ -497,7 +538,7 @@ class PageLifecycle(RuleBasedStateMachine):
         path=st.sampled_from(PATHS),
         event=st.sampled_from([f"status:{s}" for s in STATES] + ["claim", "ack", "fail", "delete"]),
     )
-    def trespass(self, path: str, event: str) -> None:
+    def trespass(self, path: str, event: str) -> None:  # restore: in trespass_restore
         """Bob tries alice's page (and her queue): 404, and nothing of hers changes."""
         _, project, page_id, before = self.page("alice", path)
         queue = Queue.objects.auth(self.users["alice"].user_id).get_or_none(project)
@@ -507,6 +548,45 @@ class PageLifecycle(RuleBasedStateMachine):
         assert self.page("alice", path)[3] == before
         queue = Queue.objects.auth(self.users["alice"].user_id).get_or_none(project)
         assert (queue.get("items") if queue is not None else None) == items
+
+    @rule(name=st.sampled_from(["alice", "bob"]), path=st.sampled_from(PATHS))
+    def restore(self, name: str, path: str) -> None:
+        """A deleted page comes back in the status it was deleted in (200); a live or never
+        uploaded one is 404."""
+        user, project, page_id, before = self.page(name, path)
+        stored = Page.objects.auth(user.user_id).get_or_none(
+            project_id=project, page_id=page_id, include_deleted=True
+        )
+        code = act(user, project, page_id, "restore")
+        after = self.page(name, path)[3]
+        if stored is None or not stored.get("deleted_at"):
+            assert code == 404, code
+            assert after == before
+        else:
+            assert code == 200, code
+            assert after == stored.get("status")
+            self.deleted[name].discard(page_id)
+
+    @rule(name=st.sampled_from(["alice", "bob"]), path=ANY_PATH, priority=st.integers(1, 10))
+    def edit_priority(self, name: str, path: str | None, priority: int) -> None:
+        """PATCH a page's priority: its queue item follows (``claim`` checks it)."""
+        user, project, page_id, before = self.page(name, path)
+        response = user.client.patch(
+            f"/api/projects/{project}/pages/{page_id}/", {"priority": priority}, format="json"
+        )
+        if before == "deleted":
+            assert response.status_code == 404, response.status_code
+            return
+        assert response.status_code == 200, response.status_code
+        assert response.json()["priority"] == priority
+        assert response.json()["status"] == before
+
+    @rule(path=st.sampled_from(PATHS))
+    def trespass_restore(self, path: str) -> None:
+        """Bob restores alice's page (deleted or not): 404, and it stays as it was."""
+        _, project, page_id, before = self.page("alice", path)
+        assert act(self.users["bob"], project, page_id, "restore") == 404
+        assert self.page("alice", path)[3] == before
 
     @invariant()
     def statuses_queue_and_batches_agree(self) -> None:

@@ -14,6 +14,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -390,9 +391,12 @@ ANY_PATH = st.sampled_from([*PATHS, None])  # None: a page being processed
 class PageLifecycle(RuleBasedStateMachine):
     """Two users, a project each, the same few paths: upload batches (the same paths again
     too), single pages, set statuses, claim, ack, fail (retried or final), delete, and try
-    each other's pages. After every step: no 5xx; every route did what ``EXPECTED`` says from
-    the state it found; page statuses, queue items, status objects and batch counts agree;
-    nothing deleted is claimable; another user's pages answer 404 and do not change."""
+    each other's pages, restore deleted pages, change priorities, delete and restore a
+    project. After every step: no 5xx; every route did what ``EXPECTED`` says from the state
+    it found; page statuses, queue items, status objects and batch counts agree; nothing
+    deleted is claimable; another user's pages answer 404 and do not change; a deleted
+    project's routes answer 404 (a page restore 409), and its restore brings back what its
+    delete took."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -400,6 +404,8 @@ class PageLifecycle(RuleBasedStateMachine):
         self.projects: dict[str, str] = {}
         self.batches: dict[str, set[str]] = {}
         self.deleted: dict[str, set[str]] = {}
+        self.gone: set[str] = set()  # users whose project is deleted
+        self.at_delete: dict[str, dict[str, str]] = {}  # their live pages when it was
 
     @initialize()
     def start(self) -> None:
@@ -456,6 +462,9 @@ class PageLifecycle(RuleBasedStateMachine):
         response = user.client.post(
             f"/api/projects/{project}/batches/", {"pages": pages}, format="json"
         )
+        if name in self.gone:
+            assert response.status_code == 404, response.status_code
+            return
         assert response.status_code == 201, response.status_code
         self.batches[name].add(response.json()["batch_id"])
         for path in paths:
@@ -474,7 +483,9 @@ class PageLifecycle(RuleBasedStateMachine):
         response = user.client.post(
             f"/api/projects/{project}/pages/", {"source_path": path}, format="json"
         )
-        if stored is None:
+        if name in self.gone:
+            assert response.status_code == 404, response.status_code
+        elif stored is None:
             assert response.status_code == 201 and response.json()["status"] == "uploaded"
         else:
             assert response.status_code == 200 and response.json()["status"] == "queued"
@@ -500,6 +511,9 @@ class PageLifecycle(RuleBasedStateMachine):
             .values("page_id", "priority")
         }
         response = user.client.post(f"/api/projects/{project}/queue/claim/")
+        if name in self.gone:
+            assert response.status_code == 404, response.status_code
+            return
         if not queued:
             assert response.status_code == 204, response.status_code
             return
@@ -549,17 +563,29 @@ class PageLifecycle(RuleBasedStateMachine):
         queue = Queue.objects.auth(self.users["alice"].user_id).get_or_none(project)
         assert (queue.get("items") if queue is not None else None) == items
 
+    @precondition(lambda self: any(self.deleted.values()))
+    @rule(name=st.sampled_from(["alice", "bob"]), index=st.integers(0, len(PATHS) - 1))
+    def restore_deleted(self, name: str, index: int) -> None:
+        """Restore one of the pages the ``delete`` rule deleted (``restore`` tells apart)."""
+        project = self.projects[name]
+        deleted = [p for p in PATHS if ids.page_id(project, p) in self.deleted[name]]
+        if deleted:
+            self.restore(name, deleted[index % len(deleted)])
+
     @rule(name=st.sampled_from(["alice", "bob"]), path=st.sampled_from(PATHS))
     def restore(self, name: str, path: str) -> None:
         """A deleted page comes back in the status it was deleted in (200); a live or never
-        uploaded one is 404."""
+        uploaded one is 404; one in a deleted project 409."""
         user, project, page_id, before = self.page(name, path)
         stored = Page.objects.auth(user.user_id).get_or_none(
             project_id=project, page_id=page_id, include_deleted=True
         )
         code = act(user, project, page_id, "restore")
         after = self.page(name, path)[3]
-        if stored is None or not stored.get("deleted_at"):
+        if stored is not None and stored.get("deleted_at") and name in self.gone:
+            assert code == 409, code  # its project first
+            assert after == "deleted"
+        elif stored is None or not stored.get("deleted_at"):
             assert code == 404, code
             assert after == before
         else:
@@ -581,6 +607,42 @@ class PageLifecycle(RuleBasedStateMachine):
         assert response.json()["priority"] == priority
         assert response.json()["status"] == before
 
+    @rule(name=st.sampled_from(["alice", "bob"]))
+    def delete_or_restore_project(self, name: str) -> None:
+        """Delete the user's project (its pages, batches, status objects and logs go with
+        it), or restore it: what its delete took comes back, pages deleted before do not."""
+        user, project = self.users[name], self.projects[name]
+        before = {
+            row["page_id"]: row["status"]
+            for row in Page.objects.auth(user.user_id)
+            .filter(project_id=project)
+            .values("page_id", "status")
+        }
+        if name in self.gone:
+            assert (
+                self.users["bob" if name == "alice" else "alice"]
+                .client.post(f"/api/projects/{project}/restore/")
+                .status_code
+                == 404
+            )
+            response = user.client.post(f"/api/projects/{project}/restore/")
+            assert response.status_code == 200, response.status_code
+            self.gone.discard(name)
+            after = {
+                row["page_id"]: row["status"]
+                for row in Page.objects.auth(user.user_id)
+                .filter(project_id=project)
+                .values("page_id", "status")
+            }
+            assert after == self.at_delete.pop(name)
+        else:
+            response = user.client.delete(f"/api/projects/{project}/")
+            assert response.status_code == 204, response.status_code
+            self.gone.add(name)
+            self.at_delete[name] = before
+            assert user.client.get(f"/api/projects/{project}/").status_code == 404
+            assert user.client.get(f"/api/projects/{project}/pages/").status_code == 404
+
     @rule(path=st.sampled_from(PATHS))
     def trespass_restore(self, path: str) -> None:
         """Bob restores alice's page (deleted or not): 404, and it stays as it was."""
@@ -594,6 +656,10 @@ class PageLifecycle(RuleBasedStateMachine):
         from nimbus import conf, lifecycle
 
         for name, user in self.users.items():
+            if name in self.gone:
+                live = Page.objects.auth(user.user_id).filter(project_id=self.projects[name])
+                assert live.count() == 0
+                continue
             assert_agreement(
                 user.user_id, self.projects[name], self.batches[name], self.deleted[name]
             )

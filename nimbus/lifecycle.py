@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from datamodel import DoesNotExist, Rejected, Scope
+from datamodel import DoesNotExist, Rejected, Scope, ValidationError
 from datamodel.clock import now_iso
 from datamodel.deletion import restore_objects
 from datastore import Conflict
@@ -288,6 +288,11 @@ def restore(scope: Scope, project_id: str, page_id: str) -> Page:
             restored = restore_objects([page], scope)
         except Conflict:
             restored = 0
+        except ValidationError:  # its project was deleted since it was read: say so
+            project = Project.objects.bind(scope).get(project_id, include_deleted=True)
+            if not project.get("deleted_at"):
+                raise
+            continue
         if restored:
             break
         if attempt == _RETRIES - 1:

@@ -227,3 +227,28 @@ def test_restoring_a_page_is_404_unless_deleted_and_yours_and_409_in_a_deleted_p
     assert alice.client.get(page_url(project, a)).status_code == 404
     assert alice.client.post(page_url(project, a, "restore/")).status_code == 200
     assert alice.client.get(page_url(project, a)).json()["status"] == "queued"
+
+
+def test_a_project_deleted_while_its_page_is_restored_is_409(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The project is read live, then deleted before the page's restore writes: 409 naming the
+    project, not the model layer's 400."""
+    from nimbus import lifecycle
+    from nimbus.models import Project
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    page_id = next(iter(upload(alice, project, ["a.html"])["pages"]))
+    assert alice.client.delete(page_url(project, page_id)).status_code == 204
+    real = lifecycle.restore_objects
+
+    def project_deleted_first(instances, scope):  # type: ignore[no-untyped-def]
+        Project.objects.bind(scope).get(project).delete()
+        monkeypatch.setattr(lifecycle, "restore_objects", real)
+        return real(instances, scope)
+
+    monkeypatch.setattr(lifecycle, "restore_objects", project_deleted_first)
+    refused = alice.client.post(page_url(project, page_id, "restore/"))
+    assert refused.status_code == 409, refused.json()
+    assert "restore the project first" in refused.json()["detail"]

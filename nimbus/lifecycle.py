@@ -5,7 +5,8 @@ A page's state shows in four places: the page's ``status``, its status object
 summary and status), and its item in the project's queue (``queue:{project_id}``). Every route
 that changes a page's state makes one move of ``MOVES``: ``/status/`` (``set_status``),
 ``claim``, ``ack``, ``fail`` (a retry while attempts remain, else final), page delete
-(``delete``) and upload (``enqueue``, which the upload workflow calls for the pages it wrote).
+(``delete``), page restore (``restore``: the page comes back in the status it was deleted in)
+and upload (``enqueue``, which the upload workflow calls for the pages it wrote).
 Each row says from which state an event goes to which one, and what that does to the queue
 item; the status object, the batch entry and the log follow from the target state. So after
 every move:
@@ -50,12 +51,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from datamodel import Rejected, Scope
+from datamodel import DoesNotExist, Rejected, Scope, ValidationError
 from datamodel.clock import now_iso
 from datamodel.deletion import restore_objects
 from datastore import Conflict
 
-from .models import Batch, Page, PageLog, PageStatus, Queue
+from .models import Batch, Page, PageLog, PageStatus, Project, Queue
 from .models.batch import batch_status, summarize
 from .models.logs import newest_within_bounds
 from .models.page import PAGE_STATUSES
@@ -70,10 +71,12 @@ __all__ = [
     "ack",
     "claim",
     "delete",
+    "edit",
     "enqueue",
     "fail",
     "find_move",
     "reconcile",
+    "restore",
     "set_status",
 ]
 
@@ -96,7 +99,7 @@ class Move:
     """
 
     source: str
-    event: str  # upload | status | claim | ack | retry | fail | delete
+    event: str  # upload | status | claim | ack | retry | fail | delete | restore
     target: str
     queue: str
     log: str
@@ -122,6 +125,16 @@ MOVES: tuple[Move, ...] = (
     Move("processing", "fail", "failed", "remove", "failed; no attempts left"),
     # A delete takes the page out of its queue and its batch, from any state.
     *(Move(s, "delete", DELETED, "remove", "deleted") for s in PAGE_STATUSES),
+    # A restore brings a deleted page back in the status it was deleted in (its project must
+    # be live): its status object and batch entry come back, and a queued page re-enters the
+    # queue afresh. A processing page's worker lost its item with the delete: the page comes
+    # back claimed now, so its worker may still ack it, or it is claimed again after
+    # CLAIM_TIMEOUT, like any claim nobody acks.
+    Move(DELETED, "restore", "uploaded", "remove", "restored"),
+    Move(DELETED, "restore", "queued", "add", "restored, queued again"),
+    Move(DELETED, "restore", "processing", "claim", "restored, claimed again"),
+    Move(DELETED, "restore", "done", "remove", "restored"),
+    Move(DELETED, "restore", "failed", "remove", "restored"),
 )
 
 # The log step (the spec's "upload" | "queue" | "process") each event's entry is filed under.
@@ -130,6 +143,7 @@ _LOG_STEPS = {
     "status": "queue",
     "claim": "queue",
     "delete": "queue",
+    "restore": "queue",
     "ack": "process",
     "retry": "process",
     "fail": "process",
@@ -145,6 +159,7 @@ _VERBS = {
     "retry": "failed",
     "fail": "failed",
     "delete": "deleted",
+    "restore": "restored",
     "upload": "uploaded",
 }
 
@@ -250,6 +265,71 @@ def delete(scope: Scope, project_id: str, page_id: str) -> None:
     """Delete a page (soft): its queue item goes, its batch no longer counts it, its status
     object is soft-deleted with it. ``DoesNotExist`` if it is not there."""
     _move_page(scope, project_id, page_id, "delete")
+
+
+def restore(scope: Scope, project_id: str, page_id: str) -> Page:
+    """Bring back a deleted page in the status it was deleted in: its status object is
+    restored, its batch counts it again (if that batch is live), a queued page gets a fresh
+    queue item and a processing one a claimed item. ``DoesNotExist`` if the page is not there
+    or not deleted; ``Rejected`` while its project is deleted (restore the project first)."""
+    project = Project.objects.bind(scope).get(project_id, include_deleted=True)
+    pages = Page.objects.bind(scope)
+    for attempt in range(_RETRIES):
+        page = pages.get(project_id=project_id, page_id=page_id, include_deleted=True)
+        if not page.get("deleted_at"):
+            raise DoesNotExist(f"page {page_id!r} is not deleted")
+        if project.get("deleted_at"):
+            raise Rejected(
+                f"page {page_id!r} cannot be restored: its project {project_id!r} is deleted; "
+                "restore the project first"
+            )
+        move = find_move(DELETED, "restore", page.get("status"), page_id=page_id)
+        try:
+            restored = restore_objects([page], scope)
+        except Conflict:
+            restored = 0
+        except ValidationError:  # its project was deleted since it was read: say so
+            project = Project.objects.bind(scope).get(project_id, include_deleted=True)
+            if not project.get("deleted_at"):
+                raise
+            continue
+        if restored:
+            break
+        if attempt == _RETRIES - 1:
+            raise Conflict(f"page {page_id!r} kept changing while it was restored")
+        # restored by another request meanwhile (then 404: not deleted), or changed: again
+        project = Project.objects.bind(scope).get(project_id, include_deleted=True)
+    page = pages.get(project_id=project_id, page_id=page_id)
+    stamp = now_iso()
+    _apply_queue(scope, project_id, page, move, stamp)
+    _follow(scope, page, move, stamp)
+    return page
+
+
+def edit(scope: Scope, project_id: str, page_id: str, values: Mapping[str, Any]) -> Page:
+    """Change a page's own fields (``priority``, ``extraction``), not its status: saved from a
+    fresh read on ``Conflict``. A queued or processing page's queue item takes the new
+    priority. ``DoesNotExist`` if the page is not there."""
+    pages = Page.objects.bind(scope)
+    for attempt in range(_RETRIES):
+        page = pages.get(project_id=project_id, page_id=page_id)
+        page.set(dict(values))
+        try:
+            page.save()
+        except Conflict:
+            if attempt == _RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            continue
+        break
+    if "priority" in values and page.get("status") in ("queued", "processing"):
+        priority = page.get("priority")
+
+        def reprioritize(item: dict[str, Any] | None) -> dict[str, Any] | None:
+            return None if item is None else {**item, "priority": priority}
+
+        _set_items(scope, project_id, {page.pk: reprioritize})
+    return page
 
 
 def enqueue(scope: Scope, pages: Sequence[Page], *, stamp: str | None = None) -> None:
@@ -665,7 +745,10 @@ def _write_status(
             record.delete()
         return
     if record is not None and record.get("deleted_at"):
-        return  # deleted since; an upload brings it back
+        if move.event != "restore":
+            return  # deleted since; an upload or a restore brings it back
+        restore_objects([record], scope)
+        record = statuses.get_or_none(**keys)
     version = page.get("_version")
     if record is not None and (record.get("page_version") or 0) > version:
         return
@@ -703,6 +786,8 @@ def _write_batch_entry(
         return
     pages = dict(batch.get("pages"))
     current = pages.get(page.pk)
+    if current is None and move.event == "restore":
+        current = {"status": move.target, "uploaded": page.get("uploaded") or stamp}
     if current is None:
         return
     if move.target == DELETED:

@@ -13,7 +13,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from datamodel import Scope, ValidationError
+from datamodel import DoesNotExist, Scope, ValidationError
 
 from .. import conf, lifecycle, workflows
 from ..models import Batch, Page, PageLog, Project
@@ -32,6 +32,23 @@ PAGE_FILTERS = [
     OpenApiParameter("cursor", str, description="pagination.next_cursor of the previous page"),
 ]
 LIST_PARAMETERS = PAGE_FILTERS[3:]
+DELETED_FILTER = OpenApiParameter(
+    "deleted", str, enum=["only"], description="only: list the soft-deleted ones instead"
+)
+RESTORE_CONFLICT = OpenApiResponse(
+    shapes.Error,
+    description="Conflicts with the current state (for a page: its project is deleted)",
+)
+
+
+def with_deleted(request: Request, query: Any) -> Any:
+    """``query`` for the ``deleted`` parameter: the soft-deleted objects with ``only``."""
+    deleted = request.query_params.get("deleted")
+    if deleted in (None, ""):
+        return query
+    if deleted != "only":
+        raise serializers.ValidationError({"deleted": [f"must be 'only', not {deleted!r}"]})
+    return query.only_deleted()
 
 
 class NimbusViewSet(viewsets.ViewSet):
@@ -60,9 +77,12 @@ class ProjectViewSet(NimbusViewSet):
         "partial_update": bodies.ProjectSerializer,
     }
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=shapes.ProjectListItem(many=True))
+    @extend_schema(
+        parameters=[*LIST_PARAMETERS, DELETED_FILTER], responses=shapes.ProjectListItem(many=True)
+    )
     def list(self, request: Request) -> Response:
-        return listing(request, Project.objects.bind(self.scope()).query(), ("created_at", "name"))
+        query = with_deleted(request, Project.objects.bind(self.scope()).query())
+        return listing(request, query, ("created_at", "name"))
 
     @extend_schema(request=bodies.ProjectSerializer, responses={201: shapes.ProjectObject})
     def create(self, request: Request) -> Response:
@@ -97,19 +117,38 @@ class ProjectViewSet(NimbusViewSet):
         self.project(project_id).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(request=None, responses={200: shapes.ProjectObject, 409: RESTORE_CONFLICT})
+    def restore(self, request: Request, project_id: str) -> Response:
+        """Undo a project's delete, with what that delete took with it (its pages, batches,
+        status objects and logs; pages deleted on their own before stay deleted). 404 if the
+        project is not deleted."""
+        project = Project.objects.bind(self.scope()).get(project_id, include_deleted=True)
+        if not project.get("deleted_at"):
+            raise DoesNotExist(f"project {project_id!r} is not deleted")
+        project.restore()
+        return Response(public(self.project(project_id).get_data()))
+
 
 class PageViewSet(NimbusViewSet):
-    """Pages of a project: list with filters, create, read the full object, move its status."""
+    """Pages of a project: list with filters, create, read the full object, update its own
+    fields, move its status, delete and restore."""
 
-    request_bodies = {"create": bodies.PageSerializer, "set_status": bodies.StatusSerializer}
+    request_bodies = {
+        "create": bodies.PageSerializer,
+        "partial_update": bodies.PageUpdateSerializer,
+        "set_status": bodies.StatusSerializer,
+    }
 
     def page(self, project_id: str, page_id: str) -> Page:
         return Page.objects.bind(self.scope()).get(project_id=project_id, page_id=page_id)
 
-    @extend_schema(parameters=PAGE_FILTERS, responses=shapes.PageListItem(many=True))
+    @extend_schema(
+        parameters=[*PAGE_FILTERS, DELETED_FILTER], responses=shapes.PageListItem(many=True)
+    )
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
         query = Page.objects.bind(self.scope()).query().where("project_id", project_id)
+        query = with_deleted(request, query)
         for name in ("status", "batch_id"):
             if request.query_params.get(name):
                 try:
@@ -140,10 +179,27 @@ class PageViewSet(NimbusViewSet):
     def retrieve(self, request: Request, project_id: str, page_id: str) -> Response:
         return Response(public(self.page(project_id, page_id).get_data()))
 
+    @extend_schema(request=bodies.PageUpdateSerializer, responses=shapes.PageObject)
+    def partial_update(self, request: Request, project_id: str, page_id: str) -> Response:
+        """Change the page's priority or extraction (a queued page's queue item takes the
+        new priority). Its status changes through ``/status/``; other fields are read-only."""
+        body = self.get_serializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        page = lifecycle.edit(self.scope(), project_id, page_id, dict(body.validated_data))
+        return Response(public(page.get_data()))
+
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, project_id: str, page_id: str) -> Response:
         lifecycle.delete(self.scope(), project_id, page_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: shapes.PageObject, 409: RESTORE_CONFLICT})
+    def restore(self, request: Request, project_id: str, page_id: str) -> Response:
+        """Undo a page's delete: it comes back in the status it was deleted in, in its batch
+        and (queued or processing) in the queue. 404 if it is not deleted; 409 while its
+        project is deleted."""
+        page = lifecycle.restore(self.scope(), project_id, page_id)
+        return Response(public(page.get_data()))
 
     @extend_schema(
         request=bodies.StatusSerializer,

@@ -100,6 +100,47 @@ class PageSerializer(StrictSerializer):
     priority = serializers.IntegerField(min_value=1, max_value=10, default=5)
 
 
+# A page's fields that PATCH does not take, and why: its status moves through /status/ (and
+# the queue's routes), the rest is its identity or kept by the system.
+PAGE_READ_ONLY = {
+    "status": "Read-only: a page's status changes through POST .../status/.",
+    **{
+        name: "Read-only."
+        for name in (
+            "page_id",
+            "project_id",
+            "batch_id",
+            "source_path",
+            "uploaded",
+            "optimization",
+            "user_id",
+            "created_at",
+            "updated_at",
+            "deleted_at",
+            "_version",
+            "_auth",
+        )
+    },
+}
+
+
+class PageUpdateSerializer(StrictSerializer):
+    """A page's writable fields; each is optional."""
+
+    priority = serializers.IntegerField(min_value=1, max_value=10, required=False)
+    extraction = ExtractionSerializer(required=False, help_text="Replaces the extraction.")
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            refused = {name: [PAGE_READ_ONLY[name]] for name in data if name in PAGE_READ_ONLY}
+            if refused:
+                names = self._form_names(data) if html.is_html_input(data) else iter(data)
+                unknown = set(names) - set(self.fields) - set(PAGE_READ_ONLY)
+                refused.update({name: ["Unknown field."] for name in sorted(unknown)})
+                raise serializers.ValidationError(refused)
+        return super().to_internal_value(data)
+
+
 class BatchUploadSerializer(StrictSerializer):
     """A batch of pages, created in one request."""
 

@@ -37,14 +37,24 @@ urlpatterns = [
         name="project",
     ),
     path(
+        f"projects/{ID}/restore/",
+        actions(projects.ProjectViewSet, post="restore"),
+        name="project-restore",
+    ),
+    path(
         f"projects/{ID}/pages/",
         actions(projects.PageViewSet, get="list", post="create"),
         name="pages",
     ),
     path(
         f"projects/{ID}/pages/{PAGE}/",
-        actions(projects.PageViewSet, get="retrieve", delete="destroy"),
+        actions(projects.PageViewSet, get="retrieve", patch="partial_update", delete="destroy"),
         name="page",
+    ),
+    path(
+        f"projects/{ID}/pages/{PAGE}/restore/",
+        actions(projects.PageViewSet, post="restore"),
+        name="page-restore",
     ),
     path(
         f"projects/{ID}/pages/{PAGE}/status/",

@@ -14,6 +14,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -207,6 +208,8 @@ def act(user: ApiUser, project: str, page_id: str, event: str, path: str = "a.ht
             f"{base}/batches/", {"pages": [{"source_path": path}]}, format="json"
         )
         return response.status_code
+    if event == "restore":
+        return user.client.post(f"{base}/pages/{page_id}/restore/").status_code
     assert event == "delete"
     return user.client.delete(f"{base}/pages/{page_id}/").status_code
 
@@ -301,6 +304,45 @@ def test_every_move(state: str, event: str) -> None:
     assert_agreement("alice", project, batches, {page_id} if after == "deleted" else set())
 
 
+@pytest.mark.parametrize("state", STATES)
+def test_a_restored_page_comes_back_in_its_status(state: str) -> None:
+    """Deleted in any state, a page comes back in that state: in the queue if queued (an
+    unclaimed item) or processing (claimed again now, so its worker may still ack it), its
+    status object and batch entry back, the batch counting it again."""
+    alice = api_user("alice")
+    project = make_project(alice)
+    page_id = page_in_state(alice, project, state)
+    other = page_in_state(alice, project, "queued", path="other.html")
+    batches = {
+        row["batch_id"]
+        for row in Batch.objects.auth("alice").filter(project_id=project).values("batch_id")
+    }
+    assert act(alice, project, page_id, "delete") == 204
+    assert_agreement("alice", project, batches, {page_id})
+    assert act(alice, project, page_id, "restore") == 200
+    assert observed_state(alice, project, page_id) == state
+    assert_agreement("alice", project, batches, set())
+    log = alice.client.get(f"/api/projects/{project}/pages/{page_id}/logs/").json()["data"]
+    assert log[-1]["message"].startswith("restored") and log[-1]["data"]["to"] == state
+    if state == "processing":
+        ack = alice.client.post(f"/api/projects/{project}/queue/{page_id}/ack/", {}, format="json")
+        assert ack.status_code == 200 and ack.json()["status"] == "done"
+    if state == "queued":  # claimable again
+        claimed = {alice.client.post(f"/api/projects/{project}/queue/claim/").json()["page_id"]}
+        claimed.add(alice.client.post(f"/api/projects/{project}/queue/claim/").json()["page_id"])
+        assert claimed == {page_id, other}
+    assert act(alice, project, page_id, "restore") == 404  # not deleted any more
+
+
+def test_the_restore_moves_are_one_per_status() -> None:
+    from nimbus.lifecycle import DELETED, MOVES
+
+    restores = {move.target: move for move in MOVES if move.event == "restore"}
+    assert set(restores) == set(STATES)
+    assert all(move.source == DELETED for move in restores.values())
+    assert {t for t, m in restores.items() if m.queue != "remove"} == {"queued", "processing"}
+
+
 def test_every_refused_move_names_the_states() -> None:
     alice = api_user("alice")
     project = make_project(alice)
@@ -349,9 +391,12 @@ ANY_PATH = st.sampled_from([*PATHS, None])  # None: a page being processed
 class PageLifecycle(RuleBasedStateMachine):
     """Two users, a project each, the same few paths: upload batches (the same paths again
     too), single pages, set statuses, claim, ack, fail (retried or final), delete, and try
-    each other's pages. After every step: no 5xx; every route did what ``EXPECTED`` says from
-    the state it found; page statuses, queue items, status objects and batch counts agree;
-    nothing deleted is claimable; another user's pages answer 404 and do not change."""
+    each other's pages, restore deleted pages, change priorities, delete and restore a
+    project. After every step: no 5xx; every route did what ``EXPECTED`` says from the state
+    it found; page statuses, queue items, status objects and batch counts agree; nothing
+    deleted is claimable; another user's pages answer 404 and do not change; a deleted
+    project's routes answer 404 (a page restore 409), and its restore brings back what its
+    delete took."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -359,6 +404,8 @@ class PageLifecycle(RuleBasedStateMachine):
         self.projects: dict[str, str] = {}
         self.batches: dict[str, set[str]] = {}
         self.deleted: dict[str, set[str]] = {}
+        self.gone: set[str] = set()  # users whose project is deleted
+        self.at_delete: dict[str, dict[str, str]] = {}  # their live pages when it was
 
     @initialize()
     def start(self) -> None:
@@ -415,6 +462,9 @@ class PageLifecycle(RuleBasedStateMachine):
         response = user.client.post(
             f"/api/projects/{project}/batches/", {"pages": pages}, format="json"
         )
+        if name in self.gone:
+            assert response.status_code == 404, response.status_code
+            return
         assert response.status_code == 201, response.status_code
         self.batches[name].add(response.json()["batch_id"])
         for path in paths:
@@ -433,7 +483,9 @@ class PageLifecycle(RuleBasedStateMachine):
         response = user.client.post(
             f"/api/projects/{project}/pages/", {"source_path": path}, format="json"
         )
-        if stored is None:
+        if name in self.gone:
+            assert response.status_code == 404, response.status_code
+        elif stored is None:
             assert response.status_code == 201 and response.json()["status"] == "uploaded"
         else:
             assert response.status_code == 200 and response.json()["status"] == "queued"
@@ -459,6 +511,9 @@ class PageLifecycle(RuleBasedStateMachine):
             .values("page_id", "priority")
         }
         response = user.client.post(f"/api/projects/{project}/queue/claim/")
+        if name in self.gone:
+            assert response.status_code == 404, response.status_code
+            return
         if not queued:
             assert response.status_code == 204, response.status_code
             return
@@ -497,7 +552,7 @@ class PageLifecycle(RuleBasedStateMachine):
         path=st.sampled_from(PATHS),
         event=st.sampled_from([f"status:{s}" for s in STATES] + ["claim", "ack", "fail", "delete"]),
     )
-    def trespass(self, path: str, event: str) -> None:
+    def trespass(self, path: str, event: str) -> None:  # restore: in trespass_restore
         """Bob tries alice's page (and her queue): 404, and nothing of hers changes."""
         _, project, page_id, before = self.page("alice", path)
         queue = Queue.objects.auth(self.users["alice"].user_id).get_or_none(project)
@@ -508,12 +563,103 @@ class PageLifecycle(RuleBasedStateMachine):
         queue = Queue.objects.auth(self.users["alice"].user_id).get_or_none(project)
         assert (queue.get("items") if queue is not None else None) == items
 
+    @precondition(lambda self: any(self.deleted.values()))
+    @rule(name=st.sampled_from(["alice", "bob"]), index=st.integers(0, len(PATHS) - 1))
+    def restore_deleted(self, name: str, index: int) -> None:
+        """Restore one of the pages the ``delete`` rule deleted (``restore`` tells apart)."""
+        project = self.projects[name]
+        deleted = [p for p in PATHS if ids.page_id(project, p) in self.deleted[name]]
+        if deleted:
+            self.restore(name, deleted[index % len(deleted)])
+
+    @rule(name=st.sampled_from(["alice", "bob"]), path=st.sampled_from(PATHS))
+    def restore(self, name: str, path: str) -> None:
+        """A deleted page comes back in the status it was deleted in (200); a live or never
+        uploaded one is 404; one in a deleted project 409."""
+        user, project, page_id, before = self.page(name, path)
+        stored = Page.objects.auth(user.user_id).get_or_none(
+            project_id=project, page_id=page_id, include_deleted=True
+        )
+        code = act(user, project, page_id, "restore")
+        after = self.page(name, path)[3]
+        if stored is not None and stored.get("deleted_at") and name in self.gone:
+            assert code == 409, code  # its project first
+            assert after == "deleted"
+        elif stored is None or not stored.get("deleted_at"):
+            assert code == 404, code
+            assert after == before
+        else:
+            assert code == 200, code
+            assert after == stored.get("status")
+            self.deleted[name].discard(page_id)
+
+    @rule(name=st.sampled_from(["alice", "bob"]), path=ANY_PATH, priority=st.integers(1, 10))
+    def edit_priority(self, name: str, path: str | None, priority: int) -> None:
+        """PATCH a page's priority: its queue item follows (``claim`` checks it)."""
+        user, project, page_id, before = self.page(name, path)
+        response = user.client.patch(
+            f"/api/projects/{project}/pages/{page_id}/", {"priority": priority}, format="json"
+        )
+        if before == "deleted":
+            assert response.status_code == 404, response.status_code
+            return
+        assert response.status_code == 200, response.status_code
+        assert response.json()["priority"] == priority
+        assert response.json()["status"] == before
+
+    @rule(name=st.sampled_from(["alice", "bob"]))
+    def delete_or_restore_project(self, name: str) -> None:
+        """Delete the user's project (its pages, batches, status objects and logs go with
+        it), or restore it: what its delete took comes back, pages deleted before do not."""
+        user, project = self.users[name], self.projects[name]
+        before = {
+            row["page_id"]: row["status"]
+            for row in Page.objects.auth(user.user_id)
+            .filter(project_id=project)
+            .values("page_id", "status")
+        }
+        if name in self.gone:
+            assert (
+                self.users["bob" if name == "alice" else "alice"]
+                .client.post(f"/api/projects/{project}/restore/")
+                .status_code
+                == 404
+            )
+            response = user.client.post(f"/api/projects/{project}/restore/")
+            assert response.status_code == 200, response.status_code
+            self.gone.discard(name)
+            after = {
+                row["page_id"]: row["status"]
+                for row in Page.objects.auth(user.user_id)
+                .filter(project_id=project)
+                .values("page_id", "status")
+            }
+            assert after == self.at_delete.pop(name)
+        else:
+            response = user.client.delete(f"/api/projects/{project}/")
+            assert response.status_code == 204, response.status_code
+            self.gone.add(name)
+            self.at_delete[name] = before
+            assert user.client.get(f"/api/projects/{project}/").status_code == 404
+            assert user.client.get(f"/api/projects/{project}/pages/").status_code == 404
+
+    @rule(path=st.sampled_from(PATHS))
+    def trespass_restore(self, path: str) -> None:
+        """Bob restores alice's page (deleted or not): 404, and it stays as it was."""
+        _, project, page_id, before = self.page("alice", path)
+        assert act(self.users["bob"], project, page_id, "restore") == 404
+        assert self.page("alice", path)[3] == before
+
     @invariant()
     def statuses_queue_and_batches_agree(self) -> None:
         from datamodel import Scope
         from nimbus import conf, lifecycle
 
         for name, user in self.users.items():
+            if name in self.gone:
+                live = Page.objects.auth(user.user_id).filter(project_id=self.projects[name])
+                assert live.count() == 0
+                continue
             assert_agreement(
                 user.user_id, self.projects[name], self.batches[name], self.deleted[name]
             )

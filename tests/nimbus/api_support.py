@@ -32,3 +32,10 @@ def api_user(
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return ApiUser(user_id, secret, client)
+
+
+def make_project(user: ApiUser, name: str = "repairsbypost.com") -> str:
+    """A project of ``user``, created through the API; its id."""
+    response = user.client.post("/api/projects/", {"name": name}, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()["project_id"]

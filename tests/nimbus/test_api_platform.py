@@ -10,15 +10,9 @@ from datastore import codec
 from nimbus import conf
 from nimbus.models import Batch, Page, key_hash
 from nimbus.workflows import MAX_ATTEMPTS
-from tests.nimbus.api_support import ApiUser, api_user
+from tests.nimbus.api_support import ApiUser, api_user, make_project
 
 pytestmark = pytest.mark.usefixtures("domain")
-
-
-def make_project(user: ApiUser, name: str = "repairsbypost.com") -> str:
-    response = user.client.post("/api/projects/", {"name": name}, format="json")
-    assert response.status_code == 201, response.json()
-    return response.json()["project_id"]
 
 
 def upload(user: ApiUser, project_id: str, count: int, **extra) -> dict:

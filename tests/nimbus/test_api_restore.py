@@ -6,25 +6,10 @@ from __future__ import annotations
 import pytest
 
 from nimbus.models import Queue
-from tests.nimbus.api_support import ApiUser, api_user
-from tests.nimbus.test_lifecycle import assert_agreement
+from tests.nimbus.api_support import api_user, make_project
+from tests.nimbus.test_lifecycle import assert_agreement, upload
 
 pytestmark = pytest.mark.usefixtures("domain")
-
-
-def make_project(user: ApiUser, name: str = "repairsbypost.com") -> str:
-    response = user.client.post("/api/projects/", {"name": name}, format="json")
-    assert response.status_code == 201, response.json()
-    return response.json()["project_id"]
-
-
-def upload(user: ApiUser, project_id: str, paths: list[str], priority: int = 5) -> dict:
-    pages = [{"source_path": path, "priority": priority} for path in paths]
-    response = user.client.post(
-        f"/api/projects/{project_id}/batches/", {"pages": pages}, format="json"
-    )
-    assert response.status_code == 201, response.json()
-    return response.json()
 
 
 def page_url(project: str, page_id: str, tail: str = "") -> str:

@@ -21,16 +21,10 @@ from hypothesis.stateful import (
 
 from datamodel import ids
 from nimbus.models import Batch, Page, Queue
-from tests.nimbus.api_support import ApiUser, api_user
+from tests.nimbus.api_support import ApiUser, api_user, make_project
 from tests.support import REDIS_URL, redis_or_skip
 
 pytestmark = pytest.mark.usefixtures("domain")
-
-
-def make_project(user: ApiUser, name: str = "repairsbypost.com") -> str:
-    response = user.client.post("/api/projects/", {"name": name}, format="json")
-    assert response.status_code == 201, response.json()
-    return response.json()["project_id"]
 
 
 def upload(user: ApiUser, project_id: str, paths: list[str], priority: int = 5) -> dict:

@@ -16,8 +16,7 @@ from django.core.management.base import CommandError
 
 from nimbus import conf
 from nimbus.models import DOMAIN_MODELS, Page
-from tests.nimbus.api_support import ApiUser, api_user
-from tests.nimbus.test_api_platform import make_project
+from tests.nimbus.api_support import ApiUser, api_user, make_project
 
 pytestmark = pytest.mark.usefixtures("domain")
 

@@ -39,3 +39,12 @@ def make_project(user: ApiUser, name: str = "repairsbypost.com") -> str:
     response = user.client.post("/api/projects/", {"name": name}, format="json")
     assert response.status_code == 201, response.json()
     return response.json()["project_id"]
+
+
+def make_page(user: ApiUser, project_id: str, source_path: str = "a.html") -> str:
+    """A page of ``project_id`` uploaded through the API; its id."""
+    response = user.client.post(
+        f"/api/projects/{project_id}/pages/", {"source_path": source_path}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    return response.json()["page_id"]

@@ -10,7 +10,7 @@ from datastore import codec
 from nimbus import conf
 from nimbus.models import Batch, Page, key_hash
 from nimbus.workflows import MAX_ATTEMPTS
-from tests.nimbus.api_support import ApiUser, api_user, make_project
+from tests.nimbus.api_support import ApiUser, api_user, make_page, make_project
 
 pytestmark = pytest.mark.usefixtures("domain")
 
@@ -130,9 +130,7 @@ def test_page_detail_is_the_full_object_and_ids_are_deterministic() -> None:
 def test_status_transitions() -> None:
     alice = api_user("alice")
     project = make_project(alice)
-    page_id = alice.client.post(
-        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
-    ).json()["page_id"]
+    page_id = make_page(alice, project)
     url = f"/api/projects/{project}/pages/{page_id}/status/"
 
     def move(status: str) -> int:
@@ -226,9 +224,7 @@ def test_queue_claims_highest_priority_first_and_retries_failures() -> None:
 def test_logs_append_and_list() -> None:
     alice = api_user("alice")
     project = make_project(alice)
-    page_id = alice.client.post(
-        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
-    ).json()["page_id"]
+    page_id = make_page(alice, project)
     url = f"/api/projects/{project}/pages/{page_id}/logs/"
     for i in range(5):
         entry = {"level": "info", "step": "upload", "message": f"step {i}", "duration_ms": i}
@@ -243,9 +239,7 @@ def test_logs_append_and_list() -> None:
 def test_soft_deleted_objects_disappear() -> None:
     alice = api_user("alice")
     project = make_project(alice)
-    page_id = alice.client.post(
-        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
-    ).json()["page_id"]
+    page_id = make_page(alice, project)
     assert alice.client.delete(f"/api/projects/{project}/pages/{page_id}/").status_code == 204
     assert alice.client.get(f"/api/projects/{project}/pages/{page_id}/").status_code == 404
     assert alice.client.get(f"/api/projects/{project}/pages/").json()["data"] == []
@@ -290,9 +284,7 @@ def test_a_page_log_stays_bounded_in_bytes_and_an_oversized_entry_is_refused() -
 
     alice = api_user("alice")
     project = make_project(alice)
-    page_id = alice.client.post(
-        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
-    ).json()["page_id"]
+    page_id = make_page(alice, project)
     url = f"/api/projects/{project}/pages/{page_id}/logs/"
     bulk = "x" * (MAX_ENTRY_BYTES - 200)
     for i in range(MAX_LOG_BYTES // len(bulk) + 10):

@@ -11,7 +11,7 @@ import pytest
 from datamodel import ValidationError
 from nimbus import conf
 from nimbus.models import Page, Project
-from tests.nimbus.api_support import api_user
+from tests.nimbus.api_support import api_user, make_page
 
 pytestmark = pytest.mark.usefixtures("domain")
 
@@ -36,9 +36,7 @@ def test_bad_requests_change_nothing(settings) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 200_000
     alice = api_user("alice")
     project = alice.client.post("/api/projects/", {"name": "p"}, format="json").json()["project_id"]
-    page_id = alice.client.post(
-        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
-    ).json()["page_id"]
+    page_id = make_page(alice, project)
     before = snapshot()
     deep: object = "x"
     for _ in range(200):

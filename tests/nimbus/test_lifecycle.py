@@ -21,7 +21,7 @@ from hypothesis.stateful import (
 
 from datamodel import ids
 from nimbus.models import Batch, Page, Queue
-from tests.nimbus.api_support import ApiUser, api_user, make_project
+from tests.nimbus.api_support import ApiUser, api_user, make_page, make_project
 from tests.support import REDIS_URL, redis_or_skip
 
 pytestmark = pytest.mark.usefixtures("domain")
@@ -72,9 +72,7 @@ def test_deleting_a_queued_page_leaves_the_queue_working_and_the_batch_counted()
 def test_status_queued_puts_the_page_in_the_queue() -> None:
     alice = api_user("alice")
     project = make_project(alice)
-    page_id = alice.client.post(
-        f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
-    ).json()["page_id"]
+    page_id = make_page(alice, project)
     assert alice.client.post(f"/api/projects/{project}/queue/claim/").status_code == 204
     moved = alice.client.post(status_url(project, page_id), {"status": "queued"}, format="json")
     assert moved.status_code == 200 and moved.json()["status"] == "queued"

@@ -19,6 +19,7 @@ from .errors import (
 )
 from .hooks import HookRegistry
 from .initialize import Report, initialize
+from .listings import Listing, ListingReport, verify_listings
 from .manager import Manager, ScopedManager
 from .model import DataModel
 from .options import Options
@@ -44,6 +45,8 @@ __all__ = [
     "DoesNotExist",
     "HookRegistry",
     "IntegrityError",
+    "Listing",
+    "ListingReport",
     "Manager",
     "Max",
     "Min",
@@ -74,4 +77,5 @@ __all__ = [
     "registry",
     "set_provider",
     "verify",
+    "verify_listings",
 ]

@@ -190,6 +190,10 @@ class ScopedManager(Generic[M]):
         """A query over the metadata table (see ``datamodel.query``)."""
         return QuerySet(self.model, self.scope)
 
+    def all(self) -> QuerySet[M]:
+        """Every object in this scope, as Django's ``objects.all()`` (same as ``query()``)."""
+        return self.query()
+
     # The query-set methods a manager offers: reads and the create-or-get writes. Never
     # update() or delete(): ``Page.objects.auth(u).delete()`` cannot mean "everything".
 

@@ -74,6 +74,8 @@ class DataModelMeta(type):
             if method is not None:
                 hooks.connect(event, method)
         cls.hooks = hooks  # type: ignore[attr-defined]
+        for listing in options.listings:
+            listing.connect(cls)  # type: ignore[arg-type]
         cls.objects = Manager(cls)  # type: ignore[attr-defined]
         registry.register(cls)  # type: ignore[arg-type]
         return cls

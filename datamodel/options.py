@@ -19,6 +19,7 @@ from . import ids
 from .constraints import UniqueConstraint
 from .errors import DeclarationError
 from .fields import MISSING, Array, Field, Integer, Reference, String, Timestamp
+from .listings import Listing
 from .seeds import Seed
 
 __all__ = ["BUILTIN_NAMES", "Options", "build_options"]
@@ -43,6 +44,7 @@ _META_KEYS = {
     "max_limit",
     "abstract",
     "unique_together",
+    "listings",
 }
 
 
@@ -67,6 +69,7 @@ class Options:
     auth: bool
     seeds: list[Any] = field(default_factory=list)
     unique_constraints: list[UniqueConstraint] = field(default_factory=list)
+    listings: list[Listing] = field(default_factory=list)
     default_limit: int = 20
     max_limit: int = 100
 
@@ -96,6 +99,24 @@ class Options:
         """The id part of an object's KV key from its key fields (``proj_1:page_2`` for
         ``page:{project_id}:{page_id}``): the one composite-id rule."""
         return composite_key(*(str(values[name]) for name in self.key_fields))
+
+    @functools.cached_property
+    def auto_now_add(self) -> tuple[str, ...]:
+        """The timestamp fields a create stamps (``created_at``, and any ``auto_now_add``)."""
+        return tuple(
+            name
+            for name, value in self.fields.items()
+            if isinstance(value, Timestamp) and value.auto_now_add
+        )
+
+    @functools.cached_property
+    def auto_now(self) -> tuple[str, ...]:
+        """The timestamp fields every save stamps (``updated_at``, and any ``auto_now``)."""
+        return tuple(
+            name
+            for name, value in self.fields.items()
+            if isinstance(value, Timestamp) and value.auto_now
+        )
 
     @functools.cached_property
     def references(self) -> list[Reference]:
@@ -366,6 +387,14 @@ def build_options(
             if key_field not in sync_fields:
                 raise _fail(model, f"seed key field {key_field!r} must be a sync field")
 
+    listings = list(meta.get("listings", []))
+    for listing in listings:
+        if not isinstance(listing, Listing):
+            raise _fail(model, f"Meta.listings must hold Listing(...) objects, not {listing!r}")
+        listing.check(model, sync_fields, pk_name)
+    if len({listing.name for listing in listings}) != len(listings):
+        raise _fail(model, "Meta.listings: two listings have the same name")
+
     limits = {
         key: meta.get(key, default) for key, default in (("default_limit", 20), ("max_limit", 100))
     }
@@ -390,6 +419,7 @@ def build_options(
         auth=meta["auth"],
         seeds=seeds,
         unique_constraints=unique_constraints,
+        listings=listings,
         default_limit=limits["default_limit"],
         max_limit=limits["max_limit"],
     )

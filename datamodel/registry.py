@@ -40,6 +40,15 @@ class Registry:
                     f"{meta.name} and {other._meta.name} both use KV class {meta.kv_class!r} "
                     f"in different namespaces ({meta.namespace}, {other._meta.namespace})"
                 )
+        names = {listing.name for listing in meta.listings}
+        for other in self._models.values():
+            if other._meta.name != meta.name:
+                taken = names & {listing.name for listing in other._meta.listings}
+                if taken:
+                    raise DeclarationError(
+                        f"{meta.name} and {other._meta.name} both declare listing "
+                        f"{sorted(taken)[0]!r}"
+                    )
         self._models[meta.name] = model
 
     def unregister(self, name: str) -> None:
@@ -60,6 +69,15 @@ class Registry:
     def routes(self) -> dict[str, str]:
         """KV class -> namespace for every model, to extend a ``datastore.Routing``."""
         return {model._meta.kv_class: model._meta.namespace for model in self}
+
+    def list_routes(self) -> dict[str, str]:
+        """List name -> KV class for every model's listings, to extend a ``datastore.Routing``
+        (a listing stored with its own model's class when it names none)."""
+        return {
+            listing.name: listing.stored_with or model._meta.kv_class
+            for model in self
+            for listing in model._meta.listings
+        }
 
 
 registry = Registry()

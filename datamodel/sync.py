@@ -154,10 +154,10 @@ def _stored_data(instance: DataModel) -> dict[str, Any]:
 def _stamp(instance: DataModel, scope: Scope, adding: bool, stamp: str) -> None:
     """Step 2: timestamps, ``_version`` + 1, and the owners (``_auth``) the KV write carries."""
     meta = instance._meta
-    if meta.timestamps:
-        if adding:
-            instance._values["created_at"] = stamp
-        instance._values["updated_at"] = stamp
+    for name in meta.auto_now_add if adding else ():
+        instance._values[name] = stamp  # created_at, and any auto_now_add field
+    for name in meta.auto_now:
+        instance._values[name] = stamp  # updated_at, and any auto_now field
     instance._values["_version"] = (instance._values.get("_version") or 0) + 1
     if meta.auth:
         owners = _new_owners(instance, scope) if adding else instance._values.get("_auth")
@@ -426,6 +426,8 @@ def hard_delete_many(instances: Sequence[DataModel], scope: Scope) -> None:
         scope.connection.datastore.system().delete_many(
             meta.kv_class, [instance.kv_id for instance in instances], releases=released
         )
+        for instance in instances:
+            instance._state.adding = True  # no longer stored: a save would create it again
         try:
             sql.execute(
                 f"DELETE FROM {quote_identifier(meta.table)} WHERE {condition}",

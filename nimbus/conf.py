@@ -246,7 +246,7 @@ def get_datastore() -> Datastore:
             # Default Nimbus classes, then every declared DataModel, then explicit settings.
             classes = {**DEFAULT_CLASS_NAMESPACES, **registry.routes(), **(config.namespaces or {})}
             try:
-                routing = Routing(classes=classes)
+                routing = Routing(classes=classes, lists=registry.list_routes())
             except DatastoreError as exc:
                 raise ImproperlyConfigured(f"NIMBUS['NAMESPACES']: {exc}") from exc
             if config.adapter == "sql":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from datamodel import DataModel, fields
+from datamodel import DataModel, Listing, fields
 
 
 def key_hash(api_key: str) -> str:
@@ -24,6 +24,7 @@ class ApiKey(DataModel):
     permissions = fields.Array(of=fields.Choice(["read", "write", "admin"]), default_factory=list)
     rate_limit = fields.Integer(default=1000)  # requests per minute
     last_used = fields.Timestamp()
+    created = fields.Timestamp(auto_now_add=True)  # the spec's name for the creation time
     # the owner, embedded (denormalized) so one lookup authenticates a request
     user_email = fields.String()
     user_is_admin = fields.Boolean(default=False)
@@ -35,3 +36,7 @@ class ApiKey(DataModel):
         key_pattern = "apikey:{key_hash}"
         table = "apikey_meta"
         sync_fields = ["name", "prefix", "active", "last_used"]
+        # apikeys:{user_id} in NIMBUS_USERS: "sha256:{hash}" of each of the owner's keys
+        listings = [
+            Listing("apikeys", pointer="user_id", item="sha256:{key_hash}", stored_with="USER")
+        ]

@@ -56,6 +56,7 @@ class Batch(DataModel):
     status = fields.Choice(BATCH_STATUSES, default="uploading")
     pages = fields.JSON(default_factory=dict)
     summary = fields.JSON(default_factory=lambda: summarize({}))
+    created = fields.Timestamp(auto_now_add=True)  # the spec's name for the creation time
 
     class Meta:
         name = "BATCH"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodel import DataModel, fields, ids
+from datamodel import DataModel, Listing, fields, ids
 
 
 def default_settings() -> dict[str, Any]:
@@ -27,6 +27,7 @@ class Project(DataModel):
     settings = fields.JSON(default_factory=default_settings)
     usage = fields.JSON(default_factory=default_usage)
     user_email = fields.String()  # denormalized owner data: no second lookup to show it
+    created = fields.Timestamp(auto_now_add=True)  # the spec's name for the creation time
 
     class Meta:
         name = "PROJECT"
@@ -34,3 +35,5 @@ class Project(DataModel):
         key_pattern = "project:{project_id}"
         table = "project_meta"
         sync_fields = ["name"]
+        # projects:{user_id} in NIMBUS_USERS: the owner's live project ids, for Workers
+        listings = [Listing("projects", pointer="user_id", stored_with="USER")]

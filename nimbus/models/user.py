@@ -9,6 +9,8 @@ from django.contrib.auth.hashers import make_password
 
 from datamodel import DataModel, Seed, SeedError, fields, ids
 
+from .email import follow_user
+
 
 def admin_user(env: Mapping[str, str]) -> dict[str, Any]:
     """The admin seed: ``ADMIN_EMAIL`` and ``ADMIN_PASSWORD``, the password kept only as a
@@ -33,6 +35,7 @@ class User(DataModel):
     is_admin = fields.Boolean(default=False)
     status = fields.Choice(["active", "suspended"], default="active")
     profile = fields.JSON(default_factory=dict)
+    created = fields.Timestamp(auto_now_add=True)  # the spec's name for the creation time
 
     class Meta:
         name = "USER"
@@ -42,3 +45,17 @@ class User(DataModel):
         sync_fields = ["email", "is_admin", "status"]
         user_tracking = False  # the user_id is the key; each user owns their own record
         seeds = [Seed("if_missing", admin_user, key=["email"], when_env="ADMIN_EMAIL")]
+
+    # The email lookup (``email:{email}``) follows the user on every write path.
+    def after_create(self) -> None:
+        follow_user(self)
+
+    def after_update(self, changes: dict[str, Any]) -> None:
+        if "email" in changes:
+            follow_user(self)
+
+    def after_delete(self) -> None:
+        follow_user(self, gone=self._state.adding)  # hard-deleted: no longer stored
+
+    def after_restore(self) -> None:
+        follow_user(self)

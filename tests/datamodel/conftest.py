@@ -15,7 +15,9 @@ MODEL_BACKENDS = ["memory", "sqlite", "redis", "cloudflare", "sql-adapter"]
 
 
 def routing() -> Routing:
-    return Routing(classes={**DEFAULT_CLASS_NAMESPACES, **registry.routes()})
+    return Routing(
+        classes={**DEFAULT_CLASS_NAMESPACES, **registry.routes()}, lists=registry.list_routes()
+    )
 
 
 def make_connection(name: str, tmp_path, request: pytest.FixtureRequest) -> Connection:

@@ -10,6 +10,7 @@ from datamodel import (
     PROTECT,
     SET_NULL,
     DataModel,
+    Listing,
     Rejected,
     Seed,
     fields,
@@ -226,6 +227,24 @@ class Member(DataModel):
         namespace = "NIMBUS_MEMBERS"
         table = "member_meta"
         unique_together = [("team_id", "seat")]
+
+
+class Folder(DataModel):
+    """A listing: ``folders:{user_id}`` in the WORKSPACE class's namespace lists each owner's
+    live folders as ``folder-{folder_id}``; ``opened`` is stamped on create. Not in
+    ``ALL_TEST_MODELS``: its tests make its table themselves."""
+
+    folder_id = fields.String(primary_key=True, generator=ids.uuid4)
+    title = fields.String()
+    opened = fields.Timestamp(auto_now_add=True)
+    touched = fields.Timestamp(auto_now=True)
+
+    class Meta:
+        name = "FOLDER"
+        namespace = "NIMBUS_WORK"
+        table = "folder_meta"
+        sync_fields = ["title"]
+        listings = [Listing("folders", item="folder-{pk}", stored_with="WORKSPACE")]
 
 
 MEMBER_META = {"name": "MEMBER", "namespace": "NIMBUS_MEMBERS", "table": "member_meta"}

@@ -49,12 +49,14 @@ class UserFactory(ModelFactory):
 
 
 class EmailLookupFactory(ModelFactory):
-    """``EmailLookupFactory.create(owner=user_id)``: the lookup belongs to that user."""
+    """``EmailLookupFactory.create(user_id=...)``: the lookup names that user (a user's own
+    save path writes theirs; this is for lookups made by hand)."""
 
     class Meta:
         model = EmailLookup
 
     email = factory.Sequence(lambda n: f"lookup{n}@example.com")
+    user_id = factory.Sequence(lambda n: f"user_lookup{n}")
 
 
 class ApiKeyFactory(ModelFactory):

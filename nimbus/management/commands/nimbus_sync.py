@@ -12,10 +12,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from datamodel import SyncReport, registry, verify
+from datamodel import ListingReport, SyncReport, registry, verify, verify_listings
 from datamodel.repair import DUPLICATES_HINT, SHARED_KEYS_HINT
 from datastore import DatastoreError
 from nimbus import conf
+from nimbus.models.email import LookupReport, verify_lookups
 
 
 class Command(BaseCommand):
@@ -66,20 +67,54 @@ class Command(BaseCommand):
                         progress=progress,
                     )
                 )
+            # then what is derived from the rows: per-owner lists and email lookups
+            listings: list[ListingReport] = []
+            for model in models or list(registry):
+                listings += verify_listings(
+                    connection, model, repair=options["repair"], batch_size=options["batch_size"]
+                )
+            lookups: LookupReport | None = None
+            if not models or any(model._meta.name == "EMAIL" for model in models):
+                lookups = verify_lookups(connection, repair=options["repair"])
         except DatastoreError as exc:
             raise CommandError(f"nimbus_sync failed: {exc}") from exc
 
-        drift = sum(report.drift for report in reports)
-        repairable = sum(report.repairable for report in reports)
+        derived = sum(report.drifted for report in listings) + (lookups.drift if lookups else 0)
+        drift = sum(report.drift for report in reports) + derived
+        rows = sum(report.repairable for report in reports)
+        repairable = rows + derived
         duplicates = sum(report.duplicates for report in reports)
         shared = sum(report.shared_keys for report in reports)
         if options["json"]:
             self.stdout.write(
-                json.dumps({"models": [r.to_json() for r in reports], "drift": drift})
+                json.dumps(
+                    {
+                        "models": [r.to_json() for r in reports],
+                        "listings": [r.to_json() for r in listings],
+                        "lookups": lookups.to_json() if lookups else None,
+                        "drift": drift,
+                    }
+                )
             )
         else:
             for report in reports:
                 self._report(report, options["repair"], verbosity)
+            for listing in listings:
+                self._derived(
+                    f"{listing.model} lists {listing.listing}:{{{listing.pointer}}}",
+                    f"{listing.checked} checked, {listing.drifted} differ from the table",
+                    listing.drifted,
+                    listing.repaired if options["repair"] else None,
+                    listing.examples if verbosity >= 2 else [],
+                )
+            if lookups is not None:
+                self._derived(
+                    "EMAIL lookups",
+                    f"{lookups.checked} checked, {lookups.missing} missing, {lookups.stale} stale",
+                    lookups.drift,
+                    lookups.repaired if options["repair"] else None,
+                    lookups.examples if verbosity >= 2 else [],
+                )
             if repairable and not options["repair"]:
                 self.stdout.write("Run with --repair to rebuild the metadata from KV.")
             if duplicates:
@@ -95,11 +130,24 @@ class Command(BaseCommand):
             decisions.append(f"{shared} primary keys are shared by more than one object")
         if options["check"] and repairable and not options["repair"]:
             also = f" and {'; '.join(decisions)}: they need a decision" if decisions else ""
-            raise CommandError(f"{repairable} rows drifted from KV{also}", returncode=1)
+            found = [f"{rows} rows drifted from KV"] if rows else []
+            if derived:
+                found.append(f"{derived} lists or email lookups differ from the rows")
+            raise CommandError(f"{'; '.join(found)}{also}", returncode=1)
         if (options["check"] or options["repair"]) and decisions:
             raise CommandError(
                 f"{'; '.join(decisions)}: not repaired, they need a decision", returncode=1
             )
+
+    def _derived(
+        self, what: str, line: str, drift: int, repaired: int | None, examples: list[str]
+    ) -> None:
+        if repaired is not None:
+            line += f", {repaired} repaired"
+        style = self.style.WARNING if drift else self.style.SUCCESS
+        self.stdout.write(style(f"{what}: {line}"))
+        for example in examples:
+            self.stdout.write(f"    {example}")
 
     def _report(self, report: SyncReport, repair: bool, verbosity: int) -> None:
         line = (

@@ -239,7 +239,11 @@ class CacheClient:
 
 
 class SessionCacheClient:
-    """Session data under ``session:{token}``, expiring with the session."""
+    """Session data under ``session:{token}``, expiring with the session.
+
+    A session is any JSON object; the data-structures spec's SessionData is ``{user_id, email,
+    created, expires, ip, user_agent}``. An object whose ``expires`` (ISO 8601) has passed on the
+    store's clock reads as no session, as does a value that is not a JSON object."""
 
     def __init__(
         self, kv: KVStore, *, namespace: str = "NIMBUS_SESSIONS", default_ttl: float = 86_400
@@ -252,14 +256,28 @@ class SessionCacheClient:
         return validate_kv_key(f"session:{validate_identifier(token, what='session token')}")
 
     def get(self, token: str) -> dict[str, Any] | None:
-        """The session's data, or ``None`` if missing, expired, or the store is unavailable."""
+        """The session's data, or ``None`` if missing, expired, unreadable, or the store is
+        unavailable."""
         try:
             raw = self.kv.get(self.namespace, self.key(token))
         except Unavailable as exc:
             logger.warning("session cache unavailable: %s", exc)
             return None
-        data = codec.loads(raw) if raw is not None else None
-        return data if isinstance(data, dict) else None
+        if raw is None:
+            return None
+        try:
+            data = codec.loads(raw)
+        except InvalidValue:
+            data = None
+        if not isinstance(data, dict):
+            # The token is not logged: it is the session's credential.
+            logger.warning("unreadable session value: reading it as no session")
+            return None
+        expires = data.get("expires")
+        moment = _epoch(expires) if isinstance(expires, str) else None
+        if moment is not None and moment <= self.kv.clock():
+            return None
+        return data
 
     def set(
         self, token: str, data: dict[str, Any], ttl: float | None = None, *, create: bool = False

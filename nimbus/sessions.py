@@ -1,32 +1,94 @@
 """A Django session engine on the KV session cache: ``SESSION_ENGINE = "nimbus.sessions"``.
 
-Sessions live under ``session:{key}`` in NIMBUS_SESSIONS and expire with the session. If the
-store is unavailable a session reads as empty (the user is signed out) instead of failing.
+Each session is the data-structures spec's SessionData under ``session:{key}`` in
+NIMBUS_SESSIONS, readable without Django, plus Django's signed session payload in ``data``::
+
+    {"user_id": "django_1", "email": "admin@example.com",
+     "created": "2026-11-29T13:45:00.000Z", "expires": "2026-12-13T13:45:00.000Z",
+     "ip": "203.0.113.7", "user_agent": "Mozilla/5.0 ...", "data": "<signed payload>"}
+
+``user_id`` is the signed-in user's Nimbus identifier (``django_{pk}``, as the API names staff
+sessions) and ``email`` theirs; both are null for an anonymous session. ``created`` is when the
+key was first stored and ``expires`` the session's expiry, both on the store's clock. ``ip`` and
+``user_agent`` come from the request that saved the session (``SessionClientMiddleware``); a
+session first saved outside a request has null for them, and one saved again outside a request
+keeps the last request's.
+
+Sessions stored as ``{"data": ...}`` alone (before this shape) still load. A value that cannot
+be read is no session, as is a session while the store is unavailable (the user is signed out
+instead of the request failing).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import CreateError, SessionBase
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
 
-from datastore import Conflict, SessionCacheClient
+from datastore import Conflict, SessionCacheClient, codec
 
 from . import conf
+from .api.authentication import django_user_id
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionClient", "SessionClientMiddleware", "SessionStore"]
+
+USER_AGENT_MAX_LENGTH = 512  # a client can send kilobytes; a browser's is a few hundred bytes
+
+
+@dataclass(frozen=True)
+class SessionClient:
+    """Who a session's request came from: its address and User-Agent (each may be unknown)."""
+
+    ip: str | None
+    user_agent: str | None
+
+    @classmethod
+    def of(cls, request: HttpRequest) -> SessionClient:
+        user_agent = request.META.get("HTTP_USER_AGENT") or None
+        return cls(
+            ip=request.META.get("REMOTE_ADDR") or None,
+            user_agent=user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
+        )
+
+
+class SessionClientMiddleware:
+    """Tells the request's session who the client is, so a save stores ``ip`` and
+    ``user_agent``. Goes right after ``SessionMiddleware``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        session = getattr(request, "session", None)
+        if isinstance(session, SessionStore):
+            session.client = SessionClient.of(request)
+        return self.get_response(request)
 
 
 class SessionStore(SessionBase):
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        self.client: SessionClient | None = None  # set by SessionClientMiddleware
+        # The stored record of this key, without its payload (None: nothing stored yet).
+        self._record: tuple[str, dict[str, Any]] | None = None
+
     @property
     def _sessions(self) -> SessionCacheClient:
         return SessionCacheClient(conf.kv_store())
 
     def load(self) -> dict[str, Any]:
-        stored = self._sessions.get(self.session_key) if self.session_key else None
-        if stored is None or "data" not in stored:
+        key = self.session_key
+        stored = self._sessions.get(key) if key else None
+        if key is None or stored is None or "data" not in stored:
             self._session_key = None
             return {}
+        self._record = (key, {name: value for name, value in stored.items() if name != "data"})
         return self.decode(stored["data"])
 
     def exists(self, session_key: str | None) -> bool:
@@ -45,16 +107,43 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
-        if must_create and not self._sessions.kv.supports_cas and self.exists(self.session_key):
+        sessions = self._sessions
+        if must_create and not sessions.kv.supports_cas and self.exists(self.session_key):
             raise CreateError
-        data = {"data": self.encode(self._get_session(no_load=must_create))}
+        session = self._get_session(no_load=must_create)
+        age = self.get_expiry_age()
+        record = self._new_record(session, sessions.kv.clock(), age)
         try:
-            self._sessions.set(
-                self.session_key, data, ttl=self.get_expiry_age(), create=must_create
+            sessions.set(
+                self.session_key,
+                {**record, "data": self.encode(session)},
+                ttl=age,
+                create=must_create,
             )
         except Conflict as exc:
             raise CreateError from exc
+        self._record = (self.session_key, record)
         return None
+
+    def _new_record(self, session: dict[str, Any], now: float, age: int) -> dict[str, Any]:
+        """The SessionData fields for saving ``session`` at ``now`` (epoch seconds) to expire
+        ``age`` seconds later."""
+        previous = self._record[1] if self._record and self._record[0] == self.session_key else {}
+        moment = dt.datetime.fromtimestamp(now, dt.UTC)
+        created = previous.get("created")
+        if not isinstance(created, str):
+            created = codec.isoformat(moment)
+        expires = codec.isoformat(moment + dt.timedelta(seconds=age))
+        client = self.client or SessionClient(previous.get("ip"), previous.get("user_agent"))
+        user_id, email = _user_of(session)
+        return {
+            "user_id": user_id,
+            "email": email,
+            "created": created,
+            "expires": expires,
+            "ip": client.ip,
+            "user_agent": client.user_agent,
+        }
 
     def delete(self, session_key: str | None = None) -> None:
         session_key = session_key or self.session_key
@@ -64,3 +153,16 @@ class SessionStore(SessionBase):
     @classmethod
     def clear_expired(cls) -> None:
         """Nothing to do: the store expires sessions by TTL."""
+
+
+def _user_of(session: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The signed-in user's Nimbus identifier and email (``None, None`` if anonymous)."""
+    pk = session.get(SESSION_KEY)
+    if pk is None:
+        return None, None
+    model = get_user_model()
+    try:
+        user = model._default_manager.get(pk=model._meta.pk.to_python(pk))  # type: ignore[union-attr]
+    except (model.DoesNotExist, ValidationError):
+        return django_user_id(pk), None
+    return django_user_id(user.pk), getattr(user, model.get_email_field_name(), None) or None

@@ -16,7 +16,7 @@ from rest_framework.throttling import BaseThrottle
 from datastore import RateLimiterClient, RateLimitResult
 
 from . import conf
-from .api.authentication import NimbusUser
+from .api.authentication import NimbusUser, django_user_id
 
 __all__ = ["ApiKeyRateThrottle", "LoginRateLimitMiddleware"]
 
@@ -51,7 +51,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             identifier = f"key_{user.key_id or user.user_id}"
             limit = user.rate_limit or configured["key"]
         elif getattr(user, "is_authenticated", False):
-            identifier, limit = f"django_{user.pk}", configured["session"]
+            identifier, limit = django_user_id(user.pk), configured["session"]
         else:
             identifier, limit = f"ip_{_client_address(request)}", configured["anon"]
         self.result: RateLimitResult = RateLimiterClient(conf.kv_store()).check_limit(

@@ -17,9 +17,14 @@ from rest_framework.request import Request
 
 from ..models import ApiKey, key_hash
 
-__all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user"]
+__all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user", "django_user_id"]
 
 _KEY_FORMAT = re.compile(r"sk_live_[0-9a-f]{32}")
+
+
+def django_user_id(pk: object) -> str:
+    """The Nimbus identifier of a Django user (staff signed in with a session)."""
+    return f"django_{pk}"
 
 
 @dataclass
@@ -90,6 +95,6 @@ def acting_user(request: Request) -> NimbusUser:
         return user
     if getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False):
         return NimbusUser(
-            user_id=f"django_{user.pk}", email=getattr(user, "email", "") or None, is_admin=True
+            user_id=django_user_id(user.pk), email=getattr(user, "email", "") or None, is_admin=True
         )
     raise exceptions.NotAuthenticated()

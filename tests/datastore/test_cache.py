@@ -127,6 +127,31 @@ def test_sessions(kv: KVStore) -> None:
     assert sessions.get("tok_abc") is None
 
 
+def test_a_session_value_that_cannot_be_read_is_no_session(
+    kv: KVStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = SessionCacheClient(kv)
+    for raw in (b"not json", b"[1, 2]", b"\xff\xfe"):
+        kv.put("NIMBUS_SESSIONS", "session:tok_bad", raw, ttl=3600)
+        with caplog.at_level(logging.WARNING, logger="datastore.cache"):
+            assert sessions.get("tok_bad") is None
+    assert "unreadable session" in caplog.text
+
+
+def test_a_session_past_its_expires_is_no_session(kv: KVStore) -> None:
+    # Cloudflare KV keeps a key at least 60 s; the record's own "expires" is what counts.
+    sessions = SessionCacheClient(kv)
+    now = dt.datetime.fromtimestamp(kv.clock(), dt.UTC)
+    past = codec.isoformat(now - dt.timedelta(seconds=1))
+    future = codec.isoformat(now + dt.timedelta(hours=1))
+    sessions.set("tok_old", {"user_id": "u1", "expires": past}, ttl=3600)
+    sessions.set("tok_new", {"user_id": "u1", "expires": future}, ttl=3600)
+    sessions.set("tok_odd", {"user_id": "u1", "expires": "soon"}, ttl=3600)
+    assert sessions.get("tok_old") is None
+    assert sessions.get("tok_new") == {"user_id": "u1", "expires": future}
+    assert sessions.get("tok_odd") == {"user_id": "u1", "expires": "soon"}  # not a time: kept
+
+
 def test_rate_limit_counts_and_resets(kv_backend: Backend) -> None:
     kv = kv_backend.store
     fake_clock = kv_backend.name in ("memory", "sqlite")

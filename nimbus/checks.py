@@ -17,7 +17,7 @@ from django.utils.module_loading import import_string
 from datamodel import registry
 from datastore.backends.cloudflare import MAX_BOUND_PARAMETERS
 
-from . import conf
+from . import conf, key_usage
 
 D1_MAX_COLUMNS = 100
 
@@ -62,6 +62,23 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                     )
                 )
     return errors
+
+
+@register(Tags.compatibility, "nimbus")
+def check_key_usage(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """nimbus.E006: ``NIMBUS_KEY_USAGE_FLUSH_SECONDS`` is a number of seconds, at least 0."""
+    try:
+        key_usage.flush_interval()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Seconds between API-key usage writes per process; 0 writes after "
+                "every request.",
+                id="nimbus.E006",
+            )
+        ]
+    return []
 
 
 @register(Tags.models, "nimbus")

@@ -106,6 +106,10 @@ SESSION_ENGINE = "nimbus.sessions"
 # and sign-in attempts per address and user name per five minutes.
 NIMBUS_RATE_LIMITS = {"anon": 60, "session": 600, "key": 1000, "login": 10}
 
+# API-key usage counters (last_used, usage) are written in batches after responses, at most
+# once per key in this many seconds per process (0: after every request); see nimbus.key_usage.
+NIMBUS_KEY_USAGE_FLUSH_SECONDS = 10
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,8 +1,9 @@
 """API-key authentication (``Authorization: Bearer sk_live_...``) and who is acting.
 
 The key's SHA-256 is its id (``apikey:{hash}``) and the owner's data is embedded in it, so
-authenticating a request is exactly one KV lookup. Staff signed in with a Django session act as
-``django_{pk}``, so the browsable API works for them too.
+authenticating a request is exactly one KV lookup. The key's usage counters are only recorded
+here, in memory, and written in batches after responses (``nimbus.key_usage``). Staff signed
+in with a Django session act as ``django_{pk}``, so the browsable API works for them too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from .. import key_usage
 from ..models import ApiKey, key_hash
 
 __all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user", "django_user_id"]
@@ -82,6 +84,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             rate_limit=stored.get("rate_limit"),
             key_id=digest,
         )
+        key_usage.record(digest)  # in memory: the write waits for a flush after the response
         return user, stored.get_data()
 
     def authenticate_header(self, request: Request) -> str:

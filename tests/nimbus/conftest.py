@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nimbus import conf
+from nimbus import conf, key_usage
 
 MEMORY_NIMBUS = {
     "KV": {"BACKEND": "datastore.backends.memory.MemoryKVStore"},
@@ -15,7 +15,8 @@ MEMORY_NIMBUS = {
 
 @pytest.fixture(autouse=True)
 def memory_datastore(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Django tests run on fresh in-memory backends, whatever the environment says."""
+    """Django tests run on fresh in-memory backends, whatever the environment says, and
+    start with no API-key usage recorded (nor flushed into them from an earlier test)."""
     for name in (
         conf.KV_URL_ENV,
         conf.D1_URL_ENV,
@@ -25,7 +26,9 @@ def memory_datastore(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     ):
         monkeypatch.delenv(name, raising=False)
     settings.NIMBUS = MEMORY_NIMBUS
+    key_usage.reset()
     yield
+    key_usage.reset()
     conf.reset()
 
 

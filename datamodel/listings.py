@@ -93,9 +93,16 @@ class Listing:
     def connect(self, model: type[DataModel]) -> None:
         """Keep this listing through ``model``'s hooks (every write path runs them)."""
         model.hooks.connect("after_create", lambda instance: self._follow(instance))
-        model.hooks.connect("after_update", lambda instance, changes: self._follow(instance))
+        model.hooks.connect("after_update", self._after_update)
         model.hooks.connect("after_delete", lambda instance: self._change(instance, add=False))
         model.hooks.connect("after_restore", lambda instance: self._change(instance, add=True))
+
+    def _after_update(self, instance: DataModel, changes: Mapping[str, Any]) -> None:
+        """Only a change of what names the list or the item moves anything (no list read on
+        every save)."""
+        names = {self.pointer, "deleted_at", *self.placeholders(instance._meta.pk_name)}
+        if names & set(changes):
+            self._follow(instance)
 
     def _follow(self, instance: DataModel) -> None:
         self._change(instance, add=instance.get("deleted_at") is None)

@@ -80,11 +80,14 @@ def test_the_spec_created_stamps_are_written() -> None:
     assert kv_json("NIMBUS_USERS", f"user:{made.pk}")["created"] == made.get("created_at")
 
 
+MODELS = ("--model", "USER", "--model", "EMAIL", "--model", "PROJECT", "--model", "APIKEY")
+
+
 def sync(*args: str) -> dict[str, Any]:
     from io import StringIO
 
     out = StringIO()
-    call_command("nimbus_sync", "--json", *args, stdout=out)
+    call_command("nimbus_sync", "--json", *MODELS, *args, stdout=out)
     return json.loads(out.getvalue())
 
 
@@ -99,7 +102,7 @@ def test_nimbus_sync_repairs_what_its_check_reports_in_lists_and_lookups() -> No
     EmailLookup.objects.system().create(email="nobody@example.com", user_id="user_gone")
 
     with pytest.raises(CommandError, match="4 lists or email lookups differ") as info:
-        call_command("nimbus_sync", "--check")
+        call_command("nimbus_sync", *MODELS, "--check")
     assert info.value.returncode == 1
     found = sync()
     assert {(r["listing"], r["drifted"]) for r in found["listings"]} == {
@@ -111,7 +114,7 @@ def test_nimbus_sync_repairs_what_its_check_reports_in_lists_and_lookups() -> No
     repaired = sync("--repair")
     assert sum(r["repaired"] for r in repaired["listings"]) == 2
     assert repaired["lookups"]["repaired"] == 2
-    call_command("nimbus_sync", "--check")  # clean: exits 0
+    call_command("nimbus_sync", *MODELS, "--check")  # clean: exits 0
     assert kv_json("NIMBUS_USERS", f"projects:{user.user_id}") == [project_id]
     assert kv_json("NIMBUS_USERS", f"apikeys:{user.user_id}") == [f"sha256:{key_hash(user.secret)}"]
     assert kv_json("NIMBUS_EMAILS", "email:ada@example.com")["user_id"] == ada.pk

@@ -219,21 +219,21 @@ def test_a_project_deleted_while_its_page_is_restored_is_409(
 ) -> None:
     """The project is read live, then deleted before the page's restore writes: 409 naming the
     project, not the model layer's 400."""
-    from nimbus import lifecycle
+    from nimbus.lifecycle import moves
     from nimbus.models import Project
 
     alice = api_user("alice")
     project = make_project(alice)
     page_id = next(iter(upload(alice, project, ["a.html"])["pages"]))
     assert alice.client.delete(page_url(project, page_id)).status_code == 204
-    real = lifecycle.restore_objects
+    real = moves.restore_objects
 
     def project_deleted_first(instances, scope):  # type: ignore[no-untyped-def]
         Project.objects.bind(scope).get(project).delete()
-        monkeypatch.setattr(lifecycle, "restore_objects", real)
+        monkeypatch.setattr(moves, "restore_objects", real)
         return real(instances, scope)
 
-    monkeypatch.setattr(lifecycle, "restore_objects", project_deleted_first)
+    monkeypatch.setattr(moves, "restore_objects", project_deleted_first)
     refused = alice.client.post(page_url(project, page_id, "restore/"))
     assert refused.status_code == 409, refused.json()
     assert "restore the project first" in refused.json()["detail"]

@@ -360,13 +360,13 @@ def test_every_refused_move_names_the_states() -> None:
 def test_an_expired_claim_is_claimed_again(monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
 
-    from nimbus import lifecycle
+    from nimbus.lifecycle import queue
 
     alice = api_user("alice")
     project = make_project(alice)
     page_id = page_in_state(alice, project, "processing")
     assert act(alice, project, page_id, "claim") == 204
-    monkeypatch.setattr(lifecycle, "CLAIM_TIMEOUT", dt.timedelta(seconds=-1))
+    monkeypatch.setattr(queue, "CLAIM_TIMEOUT", dt.timedelta(seconds=-1))
     again = alice.client.post(f"/api/projects/{project}/queue/claim/")
     assert again.status_code == 200
     assert again.json()["page_id"] == page_id and again.json()["attempts"] == 2

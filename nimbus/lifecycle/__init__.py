@@ -1,0 +1,73 @@
+"""The page lifecycle: one state machine for a page's status and everything that follows it.
+
+A page's state shows in four places: the page's ``status``, its status object
+(``status:{project_id}:{page_id}``), its entry in its batch's page map (and so the batch's
+summary and status), and its item in the project's queue (``queue:{project_id}``). Every route
+that changes a page's state makes one move of ``MOVES``: ``/status/`` (``set_status``),
+``claim``, ``ack``, ``fail`` (a retry while attempts remain, else final), page delete
+(``delete``), page restore (``restore``: the page comes back in the status it was deleted in)
+and upload (``enqueue``, which the upload workflow calls for the pages it wrote).
+Each row says from which state an event goes to which one, and what that does to the queue
+item; the status object, the batch entry and the log follow from the target state. So after
+every move:
+
+* a page is in its project's queue iff its status is ``queued`` or ``processing``; it is
+  claimable iff it is ``queued`` (its item unclaimed), or ``processing`` with a claim older
+  than ``CLAIM_TIMEOUT`` (the worker is presumed lost; the claim is taken again);
+* its status object and its batch entry show its status; a deleted page has no queue item, no
+  batch entry (the batch's ``page_count`` and summary shrink) and a soft-deleted status object;
+* an event the page's state does not allow is ``Rejected`` (409) with a message naming the
+  states, and nothing is written.
+
+Order of writes. There is no transaction across KV objects, so a move writes the page first:
+its compare-and-set is the move's lock (of two moves from one state, one saves; the other reads
+the page again and is checked again). Then it sets the page's queue item, status object, batch
+entry and log entry, each a compare-and-set retried from a fresh read on ``Conflict`` (with a
+short growing random pause: every worker shares the project's queue), so no "version
+mismatch" reaches a user for work nobody else touched. The next move of the page may start as
+soon as the page is written, so the late writes of one move could land after those of the
+next: the status object and the batch entry carry the page's ``_version`` as
+``page_version`` and are not overwritten by an older one (as the metadata upsert's version
+guard), nor written back once the page was deleted or left the batch. The queue item is gated
+instead: a worker's next move of a page needs the claim, which the previous move's queue write
+makes or releases. Only a ``/status/`` move racing a worker's move of the same page can leave
+the queue item behind the page. ``claim`` picks an item from the queue, then moves its page;
+an item whose page is gone is dropped, one whose page is not in the state the item implies
+(moving just now) is skipped. A process that dies between the page write and the rest leaves
+them behind the page until the page's next move (``nimbus_sync`` does not reconcile them).
+
+Cost of one move: the page (1 KV read, 1 save), the queue, status object, batch and log
+(1 KV read and 1 save each, the queue only for moves that change it). ``enqueue`` is bulk:
+its round trips do not grow with the number of pages.
+
+The package: ``table`` (``MOVES``, ``find_move``), ``moves`` (the routes' moves), ``upload``
+(``enqueue``), ``queue`` (queue items), ``records`` (status objects, batch entries, logs) and
+``reconcile``; everything public is imported here (``from nimbus import lifecycle``).
+"""
+
+from __future__ import annotations
+
+from .moves import ack, claim, delete, edit, fail, restore, set_status
+from .queue import CLAIM_TIMEOUT
+from .reconcile import reconcile
+from .table import DELETED, MAX_ATTEMPTS, MOVES, NEW, Move, find_move
+from .upload import enqueue
+
+__all__ = [
+    "CLAIM_TIMEOUT",
+    "DELETED",
+    "MAX_ATTEMPTS",
+    "MOVES",
+    "NEW",
+    "Move",
+    "ack",
+    "claim",
+    "delete",
+    "edit",
+    "enqueue",
+    "fail",
+    "find_move",
+    "reconcile",
+    "restore",
+    "set_status",
+]

@@ -1,0 +1,221 @@
+"""The routes' moves: ``/status/``, ``claim``, ``ack``, ``fail``, page delete, restore and
+edit, each read-check-write of the page first, then the rest of the move."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from datamodel import DoesNotExist, Rejected, Scope, ValidationError
+from datamodel.clock import now_iso
+from datamodel.deletion import restore_objects
+from datastore import Conflict
+
+from ..models import Page, Project, Queue
+from .queue import apply_queue, claimable, queue_item, reclaim, set_items
+from .records import RETRIES, append_logs, log_entry, retry, write_batch_entry, write_status
+from .table import DELETED, MAX_ATTEMPTS, Move, find_move
+
+
+def set_status(
+    scope: Scope,
+    project_id: str,
+    page_id: str,
+    status: str,
+    *,
+    error: str | None = None,
+    result: Any = None,
+) -> Page:
+    """``POST .../pages/{page_id}/status/``: the ``status`` move to ``status``."""
+    page, _ = _move_page(scope, project_id, page_id, "status", status, error=error, result=result)
+    return page
+
+
+def claim(scope: Scope, project_id: str) -> dict[str, Any] | None:
+    """Take the highest-priority (then oldest) claimable item and move its page to
+    ``processing``; ``None`` if nothing is claimable. Items whose page is gone are dropped."""
+    queues = Queue.objects.bind(scope)
+    pages = Page.objects.bind(scope)
+    skipped: set[str] = set()
+    for _ in range(RETRIES * 4):
+        queue = queues.get_or_none(project_id)
+        if queue is None:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        candidates = [
+            item
+            for item in queue.get("items")
+            if item["page_id"] not in skipped and claimable(item, now)
+        ]
+        if not candidates:
+            return None
+        item = min(candidates, key=lambda i: (-i["priority"], i["queued_at"]))
+        page = pages.get_or_none(project_id=project_id, page_id=item["page_id"])
+        if page is None:  # deleted, with its queue item left behind: drop it
+            set_items(scope, project_id, {item["page_id"]: None})
+            continue
+        expected = "processing" if item.get("claimed_at") else "queued"
+        if page.get("status") != expected:  # moving just now: leave it to that move
+            skipped.add(page.pk)
+            continue
+        move = find_move(expected, "claim", page_id=page.pk)
+        stamp = now_iso()
+        if move.source == move.target:
+            # an expired claim taken again: the page does not change, so the queue decides
+            claimed = reclaim(scope, project_id, page.pk, item["claimed_at"], stamp)
+            if claimed is None:
+                continue
+        else:
+            page.set("status", move.target)
+            try:
+                page.save()
+            except Conflict:
+                continue  # the page moved meanwhile: look again
+            claimed = apply_queue(scope, project_id, page, move, stamp)
+        _follow(scope, page, move, stamp)
+        return claimed
+    return None
+
+
+def ack(scope: Scope, project_id: str, page_id: str, result: Any = None) -> Page:
+    """The worker finished: the page is done, its item leaves the queue."""
+    page, _ = _move_page(scope, project_id, page_id, "ack", result=result)
+    return page
+
+
+def fail(scope: Scope, project_id: str, page_id: str, error: str) -> tuple[Page, bool]:
+    """The worker failed: the page is queued again while attempts remain (``retry``), else it
+    fails. Returns the page and whether it will be retried."""
+    item = queue_item(scope, project_id, page_id)
+    again = item is not None and item.get("attempts", 0) < MAX_ATTEMPTS
+    page, _ = _move_page(scope, project_id, page_id, "retry" if again else "fail", error=error)
+    return page, again
+
+
+def delete(scope: Scope, project_id: str, page_id: str) -> None:
+    """Delete a page (soft): its queue item goes, its batch no longer counts it, its status
+    object is soft-deleted with it. ``DoesNotExist`` if it is not there."""
+    _move_page(scope, project_id, page_id, "delete")
+
+
+def restore(scope: Scope, project_id: str, page_id: str) -> Page:
+    """Bring back a deleted page in the status it was deleted in: its status object is
+    restored, its batch counts it again (if that batch is live), a queued page gets a fresh
+    queue item and a processing one a claimed item. ``DoesNotExist`` if the page is not there
+    or not deleted; ``Rejected`` while its project is deleted (restore the project first)."""
+    project = Project.objects.bind(scope).get(project_id, include_deleted=True)
+    pages = Page.objects.bind(scope)
+    for attempt in range(RETRIES):
+        page = pages.get(project_id=project_id, page_id=page_id, include_deleted=True)
+        if not page.get("deleted_at"):
+            raise DoesNotExist(f"page {page_id!r} is not deleted")
+        if project.get("deleted_at"):
+            raise Rejected(
+                f"page {page_id!r} cannot be restored: its project {project_id!r} is deleted; "
+                "restore the project first"
+            )
+        move = find_move(DELETED, "restore", page.get("status"), page_id=page_id)
+        try:
+            restored = restore_objects([page], scope)
+        except Conflict:
+            restored = 0
+        except ValidationError:  # its project was deleted since it was read: say so
+            project = Project.objects.bind(scope).get(project_id, include_deleted=True)
+            if not project.get("deleted_at"):
+                raise
+            continue
+        if restored:
+            break
+        if attempt == RETRIES - 1:
+            raise Conflict(f"page {page_id!r} kept changing while it was restored")
+        # restored by another request meanwhile (then 404: not deleted), or changed: again
+        project = Project.objects.bind(scope).get(project_id, include_deleted=True)
+    page = pages.get(project_id=project_id, page_id=page_id)
+    stamp = now_iso()
+    apply_queue(scope, project_id, page, move, stamp)
+    _follow(scope, page, move, stamp)
+    return page
+
+
+def edit(scope: Scope, project_id: str, page_id: str, values: Mapping[str, Any]) -> Page:
+    """Change a page's own fields (``priority``, ``extraction``), not its status: saved from a
+    fresh read on ``Conflict``. A queued or processing page's queue item takes the new
+    priority. ``DoesNotExist`` if the page is not there."""
+    pages = Page.objects.bind(scope)
+    for attempt in range(RETRIES):
+        page = pages.get(project_id=project_id, page_id=page_id)
+        page.set(dict(values))
+        try:
+            page.save()
+        except Conflict:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+            continue
+        break
+    if "priority" in values and page.get("status") in ("queued", "processing"):
+        priority = page.get("priority")
+
+        def reprioritize(item: dict[str, Any] | None) -> dict[str, Any] | None:
+            return None if item is None else {**item, "priority": priority}
+
+        set_items(scope, project_id, {page.pk: reprioritize})
+    return page
+
+
+def _move_page(
+    scope: Scope,
+    project_id: str,
+    page_id: str,
+    event: str,
+    target: str | None = None,
+    *,
+    error: str | None = None,
+    result: Any = None,
+) -> tuple[Page, Move]:
+    """Read the page, find the move, write the page (again from a fresh read if it changed
+    meanwhile), then the rest of the move."""
+    pages = Page.objects.bind(scope)
+    for attempt in range(RETRIES):
+        page = pages.get(project_id=project_id, page_id=page_id)
+        move = find_move(page.get("status"), event, target, page_id=page_id)
+        try:
+            if move.target == DELETED:
+                page.delete()
+            else:
+                page.set("status", move.target)
+                if result is not None:
+                    page.set("optimization", result)
+                page.save()
+        except Conflict:
+            if attempt == RETRIES - 1:
+                raise
+            continue
+        break
+    stamp = now_iso()
+    apply_queue(scope, project_id, page, move, stamp)
+    _follow(scope, page, move, stamp, error=error, result=result)
+    return page, move
+
+
+def _follow(
+    scope: Scope,
+    page: Page,
+    move: Move,
+    stamp: str,
+    *,
+    error: str | None = None,
+    result: Any = None,
+) -> None:
+    """After the page and its queue item: the status object, the batch entry, the log."""
+    project_id = page.get("project_id")
+    retry(lambda: write_status(scope, page, move, stamp, error=error, result=result))
+    if page.get("batch_id"):
+        retry(lambda: write_batch_entry(scope, page, move, stamp, error=error))
+    data: dict[str, Any] = {"from": move.source, "to": move.target}
+    if error:
+        data["error"] = error
+    append_logs(scope, project_id, {page.pk: log_entry(move, stamp, data)})

@@ -1,0 +1,131 @@
+"""The project's queue (``queue:{project_id}``): each page's item, set in one compare-and-set
+of the whole queue, retried from a fresh read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from datamodel import Scope
+
+from ..models import Page, Queue
+from .records import retry
+from .table import Move
+
+CLAIM_TIMEOUT = dt.timedelta(minutes=15)  # a claim not acked by then may be claimed again
+
+
+def claimable(item: dict[str, Any], now: dt.datetime) -> bool:
+    claimed = item.get("claimed_at")
+    if not claimed:
+        return True
+    claimed_at = dt.datetime.fromisoformat(claimed.replace("Z", "+00:00"))
+    return now - claimed_at > CLAIM_TIMEOUT
+
+
+def fresh_item(page: Page, stamp: str) -> dict[str, Any]:
+    return {
+        "page_id": page.pk,
+        "batch_id": page.get("batch_id"),
+        "priority": page.get("priority"),
+        "queued_at": stamp,
+        "attempts": 0,
+        "claimed_at": None,
+    }
+
+
+def queue_item(scope: Scope, project_id: str, page_id: str) -> dict[str, Any] | None:
+    queue = Queue.objects.bind(scope).get_or_none(project_id)
+    items = queue.get("items") if queue is not None else []
+    return next((dict(item) for item in items if item["page_id"] == page_id), None)
+
+
+def set_items(
+    scope: Scope,
+    project_id: str,
+    changes: Mapping[str, dict[str, Any] | Callable[[dict[str, Any] | None], Any] | None],
+    *,
+    stamp: str | None = None,
+) -> list[dict[str, Any]]:
+    """Set each page's queue item: a dict replaces it, ``None`` removes it, a function gets the
+    current item (or ``None``) and returns the new one (or ``None``). One compare-and-set,
+    retried from a fresh read. Returns the items set."""
+
+    def update() -> list[dict[str, Any]]:
+        queues = Queue.objects.bind(scope)
+        queue = queues.get_or_none(project_id)
+        items = queue.get("items") if queue is not None else []
+        current = {item["page_id"]: item for item in items}
+        written: list[dict[str, Any]] = []
+        for page_id, change in changes.items():
+            new = change(current.get(page_id)) if callable(change) else change
+            if new is None:
+                current.pop(page_id, None)
+            else:
+                current[page_id] = new
+                written.append(new)
+        kept = [current[i["page_id"]] for i in items if i["page_id"] in current]
+        seen = {item["page_id"] for item in kept}
+        kept += [item for pid, item in current.items() if pid not in seen]
+        if queue is None:
+            if kept:
+                queues.create(project_id=project_id, items=kept, last_processed=stamp)
+            return written
+        if kept == items and stamp is None:
+            return written
+        queue.set("items", kept)
+        if stamp is not None:
+            queue.set("last_processed", stamp)
+        queue.save()
+        return written
+
+    return retry(update)
+
+
+def apply_queue(
+    scope: Scope, project_id: str, page: Page, move: Move, stamp: str
+) -> dict[str, Any] | None:
+    """Set the page's queue item as ``move.queue`` says. Returns the item (``None`` if gone)."""
+    if move.queue == "remove":
+        set_items(scope, project_id, {page.pk: None})
+        return None
+    if move.queue == "add":
+        return set_items(scope, project_id, {page.pk: fresh_item(page, stamp)})[0]
+    if move.queue == "release":
+
+        def release(item: dict[str, Any] | None) -> dict[str, Any]:
+            base = item if item is not None else fresh_item(page, stamp)
+            return {**base, "claimed_at": None}
+
+        return set_items(scope, project_id, {page.pk: release})[0]
+
+    if move.queue != "claim":
+        raise ValueError(f"unknown queue effect {move.queue!r}")
+
+    def take(item: dict[str, Any] | None) -> dict[str, Any]:
+        base = item if item is not None else fresh_item(page, stamp)
+        return {**base, "claimed_at": stamp, "attempts": base.get("attempts", 0) + 1}
+
+    return set_items(scope, project_id, {page.pk: take}, stamp=stamp)[0]
+
+
+class _Lost(Exception):
+    """Another claimer took the expired claim first."""
+
+
+def reclaim(
+    scope: Scope, project_id: str, page_id: str, seen: str, stamp: str
+) -> dict[str, Any] | None:
+    """Take an expired claim again, unless another claimer did since it was read (then
+    ``None``)."""
+
+    def take(item: dict[str, Any] | None) -> dict[str, Any]:
+        if item is None or item.get("claimed_at") != seen:
+            raise _Lost
+        return {**item, "claimed_at": stamp, "attempts": item.get("attempts", 0) + 1}
+
+    try:
+        return set_items(scope, project_id, {page_id: take}, stamp=stamp)[0]
+    except _Lost:
+        return None

@@ -134,19 +134,26 @@ def _create_batch(scope: Scope, project_id: str, **values: Any) -> Batch:
 def _queue_pages(scope: Scope, project_id: str, items: list[dict[str, Any]], stamp: str) -> None:
     """Store these pages (replacing those with the same path, deleted ones brought back), then
     make the rest of their upload move: status objects, queue items, logs, the batches they
-    leave (``lifecycle.enqueue``)."""
-    written = _retry(lambda: _upsert(scope, Page, items))
-    lifecycle.enqueue(scope, written, stamp=stamp)
+    leave (``lifecycle.enqueue``, told the batches the replaced pages were in)."""
+    replaced: list[Page] = []
+    written = _retry(lambda: _upsert(scope, Page, items, replaced))
+    left = {page.get("batch_id") for page in replaced}
+    lifecycle.enqueue(scope, written, stamp=stamp, left=left)
 
 
-def _upsert(scope: Scope, model: type[M], rows: list[dict[str, Any]]) -> list[M]:
+def _upsert(
+    scope: Scope, model: type[M], rows: list[dict[str, Any]], replaced: list[M] | None = None
+) -> list[M]:
     """Create or replace many objects in one bulk read and one bulk write: uploading a page
     again (same path, same id) starts it afresh in the new batch. A soft-deleted one is
     restored first (the model layer's restore: its references must be live), so an upload
-    brings back a deleted page instead of writing into a deleted object."""
+    brings back a deleted page instead of writing into a deleted object. The objects read
+    before they are replaced are added to ``replaced`` (on every attempt)."""
     objects = model.objects.bind(scope)
     ids_ = [objects.kv_id(**{name: row[name] for name in model._meta.key_fields}) for row in rows]
     existing = objects.get_many(ids_, include_deleted=True)
+    if replaced is not None:
+        replaced.extend(existing.values())
     deleted = [instance for instance in existing.values() if instance.get("deleted_at")]
     if deleted:
         restore_objects(deleted, scope)

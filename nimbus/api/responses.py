@@ -123,6 +123,9 @@ class QueueItem(serializers.Serializer):
     queued_at = serializers.DateTimeField()
     attempts = serializers.IntegerField()
     claimed_at = serializers.DateTimeField()
+    page_version = serializers.IntegerField(
+        required=False, help_text="The page's _version this item was written for."
+    )
 
 
 class FailResult(serializers.Serializer):

@@ -26,19 +26,27 @@ entry and log entry, each a compare-and-set retried from a fresh read on ``Confl
 short growing random pause: every worker shares the project's queue), so no "version
 mismatch" reaches a user for work nobody else touched. The next move of the page may start as
 soon as the page is written, so the late writes of one move could land after those of the
-next: the status object and the batch entry carry the page's ``_version`` as
+next: the status object, the batch entry and the queue item carry the page's ``_version`` as
 ``page_version`` and are not overwritten by an older one (as the metadata upsert's version
-guard), nor written back once the page was deleted or left the batch. The queue item is gated
-instead: a worker's next move of a page needs the claim, which the previous move's queue write
-makes or releases. Only a ``/status/`` move racing a worker's move of the same page can leave
-the queue item behind the page. ``claim`` picks an item from the queue, then moves its page;
-an item whose page is gone is dropped, one whose page is not in the state the item implies
-(moving just now) is skipped. A process that dies between the page write and the rest leaves
-them behind the page until the page's next move (``nimbus_sync`` does not reconcile them).
+guard), nor written back once the page was deleted or left the batch. A removed queue item
+leaves no version behind, so a late write of an earlier move can bring one back for a page
+that is out of the queue: ``claim`` picks an item from the queue, then moves its page; an item
+whose page is gone, or out of the queue by a later move, is dropped, one whose page is not in
+the state the item implies (moving just now) is skipped.
+
+An upload moves a page between batches: the batch whose upload wrote the page last must count
+it, and the one it left must not. Each upload hands ``enqueue`` the batches its pages were in
+when it read them to write them; ``enqueue`` then reads those batches and the pages afresh
+(in that order) and makes each count exactly the pages that are in it now. Of two uploads of
+the same paths, the later writer of a page reads the batch maps after its page write, so
+whichever finishes last leaves them right. A process that dies between the page write and
+the rest leaves them behind the page until the page's next move (``nimbus_sync`` does not
+reconcile them).
 
 Cost of one move: the page (1 KV read, 1 save), the queue, status object, batch and log
 (1 KV read and 1 save each, the queue only for moves that change it). ``enqueue`` is bulk:
-its round trips do not grow with the number of pages.
+its round trips do not grow with the number of pages (it reads the pages once more, to
+settle the batch maps).
 
 The package: ``table`` (``MOVES``, ``find_move``), ``moves`` (the routes' moves), ``upload``
 (``enqueue``), ``queue`` (queue items), ``records`` (status objects, batch entries, logs) and

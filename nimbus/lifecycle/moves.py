@@ -15,7 +15,7 @@ from datamodel.deletion import restore_objects
 from datastore import Conflict
 
 from ..models import Page, Project, Queue
-from .queue import apply_queue, claimable, queue_item, reclaim, set_items
+from .queue import apply_queue, claimable, guarded, queue_item, reclaim, set_items
 from .records import RETRIES, append_logs, log_entry, retry, write_batch_entry, write_status
 from .table import DELETED, MAX_ATTEMPTS, Move, find_move
 
@@ -36,7 +36,8 @@ def set_status(
 
 def claim(scope: Scope, project_id: str) -> dict[str, Any] | None:
     """Take the highest-priority (then oldest) claimable item and move its page to
-    ``processing``; ``None`` if nothing is claimable. Items whose page is gone are dropped."""
+    ``processing``; ``None`` if nothing is claimable. Items whose page is gone, or out of the
+    queue by a later move, are dropped."""
     queues = Queue.objects.bind(scope)
     pages = Page.objects.bind(scope)
     skipped: set[str] = set()
@@ -54,8 +55,12 @@ def claim(scope: Scope, project_id: str) -> dict[str, Any] | None:
             return None
         item = min(candidates, key=lambda i: (-i["priority"], i["queued_at"]))
         page = pages.get_or_none(project_id=project_id, page_id=item["page_id"])
-        if page is None:  # deleted, with its queue item left behind: drop it
-            set_items(scope, project_id, {item["page_id"]: None})
+        seen = item.get("page_version") or 0
+        stale = page is not None and page.get("status") not in ("queued", "processing")
+        if page is None or (stale and seen < page.get("_version")):
+            # deleted, or out of the queue since, its item left behind (a late write of an
+            # earlier move): drop that item
+            set_items(scope, project_id, {item["page_id"]: guarded(seen, None)})
             continue
         expected = "processing" if item.get("claimed_at") else "queued"
         if page.get("status") != expected:  # moving just now: leave it to that move
@@ -75,6 +80,8 @@ def claim(scope: Scope, project_id: str) -> dict[str, Any] | None:
             except Conflict:
                 continue  # the page moved meanwhile: look again
             claimed = apply_queue(scope, project_id, page, move, stamp)
+            if claimed is None or claimed.get("claimed_at") != stamp:
+                continue  # a later move of the page wrote its item first: look again
         _follow(scope, page, move, stamp)
         return claimed
     return None
@@ -162,7 +169,7 @@ def edit(scope: Scope, project_id: str, page_id: str, values: Mapping[str, Any])
         def reprioritize(item: dict[str, Any] | None) -> dict[str, Any] | None:
             return None if item is None else {**item, "priority": priority}
 
-        set_items(scope, project_id, {page.pk: reprioritize})
+        set_items(scope, project_id, {page.pk: guarded(page.get("_version"), reprioritize)})
     return page
 
 

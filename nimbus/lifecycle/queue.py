@@ -1,5 +1,11 @@
 """The project's queue (``queue:{project_id}``): each page's item, set in one compare-and-set
-of the whole queue, retried from a fresh read."""
+of the whole queue, retried from a fresh read.
+
+An item carries the ``_version`` of its page that it was written for (``page_version``), as
+the status object and the batch entry do: a move or an upload sets the item only if it does
+not show a later version of the page already (``guarded``), so a late write never replaces
+the item of a later move (an older upload's fresh item a newer upload's claimed one, say).
+Items written before items had a version count as version 0."""
 
 from __future__ import annotations
 
@@ -24,7 +30,12 @@ def claimable(item: dict[str, Any], now: dt.datetime) -> bool:
     return now - claimed_at > CLAIM_TIMEOUT
 
 
-def fresh_item(page: Page, stamp: str) -> dict[str, Any]:
+Item = dict[str, Any]
+# A page's new item, no item (``None``), or a function of its current item (or ``None``).
+Change = Item | Callable[[Item | None], Item | None] | None
+
+
+def fresh_item(page: Page, stamp: str) -> Item:
     return {
         "page_id": page.pk,
         "batch_id": page.get("batch_id"),
@@ -32,7 +43,21 @@ def fresh_item(page: Page, stamp: str) -> dict[str, Any]:
         "queued_at": stamp,
         "attempts": 0,
         "claimed_at": None,
+        "page_version": page.get("_version"),
     }
+
+
+def guarded(version: int, change: Change) -> Callable[[Item | None], Item | None]:
+    """``change``, written for version ``version`` of the page, unless the current item was
+    written for a later version (then it is kept as it is)."""
+
+    def apply(item: Item | None) -> Item | None:
+        if item is not None and (item.get("page_version") or 0) > version:
+            return item
+        new = change(item) if callable(change) else change
+        return None if new is None else {**new, "page_version": version}
+
+    return apply
 
 
 def queue_item(scope: Scope, project_id: str, page_id: str) -> dict[str, Any] | None:
@@ -44,13 +69,13 @@ def queue_item(scope: Scope, project_id: str, page_id: str) -> dict[str, Any] | 
 def set_items(
     scope: Scope,
     project_id: str,
-    changes: Mapping[str, dict[str, Any] | Callable[[dict[str, Any] | None], Any] | None],
+    changes: Mapping[str, Change],
     *,
     stamp: str | None = None,
 ) -> list[dict[str, Any]]:
     """Set each page's queue item: a dict replaces it, ``None`` removes it, a function gets the
     current item (or ``None``) and returns the new one (or ``None``). One compare-and-set,
-    retried from a fresh read. Returns the items set."""
+    retried from a fresh read. Returns the items set (or kept by a function)."""
 
     def update() -> list[dict[str, Any]]:
         queues = Queue.objects.bind(scope)
@@ -83,31 +108,34 @@ def set_items(
     return retry(update)
 
 
-def apply_queue(
-    scope: Scope, project_id: str, page: Page, move: Move, stamp: str
-) -> dict[str, Any] | None:
-    """Set the page's queue item as ``move.queue`` says. Returns the item (``None`` if gone)."""
+def apply_queue(scope: Scope, project_id: str, page: Page, move: Move, stamp: str) -> Item | None:
+    """Set the page's queue item as ``move.queue`` says, unless the item shows a later version
+    of the page. Returns the item now in the queue (``None`` if none)."""
+    version = page.get("_version")
+    change: Change
     if move.queue == "remove":
-        set_items(scope, project_id, {page.pk: None})
-        return None
-    if move.queue == "add":
-        return set_items(scope, project_id, {page.pk: fresh_item(page, stamp)})[0]
-    if move.queue == "release":
+        change = None
+    elif move.queue == "add":
+        change = fresh_item(page, stamp)
+    elif move.queue == "release":
 
-        def release(item: dict[str, Any] | None) -> dict[str, Any]:
+        def change(item: Item | None) -> Item:
             base = item if item is not None else fresh_item(page, stamp)
             return {**base, "claimed_at": None}
 
-        return set_items(scope, project_id, {page.pk: release})[0]
+    elif move.queue == "claim":
 
-    if move.queue != "claim":
+        def change(item: Item | None) -> Item:
+            base = item if item is not None else fresh_item(page, stamp)
+            return {**base, "claimed_at": stamp, "attempts": base.get("attempts", 0) + 1}
+
+    else:
         raise ValueError(f"unknown queue effect {move.queue!r}")
-
-    def take(item: dict[str, Any] | None) -> dict[str, Any]:
-        base = item if item is not None else fresh_item(page, stamp)
-        return {**base, "claimed_at": stamp, "attempts": base.get("attempts", 0) + 1}
-
-    return set_items(scope, project_id, {page.pk: take}, stamp=stamp)[0]
+    claims = move.queue == "claim"
+    written = set_items(
+        scope, project_id, {page.pk: guarded(version, change)}, stamp=stamp if claims else None
+    )
+    return written[0] if written else None
 
 
 class _Lost(Exception):

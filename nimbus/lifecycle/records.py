@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from datamodel import Scope
@@ -132,18 +132,52 @@ def write_batch_entry(
     batch.save()
 
 
-def drop_from_batches(scope: Scope, project_id: str, moved: Mapping[str, list[str]]) -> None:
-    batches = Batch.objects.bind(scope)
-    ids_ = [batches.kv_id(project_id=project_id, batch_id=batch_id) for batch_id in moved]
-    changed = []
-    for batch in batches.get_many(ids_).values():
-        pages = dict(batch.get("pages"))
-        dropped = [pk for pk in moved[batch.get("batch_id")] if pages.pop(pk, None) is not None]
-        if dropped:
-            recount(batch, pages)
-            changed.append(batch)
-    if changed:
-        batches.bulk_save(changed)
+def settle_batches(
+    scope: Scope, project_id: str, batch_ids: Iterable[str], page_ids: Sequence[str], stamp: str
+) -> None:
+    """Make each of these batches count exactly those of these pages that are live in it now:
+    an entry for each (showing the page's status, if the map had none), none for the others
+    (taken into another batch by a later upload, or deleted); summaries recounted.
+
+    The batches are read first, then the pages, in each compare-and-set attempt: an upload
+    that writes one of the pages after that read settles the batches after it, and its save
+    either comes after this one or makes this one conflict (then it is done again from fresh
+    reads). So the batch that wrote a page last is the one that ends up counting it.
+    One bulk read of the batches, one of the pages, one bulk save of those that change."""
+    batches, pages = Batch.objects.bind(scope), Page.objects.bind(scope)
+    batch_kv_ids = [batches.kv_id(project_id=project_id, batch_id=b) for b in sorted(batch_ids)]
+    page_kv_ids = {pages.kv_id(project_id=project_id, page_id=pk): pk for pk in page_ids}
+    if not batch_kv_ids or not page_kv_ids:
+        return
+
+    def update() -> None:
+        found = batches.get_many(batch_kv_ids)
+        if not found:
+            return
+        live = {
+            page_kv_ids[kv_id]: page for kv_id, page in pages.get_many(list(page_kv_ids)).items()
+        }
+        changed = []
+        for batch in found.values():
+            entries = dict(batch.get("pages"))
+            before = dict(entries)
+            for pk in page_kv_ids.values():
+                page = live.get(pk)
+                if page is None or page.get("batch_id") != batch.get("batch_id"):
+                    entries.pop(pk, None)
+                elif pk not in entries:
+                    entries[pk] = {
+                        "status": page.get("status"),
+                        "uploaded": page.get("uploaded") or stamp,
+                        "page_version": page.get("_version"),
+                    }
+            if entries != before:
+                recount(batch, entries)
+                changed.append(batch)
+        if changed:
+            batches.bulk_save(changed)
+
+    retry(update)
 
 
 def log_entry(move: Move, stamp: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from datamodel import DataModel, Rejected, Scope, ids
+from datamodel import DataModel, DoesNotExist, Rejected, Scope, ids
 from datamodel.clock import now_iso
 from datamodel.deletion import restore_objects
 from datastore import Conflict
@@ -22,11 +22,13 @@ from .lifecycle import MAX_ATTEMPTS
 from .models import ApiKey, Batch, Page, PageLog, Project, key_hash
 from .models.batch import summarize
 from .models.logs import newest_within_bounds
+from .usage import count_usage
 
 __all__ = [
     "MAX_ATTEMPTS",
     "append_log",
     "issue_api_key",
+    "restore_project",
     "upload_batch",
     "upload_page",
 ]
@@ -73,7 +75,7 @@ def upload_batch(scope: Scope, project: Project, pages: list[dict[str, Any]]) ->
     for item in items:
         item["batch_id"] = batch.get("batch_id")
     _queue_pages(scope, project_id, items, stamp)
-    _retry(lambda: _count_usage(scope, project_id, len(items)))
+    count_usage(scope, project_id)
     return batch
 
 
@@ -91,9 +93,11 @@ def upload_page(scope: Scope, project: Project, data: dict[str, Any]) -> tuple[P
         pass
     else:
         lifecycle.enqueue(scope, [page], stamp=stamp)  # its status object and log entry
+        count_usage(scope, project_id)
         return page, True
     item.update(status="queued", batch_id=None)
     _queue_pages(scope, project_id, [item], stamp)
+    count_usage(scope, project_id)  # a deleted page brought back counts again
     return pages.get(project_id=project_id, page_id=item["page_id"]), False
 
 
@@ -168,14 +172,17 @@ def _upsert(
     return objects.bulk_save(instances)
 
 
-def _count_usage(scope: Scope, project_id: str, pages: int) -> Project:
-    project = Project.objects.bind(scope).get(project_id)
-    usage = dict(project.get("usage") or {})
-    usage["total_pages"] = usage.get("total_pages", 0) + pages
-    usage["total_batches"] = usage.get("total_batches", 0) + 1
-    usage["last_activity"] = now_iso()
-    project.set("usage", usage)
-    return project.save()  # type: ignore[return-value]
+def restore_project(scope: Scope, project_id: str) -> Project:
+    """Undo a project's delete, with what that delete took with it (pages deleted on their own
+    before stay deleted); then count its usage again. ``DoesNotExist`` if the project is not
+    there or not deleted."""
+    projects = Project.objects.bind(scope)
+    project = projects.get(project_id, include_deleted=True)
+    if not project.get("deleted_at"):
+        raise DoesNotExist(f"project {project_id!r} is not deleted")
+    project.restore()
+    count_usage(scope, project_id)
+    return projects.get(project_id)
 
 
 def append_log(

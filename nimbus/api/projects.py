@@ -13,7 +13,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from datamodel import DoesNotExist, Scope, ValidationError
+from datamodel import Scope, ValidationError
 
 from .. import conf, lifecycle, workflows
 from ..models import Batch, Page, PageLog, Project
@@ -120,13 +120,10 @@ class ProjectViewSet(NimbusViewSet):
     @extend_schema(request=None, responses={200: shapes.ProjectObject, 409: RESTORE_CONFLICT})
     def restore(self, request: Request, project_id: str) -> Response:
         """Undo a project's delete, with what that delete took with it (its pages, batches,
-        status objects and logs; pages deleted on their own before stay deleted). 404 if the
-        project is not deleted."""
-        project = Project.objects.bind(self.scope()).get(project_id, include_deleted=True)
-        if not project.get("deleted_at"):
-            raise DoesNotExist(f"project {project_id!r} is not deleted")
-        project.restore()
-        return Response(public(self.project(project_id).get_data()))
+        status objects and logs; pages deleted on their own before stay deleted), its usage
+        counted again. 404 if the project is not deleted."""
+        project = workflows.restore_project(self.scope(), project_id)
+        return Response(public(project.get_data()))
 
 
 class PageViewSet(NimbusViewSet):

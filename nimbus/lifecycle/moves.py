@@ -15,6 +15,7 @@ from datamodel.deletion import restore_objects
 from datastore import Conflict
 
 from ..models import Page, Project, Queue
+from ..usage import count_usage
 from .queue import apply_queue, claimable, guarded, queue_item, reclaim, set_items
 from .records import RETRIES, append_logs, log_entry, retry, write_batch_entry, write_status
 from .table import DELETED, MAX_ATTEMPTS, Move, find_move
@@ -104,14 +105,17 @@ def fail(scope: Scope, project_id: str, page_id: str, error: str) -> tuple[Page,
 
 def delete(scope: Scope, project_id: str, page_id: str) -> None:
     """Delete a page (soft): its queue item goes, its batch no longer counts it, its status
-    object is soft-deleted with it. ``DoesNotExist`` if it is not there."""
+    object is soft-deleted with it; the project's usage counts it no more. ``DoesNotExist`` if
+    it is not there."""
     _move_page(scope, project_id, page_id, "delete")
+    count_usage(scope, project_id)
 
 
 def restore(scope: Scope, project_id: str, page_id: str) -> Page:
     """Bring back a deleted page in the status it was deleted in: its status object is
     restored, its batch counts it again (if that batch is live), a queued page gets a fresh
-    queue item and a processing one a claimed item. ``DoesNotExist`` if the page is not there
+    queue item and a processing one a claimed item; the project's usage counts it again.
+    ``DoesNotExist`` if the page is not there
     or not deleted; ``Rejected`` while its project is deleted (restore the project first)."""
     project = Project.objects.bind(scope).get(project_id, include_deleted=True)
     pages = Page.objects.bind(scope)
@@ -144,6 +148,7 @@ def restore(scope: Scope, project_id: str, page_id: str) -> Page:
     stamp = now_iso()
     apply_queue(scope, project_id, page, move, stamp)
     _follow(scope, page, move, stamp)
+    count_usage(scope, project_id)
     return page
 
 

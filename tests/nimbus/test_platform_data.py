@@ -172,6 +172,7 @@ def test_concurrent_uploads_to_one_and_two_projects_all_succeed() -> None:
         assert listed["pagination"]["total"] == count
         detail = user.client.get(f"/api/projects/{project}/").json()
         assert detail["usage"]["total_batches"] == count
+        assert detail["usage"]["total_pages"] == 2 * count
         listed_pages = user.client.get(f"/api/projects/{project}/pages/").json()
         assert listed_pages["pagination"]["total"] == 2 * count
     assert sync_check() == 0
@@ -186,6 +187,8 @@ def test_concurrent_uploads_of_the_same_paths_all_succeed() -> None:
     ]
     listed = alice.client.get(f"/api/projects/{project}/pages/").json()
     assert listed["pagination"]["total"] == 3
+    usage = alice.client.get(f"/api/projects/{project}/").json()["usage"]
+    assert (usage["total_pages"], usage["total_batches"]) == (3, 4)
     assert lifecycle.reconcile(Scope(conf.get_connection(), None), project) == []
     assert_agreement("alice", project, {r.json()["batch_id"] for r in responses}, set())
     assert sync_check() == 0

@@ -40,8 +40,9 @@ when it read them to write them; ``enqueue`` then reads those batches and the pa
 (in that order) and makes each count exactly the pages that are in it now. Of two uploads of
 the same paths, the later writer of a page reads the batch maps after its page write, so
 whichever finishes last leaves them right. A process that dies between the page write and
-the rest leaves them behind the page until the page's next move (``nimbus_sync`` does not
-reconcile them).
+the rest leaves them behind the page until the page's next move, or until ``reconcile`` sets
+them from the pages: ``manage.py nimbus_sync --check`` lists what it finds in every project
+and ``--repair`` repairs it (with the project's usage counters).
 
 Cost of one move: the page (1 KV read, 1 save), the queue, status object, batch and log
 (1 KV read and 1 save each, the queue only for moves that change it). ``enqueue`` is bulk:

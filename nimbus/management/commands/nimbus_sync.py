@@ -3,7 +3,12 @@ rebuilds the rows from KV (the source of truth). Streams in batches; safe while 
 
 Values of unique constraints held by several objects, and objects sharing a primary key, are
 listed, never repaired: ``--check`` and ``--repair`` exit with status 1 while any remain, since
-a person must decide."""
+a person must decide.
+
+Then the page lifecycle of every live project (``lifecycle.reconcile``): where its queue,
+status objects, batch page maps and usage counters disagree with its pages; ``--repair`` sets
+them from the pages, after the metadata rows (the pages are read from them). It runs unless
+``--model`` names none of the models it reads (PROJECT, PAGE, BATCH, QUEUE, STATUS)."""
 
 from __future__ import annotations
 
@@ -12,10 +17,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from datamodel import SyncReport, registry, verify
+from datamodel import DoesNotExist, Scope, SyncReport, registry, verify
 from datamodel.repair import DUPLICATES_HINT, SHARED_KEYS_HINT
-from datastore import DatastoreError
-from nimbus import conf
+from datastore import Conflict, DatastoreError
+from nimbus import conf, lifecycle
+from nimbus.models import Batch, Page, PageStatus, Project, Queue
+
+LIFECYCLE_MODELS = {model._meta.name for model in (Project, Page, Batch, Queue, PageStatus)}
+LISTED = 10  # the disagreements listed per project below verbosity 2
 
 
 class Command(BaseCommand):
@@ -66,22 +75,38 @@ class Command(BaseCommand):
                         progress=progress,
                     )
                 )
+            checked = {model._meta.name for model in models or list(registry)}
+            cycle = (
+                self._lifecycle(connection, options["repair"])
+                if checked & LIFECYCLE_MODELS
+                else None
+            )
         except DatastoreError as exc:
             raise CommandError(f"nimbus_sync failed: {exc}") from exc
 
         drift = sum(report.drift for report in reports)
+        disagreements = cycle["drift"] if cycle else 0
+        unrepaired = [entry for entry in cycle["projects"] if entry["error"]] if cycle else []
         repairable = sum(report.repairable for report in reports)
         duplicates = sum(report.duplicates for report in reports)
         shared = sum(report.shared_keys for report in reports)
         if options["json"]:
-            self.stdout.write(
-                json.dumps({"models": [r.to_json() for r in reports], "drift": drift})
-            )
+            report_json: dict[str, Any] = {
+                "models": [r.to_json() for r in reports],
+                "drift": drift + disagreements,
+            }
+            if cycle is not None:
+                report_json["lifecycle"] = cycle
+            self.stdout.write(json.dumps(report_json))
         else:
             for report in reports:
                 self._report(report, options["repair"], verbosity)
+            if cycle is not None:
+                self._report_lifecycle(cycle, options["repair"], verbosity)
             if repairable and not options["repair"]:
                 self.stdout.write("Run with --repair to rebuild the metadata from KV.")
+            if disagreements and not options["repair"]:
+                self.stdout.write("Run with --repair to set the lifecycle from the pages.")
             if duplicates:
                 self.stdout.write(self.style.ERROR(DUPLICATES_HINT))
             if shared:
@@ -93,13 +118,73 @@ class Command(BaseCommand):
             )
         if shared:
             decisions.append(f"{shared} primary keys are shared by more than one object")
-        if options["check"] and repairable and not options["repair"]:
+        if options["check"] and (repairable or disagreements) and not options["repair"]:
+            found = []
+            if repairable:
+                found.append(f"{repairable} rows drifted from KV")
+            if disagreements:
+                projects = sum(1 for entry in cycle["projects"] if entry["found"]) if cycle else 0
+                found.append(
+                    f"{disagreements} lifecycle disagreements with the pages in {projects} projects"
+                )
             also = f" and {'; '.join(decisions)}: they need a decision" if decisions else ""
-            raise CommandError(f"{repairable} rows drifted from KV{also}", returncode=1)
+            raise CommandError(f"{'; '.join(found)}{also}", returncode=1)
+        if options["repair"] and unrepaired:
+            names = ", ".join(entry["project_id"] for entry in unrepaired)
+            raise CommandError(
+                f"the lifecycle of {names} changed while it was repaired: run --repair again",
+                returncode=1,
+            )
         if (options["check"] or options["repair"]) and decisions:
             raise CommandError(
                 f"{'; '.join(decisions)}: not repaired, they need a decision", returncode=1
             )
+
+    def _lifecycle(self, connection: Any, repair: bool) -> dict[str, Any]:
+        """``lifecycle.reconcile`` for every live project: what it found in each (and, with
+        ``repair``, whether the repair went through)."""
+        system = Scope(connection, None)
+        entries = []
+        project_ids = Project.objects.bind(system).filter().values_list("project_id", flat=True)
+        for project_id in project_ids.iterator():
+            entry: dict[str, Any] = {"project_id": project_id, "found": [], "error": None}
+            try:
+                entry["found"] = lifecycle.reconcile(system, project_id, repair=repair)
+            except DoesNotExist:
+                continue  # deleted since it was listed
+            except Conflict as exc:  # a batch or status object moved while it was repaired
+                entry["error"] = str(exc) or "changed meanwhile"
+            entries.append(entry)
+        drift = sum(len(entry["found"]) for entry in entries)
+        repaired = sum(len(entry["found"]) for entry in entries if repair and not entry["error"])
+        return {
+            "checked": len(entries),
+            "drift": drift,
+            "repaired": repaired,
+            "projects": [entry for entry in entries if entry["found"] or entry["error"]],
+        }
+
+    def _report_lifecycle(self, cycle: dict[str, Any], repair: bool, verbosity: int) -> None:
+        drifted = [entry for entry in cycle["projects"] if entry["found"]]
+        line = (
+            f"lifecycle: {cycle['checked']} projects checked, {len(drifted)} drifted, "
+            f"{cycle['drift']} disagreements with their pages"
+        )
+        if repair:
+            line += f", {cycle['repaired']} repaired"
+        style = self.style.WARNING if cycle["drift"] else self.style.SUCCESS
+        self.stdout.write(style(line))
+        for entry in cycle["projects"]:
+            shown = entry["found"] if verbosity >= 2 else entry["found"][:LISTED]
+            for found in shown:
+                self.stdout.write(f"    {entry['project_id']}: {found}")
+            if len(entry["found"]) > len(shown):
+                more = len(entry["found"]) - len(shown)
+                self.stdout.write(f"    {entry['project_id']}: ... and {more} more")
+            if entry["error"]:
+                self.stdout.write(
+                    self.style.ERROR(f"    {entry['project_id']}: not repaired: {entry['error']}")
+                )
 
     def _report(self, report: SyncReport, repair: bool, verbosity: int) -> None:
         line = (

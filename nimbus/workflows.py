@@ -19,7 +19,7 @@ from datastore import Conflict
 
 from . import lifecycle
 from .lifecycle import MAX_ATTEMPTS
-from .models import ApiKey, Batch, Page, PageLog, Project, key_hash
+from .models import ApiKey, Batch, Page, PageLog, Project, Queue, key_hash
 from .models.batch import summarize
 from .models.logs import newest_within_bounds
 from .usage import count_usage
@@ -27,6 +27,7 @@ from .usage import count_usage
 __all__ = [
     "MAX_ATTEMPTS",
     "append_log",
+    "delete_project",
     "issue_api_key",
     "restore_project",
     "upload_batch",
@@ -172,17 +173,39 @@ def _upsert(
     return objects.bulk_save(instances)
 
 
+def delete_project(scope: Scope, project_id: str) -> None:
+    """Delete a project (soft) with what it holds: its pages, batches, status objects and logs
+    (their references to it cascade) and its queue (``queue:{project_id}``, keyed by the
+    project's id, so it cannot reference it: see ``models.queue``). ``DoesNotExist`` if the
+    project is not there."""
+    Project.objects.bind(scope).get(project_id).delete()
+    _retry(lambda: _delete_queue(scope, project_id))
+
+
+def _delete_queue(scope: Scope, project_id: str) -> None:
+    queue = Queue.objects.bind(scope).get_or_none(project_id)
+    if queue is not None:
+        queue.delete()
+
+
 def restore_project(scope: Scope, project_id: str) -> Project:
     """Undo a project's delete, with what that delete took with it (pages deleted on their own
-    before stay deleted); then count its usage again. ``DoesNotExist`` if the project is not
-    there or not deleted."""
+    before stay deleted) and its queue, as they were; then count its usage again.
+    ``DoesNotExist`` if the project is not there or not deleted."""
     projects = Project.objects.bind(scope)
     project = projects.get(project_id, include_deleted=True)
     if not project.get("deleted_at"):
         raise DoesNotExist(f"project {project_id!r} is not deleted")
     project.restore()
+    _retry(lambda: _restore_queue(scope, project_id))
     count_usage(scope, project_id)
     return projects.get(project_id)
+
+
+def _restore_queue(scope: Scope, project_id: str) -> None:
+    queue = Queue.objects.bind(scope).get_or_none(project_id, include_deleted=True)
+    if queue is not None and queue.get("deleted_at"):
+        restore_objects([queue], scope)
 
 
 def append_log(

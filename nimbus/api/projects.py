@@ -114,14 +114,14 @@ class ProjectViewSet(NimbusViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, project_id: str) -> Response:
-        self.project(project_id).delete()
+        workflows.delete_project(self.scope(), project_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={200: shapes.ProjectObject, 409: RESTORE_CONFLICT})
     def restore(self, request: Request, project_id: str) -> Response:
         """Undo a project's delete, with what that delete took with it (its pages, batches,
-        status objects and logs; pages deleted on their own before stay deleted), its usage
-        counted again. 404 if the project is not deleted."""
+        status objects, logs and queue; pages deleted on their own before stay deleted), its
+        usage counted again. 404 if the project is not deleted."""
         project = workflows.restore_project(self.scope(), project_id)
         return Response(public(project.get_data()))
 

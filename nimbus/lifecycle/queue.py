@@ -75,11 +75,12 @@ def set_items(
 ) -> list[dict[str, Any]]:
     """Set each page's queue item: a dict replaces it, ``None`` removes it, a function gets the
     current item (or ``None``) and returns the new one (or ``None``). One compare-and-set,
-    retried from a fresh read. Returns the items set (or kept by a function)."""
+    retried from a fresh read. Returns the items set (or kept by a function). A queue deleted
+    with its project is not written (its restore brings it back as it was deleted)."""
 
     def update() -> list[dict[str, Any]]:
         queues = Queue.objects.bind(scope)
-        queue = queues.get_or_none(project_id)
+        queue = queues.get_or_none(project_id, include_deleted=True)
         items = queue.get("items") if queue is not None else []
         current = {item["page_id"]: item for item in items}
         written: list[dict[str, Any]] = []
@@ -97,8 +98,8 @@ def set_items(
             if kept:
                 queues.create(project_id=project_id, items=kept, last_processed=stamp)
             return written
-        if kept == items and stamp is None:
-            return written
+        if (kept == items and stamp is None) or queue.get("deleted_at"):
+            return written  # deleted with its project (a move racing that delete): left be
         queue.set("items", kept)
         if stamp is not None:
             queue.set("last_processed", stamp)

@@ -237,3 +237,33 @@ def test_a_project_deleted_while_its_page_is_restored_is_409(
     refused = alice.client.post(page_url(project, page_id, "restore/"))
     assert refused.status_code == 409, refused.json()
     assert "restore the project first" in refused.json()["detail"]
+
+
+def test_a_project_delete_takes_its_queue_and_its_restore_brings_it_back_as_it_was() -> None:
+    """The queue (``queue:{project_id}``, not a Reference: see ``models.queue``) is deleted
+    with its project, untouched by a move racing that delete, and restored with it: claims
+    and attempts as they were, the queued pages claimable again."""
+    from datamodel import Scope
+    from nimbus import conf
+    from nimbus.lifecycle import queue as queueing
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    batch = upload(alice, project, ["a.html", "b.html"])
+    claimed = alice.client.post(f"/api/projects/{project}/queue/claim/").json()
+    before = Queue.objects.auth("alice").get(project).get("items")
+    assert alice.client.delete(f"/api/projects/{project}/").status_code == 204
+    assert Queue.objects.auth("alice").get_or_none(project) is None
+    deleted = Queue.objects.auth("alice").get(project, include_deleted=True)
+    assert deleted.get("deleted_at") is not None and deleted.get("items") == before
+    scope = Scope(conf.get_connection(), "alice")
+    queueing.set_items(scope, project, {claimed["page_id"]: None})  # a move racing the delete
+    again = Queue.objects.auth("alice").get(project, include_deleted=True)
+    assert again.get("items") == before and again.get("_version") == deleted.get("_version")
+    assert alice.client.post(f"/api/projects/{project}/restore/").status_code == 200
+    assert Queue.objects.auth("alice").get(project).get("items") == before
+    assert_agreement("alice", project, {batch["batch_id"]}, set())
+    other = alice.client.post(f"/api/projects/{project}/queue/claim/")
+    assert other.status_code == 200 and other.json()["page_id"] != claimed["page_id"]
+    ack = f"/api/projects/{project}/queue/{claimed['page_id']}/ack/"
+    assert alice.client.post(ack, {}, format="json").status_code == 200

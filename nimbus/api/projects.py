@@ -223,10 +223,13 @@ class BatchViewSet(NimbusViewSet):
 
     request_bodies = {"create": bodies.BatchUploadSerializer}
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=shapes.BatchListItem(many=True))
+    @extend_schema(
+        parameters=[*LIST_PARAMETERS, DELETED_FILTER], responses=shapes.BatchListItem(many=True)
+    )
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
         query = Batch.objects.bind(self.scope()).query().where("project_id", project_id)
+        query = with_deleted(request, query)
         return listing(request, query, ("created_at",))
 
     @extend_schema(request=bodies.BatchUploadSerializer, responses={201: shapes.BatchObject})

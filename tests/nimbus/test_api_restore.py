@@ -131,6 +131,29 @@ def test_deleted_only_lists_the_owners_deleted_projects() -> None:
     assert alice.client.get("/api/projects/?deleted=all").status_code == 400
 
 
+def test_deleted_only_lists_the_owners_deleted_batches_in_the_envelope() -> None:
+    """No route deletes a batch on its own (a project's delete takes them, and its routes
+    answer 404 then): one deleted through the model layer is listed."""
+    from nimbus.models import Batch
+
+    alice, bob = api_user("alice"), api_user("bob")
+    project = make_project(alice)
+    batches = [upload(alice, project, [f"{name}.html"])["batch_id"] for name in "abc"]
+    for batch_id in batches[:2]:
+        Batch.objects.auth("alice").get(project_id=project, batch_id=batch_id).delete()
+    base = f"/api/projects/{project}/batches/"
+    deleted = alice.client.get(f"{base}?deleted=only&limit=1").json()
+    assert set(deleted) == {"data", "pagination"}
+    assert deleted["pagination"]["total"] == 2 and deleted["pagination"]["pages"] == 2
+    both = alice.client.get(f"{base}?deleted=only").json()["data"]
+    assert {row["batch_id"] for row in both} == set(batches[:2])
+    assert all(row["deleted_at"] for row in both)
+    live = alice.client.get(base).json()
+    assert [row["batch_id"] for row in live["data"]] == [batches[2]]
+    assert alice.client.get(f"{base}?deleted=yes").status_code == 400
+    assert bob.client.get(f"{base}?deleted=only").status_code == 404
+
+
 # -- restore -----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,13 @@ every move:
 * an event the page's state does not allow is ``Rejected`` (409) with a message naming the
   states, and nothing is written.
 
+The status object shows what the routes say besides the state (``records.Detail``):
+``processing`` ``{started, current_step, progress}`` (the step a claim or ``/status/`` names,
+``ai_optimization`` by default, progress 0), ``result`` ``{completed, success, changes,
+confidence}`` from the ack's optimization, ``error`` ``{message, code, timestamp}``. A
+worker's progress report (``report_progress``) is not a move: the page stays ``processing``
+and only its status object's ``processing`` changes (never over a later version's).
+
 Order of writes. There is no transaction across KV objects, so a move writes the page first:
 its compare-and-set is the move's lock (of two moves from one state, one saves; the other reads
 the page again and is checked again). Then it sets the page's queue item, status object, batch
@@ -56,7 +63,7 @@ The package: ``table`` (``MOVES``, ``find_move``), ``moves`` (the routes' moves)
 
 from __future__ import annotations
 
-from .moves import ack, claim, delete, edit, fail, restore, set_status
+from .moves import ack, claim, delete, edit, fail, report_progress, restore, set_status
 from .queue import CLAIM_TIMEOUT
 from .reconcile import reconcile
 from .table import DELETED, MAX_ATTEMPTS, MOVES, NEW, Move, find_move
@@ -77,6 +84,7 @@ __all__ = [
     "fail",
     "find_move",
     "reconcile",
+    "report_progress",
     "restore",
     "set_status",
 ]

@@ -7,6 +7,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from datamodel import Scope
@@ -23,9 +24,32 @@ RETRIES = 16
 T = TypeVar("T")
 
 
-def status_fields(
-    status: str, stamp: str, *, error: str | None = None, result: Any = None
-) -> dict[str, Any]:
+DEFAULT_STEP = "ai_optimization"  # a processing page's step until its worker says another
+FAILED = "FAILED"  # the error code when the route gives none
+
+
+@dataclass(frozen=True)
+class Detail:
+    """What a route says about its move besides the target state, for the status object
+    (NIMBUS_STATUS): ``step``, the processing step (``DEFAULT_STEP`` when none is given);
+    ``changes`` and ``confidence`` of a done page's optimization; a failure's ``error``
+    message and ``code`` (``FAILED`` when none is given)."""
+
+    step: str | None = None
+    changes: Any = None
+    confidence: Any = None
+    error: str | None = None
+    code: str | None = None
+
+
+NO_DETAIL = Detail()
+
+
+def status_fields(status: str, stamp: str, detail: Detail = NO_DETAIL) -> dict[str, Any]:
+    """A status object's fields for a page that is ``status`` since ``stamp``: ``processing``
+    ``{started, current_step, progress}`` while processing, ``result`` ``{completed, success,
+    changes, confidence}`` once done, ``error`` ``{message, code, timestamp}`` once failed
+    (and when a failed attempt queues the page again)."""
     fields: dict[str, Any] = {
         "status": status,
         "updated": stamp,
@@ -34,15 +58,21 @@ def status_fields(
         "error": None,
     }
     if status == "processing":
-        fields["processing"] = {"started": stamp, "current_step": "queued", "progress": 0}
+        step = detail.step or DEFAULT_STEP
+        fields["processing"] = {"started": stamp, "current_step": step, "progress": 0}
     if status == "done":
-        fields["result"] = {"completed": stamp, "success": True}
-        if isinstance(result, dict):
-            for name in ("changes", "confidence"):
-                if name in result:
-                    fields["result"][name] = result[name]
-    if error:
-        fields["error"] = {"message": error, "code": "FAILED", "timestamp": stamp}
+        fields["result"] = {
+            "completed": stamp,
+            "success": True,
+            "changes": detail.changes,
+            "confidence": detail.confidence,
+        }
+    if detail.error or status == "failed":
+        fields["error"] = {
+            "message": detail.error or "failed",
+            "code": detail.code or FAILED,
+            "timestamp": stamp,
+        }
     return fields
 
 
@@ -51,9 +81,7 @@ def write_status(
     page: Page,
     move: Move,
     stamp: str,
-    *,
-    error: str | None = None,
-    result: Any = None,
+    detail: Detail = NO_DETAIL,
 ) -> None:
     """Show the move in the page's status object, unless a later move of the page (a higher
     ``page_version``) got there first, or the page was deleted since."""
@@ -72,7 +100,7 @@ def write_status(
     version = page.get("_version")
     if record is not None and (record.get("page_version") or 0) > version:
         return
-    values = status_fields(move.target, stamp, error=error, result=result)
+    values = status_fields(move.target, stamp, detail)
     values.update(batch_id=page.get("batch_id"), page_version=version)
     if record is None:
         statuses.create(**keys, **values)
@@ -94,7 +122,7 @@ def recount(batch: Batch, pages: dict[str, dict[str, Any]]) -> None:
 
 
 def write_batch_entry(
-    scope: Scope, page: Page, move: Move, stamp: str, *, error: str | None = None
+    scope: Scope, page: Page, move: Move, stamp: str, detail: Detail = NO_DETAIL
 ) -> None:
     """Show the move in the page's entry of its batch's page map and recount the summary,
     unless a later move of the page (a higher ``page_version`` in the entry) got there
@@ -125,8 +153,8 @@ def write_batch_entry(
             entry["completed"] = stamp
             if entry.get("started"):
                 entry["duration_ms"] = _millis_between(entry["started"], stamp)
-        if error:
-            entry["error"] = error
+        if detail.error:
+            entry["error"] = detail.error
         pages[page.pk] = entry
     recount(batch, pages)
     batch.save()

@@ -585,6 +585,28 @@ class PageLifecycle(RuleBasedStateMachine):
             assert after == stored.get("status")
             self.deleted[name].discard(page_id)
 
+    @rule(name=st.sampled_from(["alice", "bob"]), path=ANY_PATH, progress=st.integers(-5, 105))
+    def report_progress(self, name: str, path: str | None, progress: int) -> None:
+        """A worker's progress report: shown by a processing page's status object, refused
+        (409) for a page in any other state; the page does not move."""
+        user, project, page_id, before = self.page(name, path)
+        response = user.client.post(
+            f"/api/projects/{project}/queue/{page_id}/progress/",
+            {"progress": progress, "current_step": "step"},
+            format="json",
+        )
+        assert self.page(name, path)[3] == before
+        if not 0 <= progress <= 100:
+            assert response.status_code == 400, response.status_code
+        elif name in self.gone or before == "deleted":
+            assert response.status_code == 404, response.status_code
+        elif before != "processing":
+            assert response.status_code == 409, response.status_code
+        else:
+            assert response.status_code == 200, response.status_code
+            processing = response.json()["processing"]
+            assert (processing["progress"], processing["current_step"]) == (progress, "step")
+
     @rule(name=st.sampled_from(["alice", "bob"]), path=ANY_PATH, priority=st.integers(1, 10))
     def edit_priority(self, name: str, path: str | None, priority: int) -> None:
         """PATCH a page's priority: its queue item follows (``claim`` checks it)."""

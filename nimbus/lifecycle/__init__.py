@@ -54,7 +54,8 @@ and ``--repair`` repairs it (with the project's usage counters).
 Cost of one move: the page (1 KV read, 1 save), the queue, status object, batch and log
 (1 KV read and 1 save each, the queue only for moves that change it). ``enqueue`` is bulk:
 its round trips do not grow with the number of pages (it reads the pages once more, to
-settle the batch maps).
+settle the batch maps). A page's delete and restore, like an upload, then count the project's
+usage again (``nimbus.usage``: the project read and saved, two SQL counts).
 
 The package: ``table`` (``MOVES``, ``find_move``), ``moves`` (the routes' moves), ``upload``
 (``enqueue``), ``queue`` (queue items), ``records`` (status objects, batch entries, logs) and

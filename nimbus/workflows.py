@@ -12,21 +12,24 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from datamodel import DataModel, Rejected, Scope, ids
+from datamodel import DataModel, DoesNotExist, Rejected, Scope, ids
 from datamodel.clock import now_iso
 from datamodel.deletion import restore_objects
 from datastore import Conflict
 
 from . import lifecycle
 from .lifecycle import MAX_ATTEMPTS
-from .models import ApiKey, Batch, Page, PageLog, Project, key_hash
+from .models import ApiKey, Batch, Page, PageLog, Project, Queue, key_hash
 from .models.batch import summarize
 from .models.logs import newest_within_bounds
+from .usage import count_usage
 
 __all__ = [
     "MAX_ATTEMPTS",
     "append_log",
+    "delete_project",
     "issue_api_key",
+    "restore_project",
     "upload_batch",
     "upload_page",
 ]
@@ -73,7 +76,7 @@ def upload_batch(scope: Scope, project: Project, pages: list[dict[str, Any]]) ->
     for item in items:
         item["batch_id"] = batch.get("batch_id")
     _queue_pages(scope, project_id, items, stamp)
-    _retry(lambda: _count_usage(scope, project_id, len(items)))
+    count_usage(scope, project_id)
     return batch
 
 
@@ -91,9 +94,11 @@ def upload_page(scope: Scope, project: Project, data: dict[str, Any]) -> tuple[P
         pass
     else:
         lifecycle.enqueue(scope, [page], stamp=stamp)  # its status object and log entry
+        count_usage(scope, project_id)
         return page, True
     item.update(status="queued", batch_id=None)
     _queue_pages(scope, project_id, [item], stamp)
+    count_usage(scope, project_id)  # a deleted page brought back counts again
     return pages.get(project_id=project_id, page_id=item["page_id"]), False
 
 
@@ -134,19 +139,26 @@ def _create_batch(scope: Scope, project_id: str, **values: Any) -> Batch:
 def _queue_pages(scope: Scope, project_id: str, items: list[dict[str, Any]], stamp: str) -> None:
     """Store these pages (replacing those with the same path, deleted ones brought back), then
     make the rest of their upload move: status objects, queue items, logs, the batches they
-    leave (``lifecycle.enqueue``)."""
-    written = _retry(lambda: _upsert(scope, Page, items))
-    lifecycle.enqueue(scope, written, stamp=stamp)
+    leave (``lifecycle.enqueue``, told the batches the replaced pages were in)."""
+    replaced: list[Page] = []
+    written = _retry(lambda: _upsert(scope, Page, items, replaced))
+    left = {page.get("batch_id") for page in replaced}
+    lifecycle.enqueue(scope, written, stamp=stamp, left=left)
 
 
-def _upsert(scope: Scope, model: type[M], rows: list[dict[str, Any]]) -> list[M]:
+def _upsert(
+    scope: Scope, model: type[M], rows: list[dict[str, Any]], replaced: list[M] | None = None
+) -> list[M]:
     """Create or replace many objects in one bulk read and one bulk write: uploading a page
     again (same path, same id) starts it afresh in the new batch. A soft-deleted one is
     restored first (the model layer's restore: its references must be live), so an upload
-    brings back a deleted page instead of writing into a deleted object."""
+    brings back a deleted page instead of writing into a deleted object. The objects read
+    before they are replaced are added to ``replaced`` (on every attempt)."""
     objects = model.objects.bind(scope)
     ids_ = [objects.kv_id(**{name: row[name] for name in model._meta.key_fields}) for row in rows]
     existing = objects.get_many(ids_, include_deleted=True)
+    if replaced is not None:
+        replaced.extend(existing.values())
     deleted = [instance for instance in existing.values() if instance.get("deleted_at")]
     if deleted:
         restore_objects(deleted, scope)
@@ -161,14 +173,39 @@ def _upsert(scope: Scope, model: type[M], rows: list[dict[str, Any]]) -> list[M]
     return objects.bulk_save(instances)
 
 
-def _count_usage(scope: Scope, project_id: str, pages: int) -> Project:
-    project = Project.objects.bind(scope).get(project_id)
-    usage = dict(project.get("usage") or {})
-    usage["total_pages"] = usage.get("total_pages", 0) + pages
-    usage["total_batches"] = usage.get("total_batches", 0) + 1
-    usage["last_activity"] = now_iso()
-    project.set("usage", usage)
-    return project.save()  # type: ignore[return-value]
+def delete_project(scope: Scope, project_id: str) -> None:
+    """Delete a project (soft) with what it holds: its pages, batches, status objects and logs
+    (their references to it cascade) and its queue (``queue:{project_id}``, keyed by the
+    project's id, so it cannot reference it: see ``models.queue``). ``DoesNotExist`` if the
+    project is not there."""
+    Project.objects.bind(scope).get(project_id).delete()
+    _retry(lambda: _delete_queue(scope, project_id))
+
+
+def _delete_queue(scope: Scope, project_id: str) -> None:
+    queue = Queue.objects.bind(scope).get_or_none(project_id)
+    if queue is not None:
+        queue.delete()
+
+
+def restore_project(scope: Scope, project_id: str) -> Project:
+    """Undo a project's delete, with what that delete took with it (pages deleted on their own
+    before stay deleted) and its queue, as they were; then count its usage again.
+    ``DoesNotExist`` if the project is not there or not deleted."""
+    projects = Project.objects.bind(scope)
+    project = projects.get(project_id, include_deleted=True)
+    if not project.get("deleted_at"):
+        raise DoesNotExist(f"project {project_id!r} is not deleted")
+    project.restore()
+    _retry(lambda: _restore_queue(scope, project_id))
+    count_usage(scope, project_id)
+    return projects.get(project_id)
+
+
+def _restore_queue(scope: Scope, project_id: str) -> None:
+    queue = Queue.objects.bind(scope).get_or_none(project_id, include_deleted=True)
+    if queue is not None and queue.get("deleted_at"):
+        restore_objects([queue], scope)
 
 
 def append_log(

@@ -13,10 +13,10 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from datamodel import DoesNotExist, Scope, ValidationError
+from datamodel import Scope, ValidationError
 
 from .. import conf, lifecycle, workflows
-from ..models import Batch, Page, PageLog, Project
+from ..models import Batch, Page, PageLog, PageStatus, Project
 from ..models.project import default_settings
 from . import responses as shapes
 from . import serializers as bodies
@@ -114,19 +114,16 @@ class ProjectViewSet(NimbusViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, project_id: str) -> Response:
-        self.project(project_id).delete()
+        workflows.delete_project(self.scope(), project_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={200: shapes.ProjectObject, 409: RESTORE_CONFLICT})
     def restore(self, request: Request, project_id: str) -> Response:
         """Undo a project's delete, with what that delete took with it (its pages, batches,
-        status objects and logs; pages deleted on their own before stay deleted). 404 if the
-        project is not deleted."""
-        project = Project.objects.bind(self.scope()).get(project_id, include_deleted=True)
-        if not project.get("deleted_at"):
-            raise DoesNotExist(f"project {project_id!r} is not deleted")
-        project.restore()
-        return Response(public(self.project(project_id).get_data()))
+        status objects, logs and queue; pages deleted on their own before stay deleted), its
+        usage counted again. 404 if the project is not deleted."""
+        project = workflows.restore_project(self.scope(), project_id)
+        return Response(public(project.get_data()))
 
 
 class PageViewSet(NimbusViewSet):
@@ -217,8 +214,18 @@ class PageViewSet(NimbusViewSet):
             page_id,
             body.validated_data["status"],
             error=body.validated_data.get("error"),
+            current_step=body.validated_data.get("current_step"),
         )
         return Response(public(page.get_data()))
+
+    @extend_schema(responses=shapes.PageStatusObject)
+    def status_object(self, request: Request, project_id: str, page_id: str) -> Response:
+        """The page's status object (NIMBUS_STATUS): its status with ``processing``
+        (started, current step, progress), ``result`` or ``error``."""
+        scope = self.scope()
+        Page.objects.bind(scope).get(project_id=project_id, page_id=page_id)
+        record = PageStatus.objects.bind(scope).get(project_id=project_id, page_id=page_id)
+        return Response(public(record.get_data()))
 
 
 class BatchViewSet(NimbusViewSet):
@@ -226,10 +233,13 @@ class BatchViewSet(NimbusViewSet):
 
     request_bodies = {"create": bodies.BatchUploadSerializer}
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=shapes.BatchListItem(many=True))
+    @extend_schema(
+        parameters=[*LIST_PARAMETERS, DELETED_FILTER], responses=shapes.BatchListItem(many=True)
+    )
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
         query = Batch.objects.bind(self.scope()).query().where("project_id", project_id)
+        query = with_deleted(request, query)
         return listing(request, query, ("created_at",))
 
     @extend_schema(request=bodies.BatchUploadSerializer, responses={201: shapes.BatchObject})
@@ -255,15 +265,25 @@ class BatchViewSet(NimbusViewSet):
 class QueueViewSet(NimbusViewSet):
     """The project's processing queue: claim the next page, then ack or fail it."""
 
-    request_bodies = {"ack": bodies.AckSerializer, "fail": bodies.FailSerializer}
+    request_bodies = {
+        "claim": bodies.ClaimSerializer,
+        "ack": bodies.AckSerializer,
+        "fail": bodies.FailSerializer,
+        "progress": bodies.ProgressSerializer,
+    }
 
     @extend_schema(
-        request=None,
+        request=bodies.ClaimSerializer,
         responses={200: shapes.QueueItem, 204: OpenApiResponse(description="Queue empty")},
     )
     def claim(self, request: Request, project_id: str) -> Response:
+        """Claim the next page (the body is optional)."""
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
         self.project(project_id)
-        item = lifecycle.claim(self.scope(), project_id)
+        item = lifecycle.claim(
+            self.scope(), project_id, current_step=body.validated_data.get("current_step")
+        )
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(item)
@@ -273,7 +293,13 @@ class QueueViewSet(NimbusViewSet):
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         self.project(project_id)
-        page = lifecycle.ack(self.scope(), project_id, page_id, body.validated_data.get("result"))
+        page = lifecycle.ack(
+            self.scope(),
+            project_id,
+            page_id,
+            body.validated_data.get("result"),
+            optimization=body.validated_data.get("optimization"),
+        )
         return Response(public(page.get_data()))
 
     @extend_schema(request=bodies.FailSerializer, responses=shapes.FailResult)
@@ -282,9 +308,29 @@ class QueueViewSet(NimbusViewSet):
         body.is_valid(raise_exception=True)
         self.project(project_id)
         page, retry = lifecycle.fail(
-            self.scope(), project_id, page_id, body.validated_data["error"]
+            self.scope(),
+            project_id,
+            page_id,
+            body.validated_data["error"],
+            code=body.validated_data.get("code"),
         )
         return Response({"retry": retry, "page": public(page.get_data())})
+
+    @extend_schema(
+        request=bodies.ProgressSerializer,
+        responses={
+            200: shapes.PageStatusObject,
+            409: OpenApiResponse(shapes.Error, description="The page is not processing"),
+        },
+    )
+    def progress(self, request: Request, project_id: str, page_id: str) -> Response:
+        """Report a processing page's progress (0-100) and current step: its status object
+        changes, the page's state does not. 409 unless the page is processing."""
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        self.project(project_id)
+        record = lifecycle.report_progress(self.scope(), project_id, page_id, **body.validated_data)
+        return Response(public(record.get_data()))
 
 
 class LogViewSet(NimbusViewSet):

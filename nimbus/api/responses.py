@@ -14,7 +14,7 @@ from rest_framework import serializers
 from datamodel import DataModel
 from datamodel import fields as model_fields
 
-from ..models import ApiKey, Batch, Page, Project
+from ..models import ApiKey, Batch, Page, PageStatus, Project
 from ..models.logs import LOG_LEVELS
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Me",
     "PageListItem",
     "PageObject",
+    "PageStatusObject",
     "ProjectListItem",
     "ProjectObject",
     "QueueItem",
@@ -93,6 +94,7 @@ ProjectObject = stored(Project, "Project")
 ProjectListItem = stored(Project, "ProjectListItem", row=True)
 PageObject = stored(Page, "Page")
 PageListItem = stored(Page, "PageListItem", row=True)
+PageStatusObject = stored(PageStatus, "PageStatus")
 BatchObject = stored(Batch, "Batch")
 BatchListItem = stored(Batch, "BatchListItem", row=True)
 ApiKeyListItem = stored(ApiKey, "ApiKeyListItem", row=True)
@@ -123,6 +125,9 @@ class QueueItem(serializers.Serializer):
     queued_at = serializers.DateTimeField()
     attempts = serializers.IntegerField()
     claimed_at = serializers.DateTimeField()
+    page_version = serializers.IntegerField(
+        required=False, help_text="The page's _version this item was written for."
+    )
 
 
 class FailResult(serializers.Serializer):

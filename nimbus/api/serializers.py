@@ -150,6 +150,18 @@ class BatchUploadSerializer(StrictSerializer):
 class StatusSerializer(StrictSerializer):
     status = serializers.ChoiceField(PAGE_STATUSES)
     error = serializers.CharField(max_length=2000, required=False)
+    current_step = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text="With status processing: the step its status object shows.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "current_step" in attrs and attrs["status"] != "processing":
+            raise serializers.ValidationError(
+                {"current_step": ["only a move to 'processing' takes a current_step"]}
+            )
+        return attrs
 
 
 class ApiKeyCreateSerializer(StrictSerializer):
@@ -182,9 +194,52 @@ class InitializeSerializer(StrictSerializer):
     dry_run = serializers.BooleanField(default=False, help_text="Only report what would change.")
 
 
+class ClaimSerializer(StrictSerializer):
+    current_step = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text='The step the claimed page\'s status object shows (default "ai_optimization").',
+    )
+
+
+class OptimizationSerializer(StrictSerializer):
+    """A page's optimization, as the data-structures spec lays it out (``completed`` is set
+    by the ack)."""
+
+    model = serializers.CharField(max_length=64, required=False, help_text='e.g. "gpt-4"')
+    confidence = serializers.FloatField(min_value=0, max_value=1, required=False)
+    changes = serializers.IntegerField(min_value=0, required=False)
+    optimized_blocks = BlockSerializer(many=True, required=False)
+
+
 class AckSerializer(StrictSerializer):
-    result = JSONField(required=False, help_text="The optimization result, if any.")
+    result = JSONField(
+        required=False, help_text="A free-form result, kept in the page's optimization."
+    )
+    optimization = OptimizationSerializer(
+        required=False,
+        help_text="The page's optimization; its changes and confidence show in the status.",
+    )
 
 
 class FailSerializer(StrictSerializer):
     error = serializers.CharField(max_length=2000)
+    code = serializers.RegexField(
+        r"^[A-Z][A-Z0-9_]{0,63}$",
+        required=False,
+        help_text='The error code, e.g. "AI_TIMEOUT" (default "FAILED").',
+    )
+
+
+class ProgressSerializer(StrictSerializer):
+    """A processing page's progress; at least one of the two."""
+
+    progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    current_step = serializers.CharField(max_length=100, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError(
+                "give progress (0-100), current_step or both", code="required"
+            )
+        return attrs

@@ -58,7 +58,7 @@ urlpatterns = [
     ),
     path(
         f"projects/{ID}/pages/{PAGE}/status/",
-        actions(projects.PageViewSet, post="set_status"),
+        actions(projects.PageViewSet, get="status_object", post="set_status"),
         name="page-status",
     ),
     path(
@@ -90,6 +90,11 @@ urlpatterns = [
         f"projects/{ID}/queue/{PAGE}/fail/",
         actions(projects.QueueViewSet, post="fail"),
         name="queue-fail",
+    ),
+    path(
+        f"projects/{ID}/queue/{PAGE}/progress/",
+        actions(projects.QueueViewSet, post="progress"),
+        name="queue-progress",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

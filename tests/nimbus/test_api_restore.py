@@ -131,6 +131,29 @@ def test_deleted_only_lists_the_owners_deleted_projects() -> None:
     assert alice.client.get("/api/projects/?deleted=all").status_code == 400
 
 
+def test_deleted_only_lists_the_owners_deleted_batches_in_the_envelope() -> None:
+    """No route deletes a batch on its own (a project's delete takes them, and its routes
+    answer 404 then): one deleted through the model layer is listed."""
+    from nimbus.models import Batch
+
+    alice, bob = api_user("alice"), api_user("bob")
+    project = make_project(alice)
+    batches = [upload(alice, project, [f"{name}.html"])["batch_id"] for name in "abc"]
+    for batch_id in batches[:2]:
+        Batch.objects.auth("alice").get(project_id=project, batch_id=batch_id).delete()
+    base = f"/api/projects/{project}/batches/"
+    deleted = alice.client.get(f"{base}?deleted=only&limit=1").json()
+    assert set(deleted) == {"data", "pagination"}
+    assert deleted["pagination"]["total"] == 2 and deleted["pagination"]["pages"] == 2
+    both = alice.client.get(f"{base}?deleted=only").json()["data"]
+    assert {row["batch_id"] for row in both} == set(batches[:2])
+    assert all(row["deleted_at"] for row in both)
+    live = alice.client.get(base).json()
+    assert [row["batch_id"] for row in live["data"]] == [batches[2]]
+    assert alice.client.get(f"{base}?deleted=yes").status_code == 400
+    assert bob.client.get(f"{base}?deleted=only").status_code == 404
+
+
 # -- restore -----------------------------------------------------------------------------------
 
 
@@ -219,21 +242,51 @@ def test_a_project_deleted_while_its_page_is_restored_is_409(
 ) -> None:
     """The project is read live, then deleted before the page's restore writes: 409 naming the
     project, not the model layer's 400."""
-    from nimbus import lifecycle
+    from nimbus.lifecycle import moves
     from nimbus.models import Project
 
     alice = api_user("alice")
     project = make_project(alice)
     page_id = next(iter(upload(alice, project, ["a.html"])["pages"]))
     assert alice.client.delete(page_url(project, page_id)).status_code == 204
-    real = lifecycle.restore_objects
+    real = moves.restore_objects
 
     def project_deleted_first(instances, scope):  # type: ignore[no-untyped-def]
         Project.objects.bind(scope).get(project).delete()
-        monkeypatch.setattr(lifecycle, "restore_objects", real)
+        monkeypatch.setattr(moves, "restore_objects", real)
         return real(instances, scope)
 
-    monkeypatch.setattr(lifecycle, "restore_objects", project_deleted_first)
+    monkeypatch.setattr(moves, "restore_objects", project_deleted_first)
     refused = alice.client.post(page_url(project, page_id, "restore/"))
     assert refused.status_code == 409, refused.json()
     assert "restore the project first" in refused.json()["detail"]
+
+
+def test_a_project_delete_takes_its_queue_and_its_restore_brings_it_back_as_it_was() -> None:
+    """The queue (``queue:{project_id}``, not a Reference: see ``models.queue``) is deleted
+    with its project, untouched by a move racing that delete, and restored with it: claims
+    and attempts as they were, the queued pages claimable again."""
+    from datamodel import Scope
+    from nimbus import conf
+    from nimbus.lifecycle import queue as queueing
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    batch = upload(alice, project, ["a.html", "b.html"])
+    claimed = alice.client.post(f"/api/projects/{project}/queue/claim/").json()
+    before = Queue.objects.auth("alice").get(project).get("items")
+    assert alice.client.delete(f"/api/projects/{project}/").status_code == 204
+    assert Queue.objects.auth("alice").get_or_none(project) is None
+    deleted = Queue.objects.auth("alice").get(project, include_deleted=True)
+    assert deleted.get("deleted_at") is not None and deleted.get("items") == before
+    scope = Scope(conf.get_connection(), "alice")
+    queueing.set_items(scope, project, {claimed["page_id"]: None})  # a move racing the delete
+    again = Queue.objects.auth("alice").get(project, include_deleted=True)
+    assert again.get("items") == before and again.get("_version") == deleted.get("_version")
+    assert alice.client.post(f"/api/projects/{project}/restore/").status_code == 200
+    assert Queue.objects.auth("alice").get(project).get("items") == before
+    assert_agreement("alice", project, {batch["batch_id"]}, set())
+    other = alice.client.post(f"/api/projects/{project}/queue/claim/")
+    assert other.status_code == 200 and other.json()["page_id"] != claimed["page_id"]
+    ack = f"/api/projects/{project}/queue/{claimed['page_id']}/ack/"
+    assert alice.client.post(ack, {}, format="json").status_code == 200

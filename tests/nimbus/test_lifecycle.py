@@ -360,13 +360,13 @@ def test_every_refused_move_names_the_states() -> None:
 def test_an_expired_claim_is_claimed_again(monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
 
-    from nimbus import lifecycle
+    from nimbus.lifecycle import queue
 
     alice = api_user("alice")
     project = make_project(alice)
     page_id = page_in_state(alice, project, "processing")
     assert act(alice, project, page_id, "claim") == 204
-    monkeypatch.setattr(lifecycle, "CLAIM_TIMEOUT", dt.timedelta(seconds=-1))
+    monkeypatch.setattr(queue, "CLAIM_TIMEOUT", dt.timedelta(seconds=-1))
     again = alice.client.post(f"/api/projects/{project}/queue/claim/")
     assert again.status_code == 200
     assert again.json()["page_id"] == page_id and again.json()["attempts"] == 2
@@ -584,6 +584,28 @@ class PageLifecycle(RuleBasedStateMachine):
             assert code == 200, code
             assert after == stored.get("status")
             self.deleted[name].discard(page_id)
+
+    @rule(name=st.sampled_from(["alice", "bob"]), path=ANY_PATH, progress=st.integers(-5, 105))
+    def report_progress(self, name: str, path: str | None, progress: int) -> None:
+        """A worker's progress report: shown by a processing page's status object, refused
+        (409) for a page in any other state; the page does not move."""
+        user, project, page_id, before = self.page(name, path)
+        response = user.client.post(
+            f"/api/projects/{project}/queue/{page_id}/progress/",
+            {"progress": progress, "current_step": "step"},
+            format="json",
+        )
+        assert self.page(name, path)[3] == before
+        if not 0 <= progress <= 100:
+            assert response.status_code == 400, response.status_code
+        elif name in self.gone or before == "deleted":
+            assert response.status_code == 404, response.status_code
+        elif before != "processing":
+            assert response.status_code == 409, response.status_code
+        else:
+            assert response.status_code == 200, response.status_code
+            processing = response.json()["processing"]
+            assert (processing["progress"], processing["current_step"]) == (progress, "step")
 
     @rule(name=st.sampled_from(["alice", "bob"]), path=ANY_PATH, priority=st.integers(1, 10))
     def edit_priority(self, name: str, path: str | None, priority: int) -> None:
@@ -903,3 +925,53 @@ def test_reconcile_finds_and_repairs_what_a_half_done_move_left() -> None:
     assert_agreement("alice", project, {batch["batch_id"]}, set())
     claim = alice.client.post(f"/api/projects/{project}/queue/claim/")
     assert claim.status_code == 200 and claim.json()["page_id"] == d
+
+
+def test_reconcile_finds_wrong_batches_lost_status_objects_and_counts() -> None:
+    """Besides statuses: a status object or a queue item naming another batch than its
+    page's, a live page without a status object, a status object of a deleted page, a batch
+    summary that does not follow its map and wrong usage counters; a system scope repairs
+    them as the project's owner."""
+    from datamodel import Scope
+    from nimbus import conf, lifecycle
+    from nimbus.models import PageStatus, Project
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    batch = upload(alice, project, ["a.html", "b.html", "c.html"])
+    a, b, c = (page_of(batch, i) for i in range(3))
+    assert alice.client.delete(f"/api/projects/{project}/pages/{c}/").status_code == 204
+    scope = Scope(conf.get_connection(), "alice")
+    statuses = PageStatus.objects.bind(scope)
+    record = statuses.get(project_id=project, page_id=a)
+    record.set("batch_id", "batch_20000101_000000")
+    record.save()
+    statuses.get(project_id=project, page_id=b).delete()
+    gone = statuses.get(project_id=project, page_id=c, include_deleted=True)
+    gone.restore()  # the status object of a deleted page, live again
+    queue = Queue.objects.bind(scope).get(project)
+    queue.set("items", [{**item, "batch_id": None} for item in queue.get("items")])
+    queue.save()
+    stored = Batch.objects.bind(scope).get(project_id=project, batch_id=batch["batch_id"])
+    stored.set("summary", {**stored.get("summary"), "pending": 7})
+    stored.save()
+    owned = Project.objects.bind(scope).get(project)
+    owned.set("usage", {**owned.get("usage"), "total_batches": 3})
+    owned.save()
+    system = Scope(conf.get_connection(), None)
+    found = lifecycle.reconcile(system, project)
+    expected = [
+        f"queue item of page {a!r} names batch None, the page is in {batch['batch_id']!r}",
+        f"queue item of page {b!r} names batch None, the page is in {batch['batch_id']!r}",
+        f"status object of page {a!r} names batch 'batch_20000101_000000', "
+        f"the page is in {batch['batch_id']!r}",
+        f"page {b!r} has no status object",
+        f"status object of page {c!r}, which is not live",
+        f"batch {batch['batch_id']!r} has a summary or page count not of its page map",
+        "project usage says total_batches 3, it has 1 live batches",
+    ]
+    assert sorted(found) == sorted(expected)
+    assert sorted(lifecycle.reconcile(system, project, repair=True)) == sorted(expected)
+    assert lifecycle.reconcile(system, project) == []
+    assert lifecycle.reconcile(scope, project) == []
+    assert_agreement("alice", project, {batch["batch_id"]}, {c})

@@ -22,6 +22,7 @@ def test_schema_is_valid_openapi_3() -> None:
         "/api/projects/{project_id}/pages/",
         "/api/projects/{project_id}/batches/",
         "/api/projects/{project_id}/queue/claim/",
+        "/api/projects/{project_id}/queue/{page_id}/progress/",
         "/api/projects/{project_id}/pages/{page_id}/logs/",
         "/api/projects/{project_id}/restore/",
         "/api/projects/{project_id}/pages/{page_id}/restore/",
@@ -45,7 +46,7 @@ def test_every_operation_describes_its_answers() -> None:
         for path, item in schema["paths"].items()
         for method, operation in item.items()
     ]
-    assert len(operations) == 27
+    assert len(operations) == 29
     for method, path, operation in operations:
         responses = operation["responses"]
         successes = {code: r for code, r in responses.items() if code.startswith("2")}
@@ -85,6 +86,14 @@ def test_every_operation_describes_its_answers() -> None:
     assert "status" in row and "extraction" not in row  # a list shows the metadata row
     created = body(schema["paths"]["/api/keys/"]["post"]["responses"]["201"])
     assert "key" in created["properties"]
+    status_path = "/api/projects/{project_id}/pages/{page_id}/status/"
+    status_object = body(schema["paths"][status_path]["get"]["responses"]["200"])
+    assert {"status", "processing", "result", "error", "page_version"} <= set(
+        status_object["properties"]
+    )
+    progress_path = "/api/projects/{project_id}/queue/{page_id}/progress/"
+    assert body(schema["paths"][progress_path]["post"]["responses"]["200"]) == status_object
+    assert "409" in schema["paths"][progress_path]["post"]["responses"]
 
 
 @pytest.mark.django_db

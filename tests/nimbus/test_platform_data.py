@@ -14,9 +14,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from nimbus import conf
-from nimbus.models import DOMAIN_MODELS, Page
+from datamodel import Scope
+from nimbus import conf, lifecycle
+from nimbus.models import DOMAIN_MODELS, Batch, Page
 from tests.nimbus.api_support import ApiUser, api_user, make_project
+from tests.nimbus.test_lifecycle import assert_agreement
 
 pytestmark = pytest.mark.usefixtures("domain")
 
@@ -170,6 +172,7 @@ def test_concurrent_uploads_to_one_and_two_projects_all_succeed() -> None:
         assert listed["pagination"]["total"] == count
         detail = user.client.get(f"/api/projects/{project}/").json()
         assert detail["usage"]["total_batches"] == count
+        assert detail["usage"]["total_pages"] == 2 * count
         listed_pages = user.client.get(f"/api/projects/{project}/pages/").json()
         assert listed_pages["pagination"]["total"] == 2 * count
     assert sync_check() == 0
@@ -184,6 +187,92 @@ def test_concurrent_uploads_of_the_same_paths_all_succeed() -> None:
     ]
     listed = alice.client.get(f"/api/projects/{project}/pages/").json()
     assert listed["pagination"]["total"] == 3
+    usage = alice.client.get(f"/api/projects/{project}/").json()["usage"]
+    assert (usage["total_pages"], usage["total_batches"]) == (3, 4)
+    assert lifecycle.reconcile(Scope(conf.get_connection(), None), project) == []
+    assert_agreement("alice", project, {r.json()["batch_id"] for r in responses}, set())
+    assert sync_check() == 0
+
+
+def uploads_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+    user: ApiUser,
+    project: str,
+    first: str,
+    between: Callable[[], Any] | None = None,
+) -> set[str]:
+    """Two uploads of the same paths, on threads: both write their pages (the pages'
+    compare-and-set puts one after the other), then make the rest of their moves
+    (``lifecycle.enqueue``) one after the other, the upload that wrote the pages last first
+    (``first="newer"``) or the other; ``between`` runs between the two. Their batch ids."""
+    real = lifecycle.enqueue
+    written = threading.Barrier(2, timeout=30)
+    turn = threading.Event()
+
+    def enqueue(scope: Scope, written_pages: list[Page], **options: Any) -> None:
+        written.wait()  # both uploads have written their pages
+        stored = Page.objects.bind(scope).get(project_id=project, page_id=written_pages[0].pk)
+        latest = stored.get("batch_id") == written_pages[0].get("batch_id")
+        if latest != (first == "newer"):
+            assert turn.wait(30)
+            real(scope, written_pages, **options)
+            return
+        try:
+            real(scope, written_pages, **options)
+            if between is not None:
+                between()
+        finally:
+            turn.set()
+
+    monkeypatch.setattr(lifecycle, "enqueue", enqueue)
+    responses = run_together([lambda: post_batch(user, project, pages(3)) for _ in range(2)])
+    monkeypatch.setattr(lifecycle, "enqueue", real)
+    assert [response.status_code for response in responses] == [201, 201]
+    return {response.json()["batch_id"] for response in responses}
+
+
+@pytest.mark.parametrize("first", ["newer", "older"])
+def test_two_uploads_of_the_same_paths_leave_each_page_in_the_batch_that_wrote_it_last(
+    first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever upload makes the rest of its moves first, the batch that wrote a page last
+    counts it, the other batch drops it, and ``reconcile`` finds nothing."""
+    alice = api_user("alice")
+    project = make_project(alice)
+    batch_ids = uploads_in_order(monkeypatch, alice, project, first)
+    assert lifecycle.reconcile(Scope(conf.get_connection(), None), project) == []
+    assert_agreement("alice", project, batch_ids, set())
+    rows = Page.objects.auth("alice").filter(project_id=project).values("page_id", "batch_id")
+    (latest,) = {row["batch_id"] for row in rows}
+    for batch_id in batch_ids:
+        batch = Batch.objects.auth("alice").get(project_id=project, batch_id=batch_id)
+        expected = {row["page_id"] for row in rows} if batch_id == latest else set()
+        assert set(batch.get("pages")) == expected, batch_id
+        assert batch.get("page_count") == len(expected)
+        assert batch.get("summary")["pending"] == len(expected)
+    assert sync_check() == 0
+
+
+def test_a_late_upload_move_leaves_the_claim_of_a_newer_upload_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The newer upload's page is claimed before the older upload's late queue write: the
+    claimed item stays (an older upload's fresh item would make the processing page claimable
+    as if queued), and the worker acks the page."""
+    alice = api_user("alice")
+    project = make_project(alice)
+    claims: list[Any] = []
+
+    def claim() -> None:
+        claims.append(alice.client.post(f"/api/projects/{project}/queue/claim/"))
+
+    batch_ids = uploads_in_order(monkeypatch, alice, project, "newer", between=claim)
+    assert claims[0].status_code == 200
+    page_id = claims[0].json()["page_id"]
+    assert lifecycle.reconcile(Scope(conf.get_connection(), None), project) == []
+    assert_agreement("alice", project, batch_ids, set())
+    ack = alice.client.post(f"/api/projects/{project}/queue/{page_id}/ack/", {}, format="json")
+    assert ack.status_code == 200 and ack.json()["status"] == "done"
     assert sync_check() == 0
 
 

@@ -3,7 +3,16 @@ rebuilds the rows from KV (the source of truth). Streams in batches; safe while 
 
 Values of unique constraints held by several objects, and objects sharing a primary key, are
 listed, never repaired: ``--check`` and ``--repair`` exit with status 1 while any remain, since
-a person must decide."""
+a person must decide.
+
+Then the page lifecycle of every live project (``lifecycle.reconcile``): where its queue,
+status objects, batch page maps and usage counters disagree with its pages; ``--repair`` sets
+them from the pages, after the metadata rows (the pages are read from them). It runs unless
+``--model`` names none of the models it reads (PROJECT, PAGE, BATCH, QUEUE, STATUS).
+
+And what else is derived from the rows: every model's listings (``projects:{user_id}``,
+``apikeys:{user_id}``) and the ``email:{email}`` lookups; ``--repair`` rewrites those that
+differ."""
 
 from __future__ import annotations
 
@@ -12,11 +21,23 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from datamodel import ListingReport, SyncReport, registry, verify, verify_listings
+from datamodel import (
+    DoesNotExist,
+    ListingReport,
+    Scope,
+    SyncReport,
+    registry,
+    verify,
+    verify_listings,
+)
 from datamodel.repair import DUPLICATES_HINT, SHARED_KEYS_HINT
-from datastore import DatastoreError
-from nimbus import conf
+from datastore import Conflict, DatastoreError
+from nimbus import conf, lifecycle
+from nimbus.models import Batch, Page, PageStatus, Project, Queue
 from nimbus.models.email import LookupReport, verify_lookups
+
+LIFECYCLE_MODELS = {model._meta.name for model in (Project, Page, Batch, Queue, PageStatus)}
+LISTED = 10  # the disagreements listed per project below verbosity 2
 
 
 class Command(BaseCommand):
@@ -67,56 +88,51 @@ class Command(BaseCommand):
                         progress=progress,
                     )
                 )
-            # then what is derived from the rows: per-owner lists and email lookups
+            checked = {model._meta.name for model in models or list(registry)}
             listings: list[ListingReport] = []
             for model in models or list(registry):
                 listings += verify_listings(
                     connection, model, repair=options["repair"], batch_size=options["batch_size"]
                 )
             lookups: LookupReport | None = None
-            if not models or any(model._meta.name == "EMAIL" for model in models):
+            if "EMAIL" in checked:  # the users are read from their rows
                 lookups = verify_lookups(connection, repair=options["repair"])
+            cycle = (
+                self._lifecycle(connection, options["repair"])
+                if checked & LIFECYCLE_MODELS
+                else None
+            )
         except DatastoreError as exc:
             raise CommandError(f"nimbus_sync failed: {exc}") from exc
 
         derived = sum(report.drifted for report in listings) + (lookups.drift if lookups else 0)
         drift = sum(report.drift for report in reports) + derived
+        disagreements = cycle["drift"] if cycle else 0
+        unrepaired = [entry for entry in cycle["projects"] if entry["error"]] if cycle else []
         rows = sum(report.repairable for report in reports)
         repairable = rows + derived
         duplicates = sum(report.duplicates for report in reports)
         shared = sum(report.shared_keys for report in reports)
         if options["json"]:
-            self.stdout.write(
-                json.dumps(
-                    {
-                        "models": [r.to_json() for r in reports],
-                        "listings": [r.to_json() for r in listings],
-                        "lookups": lookups.to_json() if lookups else None,
-                        "drift": drift,
-                    }
-                )
-            )
+            report_json: dict[str, Any] = {
+                "models": [r.to_json() for r in reports],
+                "listings": [r.to_json() for r in listings],
+                "lookups": lookups.to_json() if lookups else None,
+                "drift": drift + disagreements,
+            }
+            if cycle is not None:
+                report_json["lifecycle"] = cycle
+            self.stdout.write(json.dumps(report_json))
         else:
             for report in reports:
                 self._report(report, options["repair"], verbosity)
-            for listing in listings:
-                self._derived(
-                    f"{listing.model} lists {listing.listing}:{{{listing.pointer}}}",
-                    f"{listing.checked} checked, {listing.drifted} differ from the table",
-                    listing.drifted,
-                    listing.repaired if options["repair"] else None,
-                    listing.examples if verbosity >= 2 else [],
-                )
-            if lookups is not None:
-                self._derived(
-                    "EMAIL lookups",
-                    f"{lookups.checked} checked, {lookups.missing} missing, {lookups.stale} stale",
-                    lookups.drift,
-                    lookups.repaired if options["repair"] else None,
-                    lookups.examples if verbosity >= 2 else [],
-                )
+            self._report_derived(listings, lookups, options["repair"], verbosity)
+            if cycle is not None:
+                self._report_lifecycle(cycle, options["repair"], verbosity)
             if repairable and not options["repair"]:
                 self.stdout.write("Run with --repair to rebuild the metadata from KV.")
+            if disagreements and not options["repair"]:
+                self.stdout.write("Run with --repair to set the lifecycle from the pages.")
             if duplicates:
                 self.stdout.write(self.style.ERROR(DUPLICATES_HINT))
             if shared:
@@ -128,26 +144,109 @@ class Command(BaseCommand):
             )
         if shared:
             decisions.append(f"{shared} primary keys are shared by more than one object")
-        if options["check"] and repairable and not options["repair"]:
-            also = f" and {'; '.join(decisions)}: they need a decision" if decisions else ""
-            found = [f"{rows} rows drifted from KV"] if rows else []
+        if options["check"] and (repairable or disagreements) and not options["repair"]:
+            found = []
+            if rows:
+                found.append(f"{rows} rows drifted from KV")
             if derived:
                 found.append(f"{derived} lists or email lookups differ from the rows")
+            if disagreements:
+                projects = sum(1 for entry in cycle["projects"] if entry["found"]) if cycle else 0
+                found.append(
+                    f"{disagreements} lifecycle disagreements with the pages in {projects} projects"
+                )
+            also = f" and {'; '.join(decisions)}: they need a decision" if decisions else ""
             raise CommandError(f"{'; '.join(found)}{also}", returncode=1)
+        if options["repair"] and unrepaired:
+            names = ", ".join(entry["project_id"] for entry in unrepaired)
+            raise CommandError(
+                f"the lifecycle of {names} changed while it was repaired: run --repair again",
+                returncode=1,
+            )
         if (options["check"] or options["repair"]) and decisions:
             raise CommandError(
                 f"{'; '.join(decisions)}: not repaired, they need a decision", returncode=1
             )
 
-    def _derived(
-        self, what: str, line: str, drift: int, repaired: int | None, examples: list[str]
+    def _lifecycle(self, connection: Any, repair: bool) -> dict[str, Any]:
+        """``lifecycle.reconcile`` for every live project: what it found in each (and, with
+        ``repair``, whether the repair went through)."""
+        system = Scope(connection, None)
+        entries = []
+        project_ids = Project.objects.bind(system).filter().values_list("project_id", flat=True)
+        for project_id in project_ids.iterator():
+            entry: dict[str, Any] = {"project_id": project_id, "found": [], "error": None}
+            try:
+                entry["found"] = lifecycle.reconcile(system, project_id, repair=repair)
+            except DoesNotExist:
+                continue  # deleted since it was listed
+            except Conflict as exc:  # a batch or status object moved while it was repaired
+                entry["error"] = str(exc) or "changed meanwhile"
+            entries.append(entry)
+        drift = sum(len(entry["found"]) for entry in entries)
+        repaired = sum(len(entry["found"]) for entry in entries if repair and not entry["error"])
+        return {
+            "checked": len(entries),
+            "drift": drift,
+            "repaired": repaired,
+            "projects": [entry for entry in entries if entry["found"] or entry["error"]],
+        }
+
+    def _report_lifecycle(self, cycle: dict[str, Any], repair: bool, verbosity: int) -> None:
+        drifted = [entry for entry in cycle["projects"] if entry["found"]]
+        line = (
+            f"lifecycle: {cycle['checked']} projects checked, {len(drifted)} drifted, "
+            f"{cycle['drift']} disagreements with their pages"
+        )
+        if repair:
+            line += f", {cycle['repaired']} repaired"
+        style = self.style.WARNING if cycle["drift"] else self.style.SUCCESS
+        self.stdout.write(style(line))
+        for entry in cycle["projects"]:
+            shown = entry["found"] if verbosity >= 2 else entry["found"][:LISTED]
+            for found in shown:
+                self.stdout.write(f"    {entry['project_id']}: {found}")
+            if len(entry["found"]) > len(shown):
+                more = len(entry["found"]) - len(shown)
+                self.stdout.write(f"    {entry['project_id']}: ... and {more} more")
+            if entry["error"]:
+                self.stdout.write(
+                    self.style.ERROR(f"    {entry['project_id']}: not repaired: {entry['error']}")
+                )
+
+    def _report_derived(
+        self,
+        listings: list[ListingReport],
+        lookups: LookupReport | None,
+        repair: bool,
+        verbosity: int,
     ) -> None:
-        if repaired is not None:
-            line += f", {repaired} repaired"
-        style = self.style.WARNING if drift else self.style.SUCCESS
-        self.stdout.write(style(f"{what}: {line}"))
-        for example in examples:
-            self.stdout.write(f"    {example}")
+        lines = [
+            (
+                f"{report.model} lists {report.listing}:{{{report.pointer}}}: {report.checked} "
+                f"checked, {report.drifted} differ from the rows",
+                report.drifted,
+                report.repaired,
+                report.examples,
+            )
+            for report in listings
+        ]
+        if lookups is not None:
+            lines.append(
+                (
+                    f"EMAIL lookups: {lookups.checked} checked, {lookups.missing} missing, "
+                    f"{lookups.stale} stale",
+                    lookups.drift,
+                    lookups.repaired,
+                    lookups.examples,
+                )
+            )
+        for line, drift, repaired, examples in lines:
+            if repair:
+                line += f", {repaired} repaired"
+            self.stdout.write((self.style.WARNING if drift else self.style.SUCCESS)(line))
+            for example in examples if verbosity >= 2 else []:
+                self.stdout.write(f"    {example}")
 
     def _report(self, report: SyncReport, repair: bool, verbosity: int) -> None:
         line = (

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from datastore import ScopedDatastore
 
     from .connection import Connection
-    from .model import DataModel
+
+# A listing sits below the model class (whose options hold it), so models are typed loosely.
+DataModel = Any
 
 __all__ = ["Listing", "ListingReport", "verify_listings"]
 

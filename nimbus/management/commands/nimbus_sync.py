@@ -33,8 +33,8 @@ from datamodel import (
 from datamodel.repair import DUPLICATES_HINT, SHARED_KEYS_HINT
 from datastore import Conflict, DatastoreError
 from nimbus import conf, lifecycle
+from nimbus.lookups import LookupReport, verify_lookups
 from nimbus.models import Batch, Page, PageStatus, Project, Queue
-from nimbus.models.email import LookupReport, verify_lookups
 
 LIFECYCLE_MODELS = {model._meta.name for model in (Project, Page, Batch, Queue, PageStatus)}
 LISTED = 10  # the disagreements listed per project below verbosity 2

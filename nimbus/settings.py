@@ -106,6 +106,15 @@ SESSION_ENGINE = "nimbus.sessions"
 # and sign-in attempts per address and user name per five minutes.
 NIMBUS_RATE_LIMITS = {"anon": 60, "session": 600, "key": 1000, "login": 10}
 
+# Reverse proxies (IP addresses or networks) whose X-Forwarded-For is believed: behind them the
+# client is the right-most address in it that is not one of them. Default: none, the header is
+# ignored. NIMBUS_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.1 in the environment.
+NIMBUS_TRUSTED_PROXIES = [
+    proxy.strip()
+    for proxy in os.environ.get("NIMBUS_TRUSTED_PROXIES", "").split(",")
+    if proxy.strip()
+]
+
 # API-key usage counters (last_used, usage) are written in batches after responses, at most
 # once per key in this many seconds per process (0: after every request); see nimbus.key_usage.
 NIMBUS_KEY_USAGE_FLUSH_SECONDS = 10

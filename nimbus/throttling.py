@@ -1,6 +1,7 @@
 """Rate limits on the datastore's RateLimiter: the API throttle (per API key) and the login
 rate limit (per client address and user name), under the kv-clients spec's keys:
-``rl:api:{identifier}`` and ``rl:login:{address}_{user name}`` (IPv6 addresses as they are)."""
+``rl:api:{identifier}`` and ``rl:login:{address}_{user name}`` (IPv6 addresses as they are).
+The address is the client's (``nimbus.addresses``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rest_framework.throttling import BaseThrottle
 from datastore import RateLimiterClient, RateLimitResult
 
 from . import conf
+from .addresses import client_address
 from .api.authentication import NimbusUser, django_user_id
 
 __all__ = ["ApiKeyRateThrottle", "LoginRateLimitMiddleware"]
@@ -35,7 +37,7 @@ def _safe(text: str) -> str:
 
 
 def _client_address(request: HttpRequest) -> str:
-    return _safe(request.META.get("REMOTE_ADDR", "unknown"))
+    return _safe(client_address(request) or "unknown")
 
 
 class ApiKeyRateThrottle(BaseThrottle):

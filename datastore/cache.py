@@ -2,7 +2,8 @@
 
 All three degrade gracefully: when the store is unavailable the cache falls through to the
 loader, the session cache answers "no session", and the rate limiter lets the request through,
-each logging a warning instead of failing the request.
+each logging a warning instead of failing the request. A rate limiter built with
+``fail_open=False`` raises ``Unavailable`` instead, for limits that must hold (sign-in).
 
 Cache entries are the data-structures spec's ``CacheData``: ``{"data": <the value>, "created":
 <ISO 8601>, "expires": <ISO 8601, or null without a TTL>, "type": <value_type>}``, timestamps
@@ -319,7 +320,8 @@ class RateLimiterClient:
     current 15 minutes. See the module docstring on windows and accuracy.
 
     ``clock`` defaults to the store's: windows end when their counter expires on the store, so
-    a clock of your own must be the store's clock too."""
+    a clock of your own must be the store's clock too. While the store is unavailable a check
+    is allowed (with a warning), or with ``fail_open=False`` raises ``Unavailable``."""
 
     def __init__(
         self,
@@ -351,9 +353,9 @@ class RateLimiterClient:
         try:
             count = self.kv.incr(self.namespace, key, ttl=_ttl(self.kv, reset_at - now))
         except Unavailable as exc:
-            logger.warning("rate limiter unavailable (%s): letting %s through", exc, identifier)
             if not self.fail_open:
                 raise
+            logger.warning("rate limiter unavailable (%s): letting %s through", exc, identifier)
             return RateLimitResult(True, limit, reset_at, limit, now)
         return RateLimitResult(count <= limit, max(0, limit - count), reset_at, limit, now)
 

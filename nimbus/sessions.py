@@ -10,7 +10,8 @@ NIMBUS_SESSIONS, readable without Django, plus Django's signed session payload i
 ``user_id`` is the signed-in user's Nimbus identifier (``django_{pk}``, as the API names staff
 sessions) and ``email`` theirs; both are null for an anonymous session. ``created`` is when the
 key was first stored and ``expires`` the session's expiry, both on the store's clock. ``ip`` and
-``user_agent`` come from the request that saved the session (``SessionClientMiddleware``); a
+``user_agent`` come from the request that saved the session (``SessionClientMiddleware``; the
+address is the client's, see ``nimbus.addresses``); a
 session first saved outside a request has null for them, and one saved again outside a request
 keeps the last request's.
 
@@ -34,6 +35,7 @@ from django.http import HttpRequest, HttpResponse
 from datastore import Conflict, SessionCacheClient, codec
 
 from . import conf
+from .addresses import client_address
 from .api.authentication import django_user_id
 
 __all__ = ["SessionClient", "SessionClientMiddleware", "SessionStore"]
@@ -52,7 +54,7 @@ class SessionClient:
     def of(cls, request: HttpRequest) -> SessionClient:
         user_agent = request.META.get("HTTP_USER_AGENT") or None
         return cls(
-            ip=request.META.get("REMOTE_ADDR") or None,
+            ip=client_address(request),
             user_agent=user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
         )
 

@@ -103,8 +103,22 @@ CACHES = {"default": {"BACKEND": "nimbus.cache.KVCache", "LOCATION": "NIMBUS_CAC
 SESSION_ENGINE = "nimbus.sessions"
 
 # Requests per minute: anonymous, staff sessions, API keys without their own rate_limit;
-# and sign-in attempts per address and user name per five minutes.
+# and sign-in attempts per five minutes per address and user name ("login") and per address
+# whatever the name ("login_address", by default 5 x "login").
 NIMBUS_RATE_LIMITS = {"anon": 60, "session": 600, "key": 1000, "login": 10}
+
+# While the KV store is down sign-in is refused (503); the API throttle lets requests through
+# unless this is False (then they get 503 too).
+NIMBUS_API_THROTTLE_FAIL_OPEN = True
+
+# Reverse proxies (IP addresses or networks) whose X-Forwarded-For is believed: behind them the
+# client is the right-most address in it that is not one of them. Default: none, the header is
+# ignored. NIMBUS_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.1 in the environment.
+NIMBUS_TRUSTED_PROXIES = [
+    proxy.strip()
+    for proxy in os.environ.get("NIMBUS_TRUSTED_PROXIES", "").split(",")
+    if proxy.strip()
+]
 
 # API-key usage counters (last_used, usage) are written in batches after responses, at most
 # once per key in this many seconds per process (0: after every request); see nimbus.key_usage.

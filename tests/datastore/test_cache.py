@@ -20,6 +20,7 @@ from datastore import (
     KVStore,
     RateLimiterClient,
     SessionCacheClient,
+    Unavailable,
     codec,
 )
 from tests.support import KV_BACKENDS, Backend, FakeClock, FaultyStore, make_kv
@@ -113,6 +114,17 @@ def test_an_unavailable_cache_falls_through_to_the_loader(
     assert limiter.check_limit("user_1", 1, 60).allowed
     sessions = SessionCacheClient(faulty)  # type: ignore[arg-type]
     assert sessions.get("tok") is None
+
+
+def test_a_rate_limiter_that_must_hold_raises_while_the_store_is_unavailable(
+    kv: KVStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    faulty = FaultyStore(kv)
+    faulty.failing = {"incr"}
+    limiter = RateLimiterClient(faulty, fail_open=False)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="datastore.cache"), pytest.raises(Unavailable):
+        limiter.check_limit("user_1", 1, 60)
+    assert "letting" not in caplog.text  # nothing was let through
 
 
 def test_sessions(kv: KVStore) -> None:

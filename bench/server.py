@@ -56,6 +56,7 @@ class Stores:
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": "bench-" + os.urandom(16).hex(),
             "DJANGO_ALLOWED_HOSTS": LOOPBACK,
+            "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
         }
 
 

@@ -9,6 +9,11 @@ given, the SHA-256 the backup reported), reports that SHA-256, and refuses a tar
 already holds data unless told how to merge (``overwrite`` or ``skip``). Metadata tables are
 not in the file: they are rebuilt from KV.
 
+A backup can leave keys out (``exclude``: a whole namespace, or the keys of a namespace under
+a prefix, such as sessions and caches); the header lists what was left out, and ``restore``
+takes the same list as keys that do not make a target "hold data". The file is created
+readable by its owner only (0600) and never over an existing file unless ``overwrite``.
+
 The migration log is merged, never duplicated, whatever the merge mode: a logged change is
 restored only if its table exists in the target (``objects``/``lists`` restored from the file
 count; the metadata tables do not exist until ``initialize`` rebuilds them and logs their
@@ -25,11 +30,14 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import os
+import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from datastore import KVStore, PutItem, SQLDatabase, codec
 from datastore.adapters.sql import OBJECT_TABLES_DDL
@@ -38,7 +46,7 @@ from datastore.sqlbuild import insert_rows
 
 from .schema import MIGRATIONS_DDL, MIGRATIONS_TABLE
 
-__all__ = ["FORMAT", "VERSION", "BackupReport", "backup", "restore"]
+__all__ = ["FORMAT", "VERSION", "BackupReport", "KeyRange", "backup", "restore"]
 
 FORMAT = "nimbus-backup"
 VERSION = 1
@@ -47,6 +55,17 @@ SQL_TABLES = ("objects", "lists", MIGRATIONS_TABLE)
 MERGE_MODES = ("refuse", "overwrite", "skip")
 # What makes two migration log rows the same change (ids and applied_at differ by database).
 LOG_IDENTITY = ("model", "table", "change", "detail", "sql", "schema_hash")
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """The keys of ``namespace`` that start with ``prefix`` (``""``: the whole namespace)."""
+
+    namespace: str
+    prefix: str = ""
+
+    def covers(self, namespace: str, key: str) -> bool:
+        return namespace == self.namespace and key.startswith(self.prefix)
 
 
 @dataclass
@@ -62,13 +81,20 @@ class BackupReport:
         return dict(vars(self))
 
 
-def _kv_records(kv: KVStore) -> Iterator[dict[str, Any]]:
+def _kv_records(kv: KVStore, exclude: Sequence[KeyRange] = ()) -> Iterator[dict[str, Any]]:
     for namespace in kv.namespaces():
+        if any(left_out.namespace == namespace and not left_out.prefix for left_out in exclude):
+            continue
         cursor = None
         while True:
             page = kv.list(namespace, cursor=cursor, limit=kv.limits.max_list_limit)
-            for start in range(0, len(page.keys), BATCH):
-                keys = page.keys[start : start + BATCH]
+            kept = [
+                key
+                for key in page.keys
+                if not any(left_out.covers(namespace, key) for left_out in exclude)
+            ]
+            for start in range(0, len(kept), BATCH):
+                keys = kept[start : start + BATCH]
                 for key, entry in kv.get_entries(namespace, keys).items():
                     yield {
                         "t": "kv",
@@ -101,6 +127,25 @@ def _sql_records(sql: SQLDatabase) -> Iterator[dict[str, Any]]:
                 break
 
 
+@contextmanager
+def _private_file(path: str | Path, overwrite: bool) -> Iterator[IO[bytes]]:
+    """A new file at ``path`` that only its owner can read (0600). ``FileExistsError`` if
+    ``path`` exists, unless ``overwrite``: then the file is written beside it and renamed over
+    it at the end. A failed write removes what it wrote and leaves ``path`` as it was."""
+    path = Path(path)
+    written = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp") if overwrite else path
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(written, flags, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            yield out
+        if overwrite:
+            os.replace(written, path)
+    except BaseException:
+        written.unlink(missing_ok=True)
+        raise
+
+
 def backup(
     kv: KVStore | None,
     sql: SQLDatabase | None,
@@ -108,8 +153,12 @@ def backup(
     *,
     source: str = "",
     progress: Callable[[int], None] | None = None,
+    exclude: Sequence[KeyRange] = (),
+    overwrite: bool = False,
 ) -> BackupReport:
-    """Write every KV key and the SQL tables above to ``path`` (gzip JSON lines)."""
+    """Write every KV key (but those in ``exclude``) and the SQL tables above to ``path``
+    (gzip JSON lines, mode 0600). An existing ``path`` raises ``FileExistsError`` before
+    anything is read, unless ``overwrite``."""
     started = time.perf_counter()
     report = BackupReport()
     digest = hashlib.sha256()
@@ -119,8 +168,9 @@ def backup(
         "version": VERSION,
         "created_at": codec.isoformat(dt.datetime.now(dt.UTC)),
         "source": source,
+        "excluded": [{"ns": left_out.namespace, "prefix": left_out.prefix} for left_out in exclude],
     }
-    with gzip.open(path, "wb") as out:
+    with _private_file(path, overwrite) as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
 
         def write(record: dict[str, Any]) -> None:
             line = json.dumps(record, separators=(",", ":"), sort_keys=True).encode() + b"\n"
@@ -130,7 +180,7 @@ def backup(
         write(header)
         streams: list[Iterator[dict[str, Any]]] = []
         if kv is not None:
-            streams.append(_kv_records(kv))
+            streams.append(_kv_records(kv, exclude))
         if sql is not None:
             streams.append(_sql_records(sql))
         for stream in streams:
@@ -203,11 +253,26 @@ def verify_file(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
     return {**header, "sha256": actual}
 
 
-def _target_holds_data(kv: KVStore | None, sql: SQLDatabase | None) -> bool:
+def _target_holds_data(
+    kv: KVStore | None, sql: SQLDatabase | None, ignore: Sequence[KeyRange] = ()
+) -> bool:
     if kv is not None:
         for namespace in kv.namespaces():
-            if kv.list(namespace, limit=max(kv.limits.min_list_limit, 1)).keys:
-                return True
+            if not any(skipped.namespace == namespace for skipped in ignore):
+                if kv.list(namespace, limit=max(kv.limits.min_list_limit, 1)).keys:
+                    return True
+                continue
+            cursor = None
+            while True:  # only where something is ignored: every key may have to be seen
+                page = kv.list(namespace, cursor=cursor, limit=kv.limits.max_list_limit)
+                if any(
+                    not any(skipped.covers(namespace, key) for skipped in ignore)
+                    for key in page.keys
+                ):
+                    return True
+                cursor = page.cursor
+                if cursor is None:
+                    break
     if sql is not None:
         for table in ("objects", "lists"):
             if sql.table_info(table) and sql.execute(f'SELECT 1 FROM "{table}" LIMIT 1'):
@@ -223,15 +288,17 @@ def restore(
     merge: str = "refuse",
     progress: Callable[[int], None] | None = None,
     sha256: str | None = None,
+    ignore: Sequence[KeyRange] = (),
 ) -> BackupReport:
     """Load a backup into the given stores (see the module docstring for ``merge`` and the
     migration log). ``sha256``: the checksum the backup reported, checked before anything is
-    written; the report's ``sha256`` is the file's, verified."""
+    written; the report's ``sha256`` is the file's, verified. Keys in ``ignore`` (sessions,
+    caches) do not count as data the target holds."""
     if merge not in MERGE_MODES:
         raise InvalidValue(f"merge must be one of {', '.join(MERGE_MODES)}")
     started = time.perf_counter()
     checked = verify_file(path, sha256)
-    if merge == "refuse" and _target_holds_data(kv, sql):
+    if merge == "refuse" and _target_holds_data(kv, sql, ignore):
         raise InvalidValue(
             "the target already holds data: restore with merge='overwrite' or merge='skip'"
         )

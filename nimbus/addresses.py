@@ -95,9 +95,9 @@ def client_address(request: HttpRequest) -> str | None:
 
 @register(Tags.security, "nimbus")
 def check_trusted_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """nimbus.E007: ``NIMBUS_TRUSTED_PROXIES`` is a list of addresses or networks."""
+    """nimbus.E008: ``NIMBUS_TRUSTED_PROXIES`` is a list of addresses or networks."""
     try:
         trusted_proxies()
     except ImproperlyConfigured as exc:
-        return [Error(str(exc), id="nimbus.E007")]
+        return [Error(str(exc), id="nimbus.E008")]
     return []

@@ -10,6 +10,7 @@ import contextlib
 import os
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
@@ -20,6 +21,7 @@ from datastore.backends.cloudflare import MAX_BOUND_PARAMETERS
 from . import conf, key_usage
 
 D1_MAX_COLUMNS = 100
+INSECURE_PREFIX = "django-insecure-"  # Django's mark of a key not to deploy with
 
 
 @register(Tags.compatibility, "nimbus")
@@ -79,6 +81,23 @@ def check_key_usage(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             )
         ]
     return []
+
+
+@register(Tags.security, "nimbus")
+def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """nimbus.E007: the development secret key (or any key marked ``django-insecure-``) is
+    refused while DEBUG is off."""
+    if django_settings.DEBUG or not str(django_settings.SECRET_KEY).startswith(INSECURE_PREFIX):
+        return []
+    return [
+        Error(
+            f"SECRET_KEY is a development key ({INSECURE_PREFIX}...) while DEBUG is off: "
+            "set DJANGO_SECRET_KEY",
+            hint="Set DJANGO_SECRET_KEY to a long random value, e.g. the output of python -c "
+            "'from django.core.management.utils import get_random_secret_key as k; print(k())'.",
+            id="nimbus.E007",
+        )
+    ]
 
 
 @register(Tags.models, "nimbus")

@@ -1,8 +1,10 @@
 """Django settings for Nimbus.
 
-Local development runs on embedded SQLite files under ``var/`` with no server. Deployments
-override through the environment (12-factor): ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``,
-``DJANGO_ALLOWED_HOSTS``, ``NIMBUS_KV_URL``, ``NIMBUS_D1_URL``, ``NIMBUS_ADAPTER``.
+Local development runs on embedded SQLite files under ``var/`` with no server, with
+``DJANGO_DEBUG=true``. Without it the settings are production settings: a secret key is required
+and HTTPS is enforced (see README, "Run in production"). Deployments override through the
+environment (12-factor): ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``DJANGO_ALLOWED_HOSTS``, the
+``DJANGO_SECURE_*`` switches below, ``NIMBUS_KV_URL``, ``NIMBUS_D1_URL``, ``NIMBUS_ADAPTER``.
 """
 
 from __future__ import annotations
@@ -10,24 +12,65 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """A yes/no environment variable: ``true``/``1``/``yes`` or ``false``/``0``/``no``."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: expected true or false")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """A comma-separated environment variable."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The embedded default's data (SQLite files) lives here, readable by its owner only.
 VAR_DIR = Path(os.environ.get("NIMBUS_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-DEBUG = os.environ.get("DJANGO_DEBUG", "true").lower() in ("1", "true", "yes")
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        from django.core.exceptions import ImproperlyConfigured
+DEBUG = env_flag("DJANGO_DEBUG", False)
 
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+# Keys marked "django-insecure-" are refused whenever DEBUG is off (here, and by the system
+# check nimbus.E007 for settings that change DEBUG later).
+DEVELOPMENT_SECRET_KEY = "django-insecure-nimbus-local-development-key"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or (DEVELOPMENT_SECRET_KEY if DEBUG else "")
+if not DEBUG and (not SECRET_KEY or SECRET_KEY.startswith("django-insecure-")):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set to a secret value (not a django-insecure- development "
+        "key) when DJANGO_DEBUG is off; for local development set DJANGO_DEBUG=true"
+    )
 
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
-    if host.strip()
-]
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# HTTPS. On by default when DEBUG is off; behind a proxy that terminates TLS, set
+# DJANGO_SECURE_PROXY_SSL_HEADER=true (the proxy sets X-Forwarded-Proto) or turn the redirect off.
+SECURE_SSL_REDIRECT = env_flag("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+if env_flag("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+try:
+    SECURE_HSTS_SECONDS = int(
+        os.environ.get("DJANGO_SECURE_HSTS_SECONDS") or (0 if DEBUG else 31_536_000)
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DJANGO_SECURE_HSTS_SECONDS: {exc}") from exc
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_flag("DJANGO_SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = True  # no script here reads either cookie
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+
+# Error reports (the debug page, mailed reports) mask passwords in URLs and the app's secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "nimbus.reporting.NimbusExceptionReporterFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -45,6 +88,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files, with DEBUG off too
     "django.contrib.sessions.middleware.SessionMiddleware",
     "nimbus.sessions.SessionClientMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -172,7 +216,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# ``manage.py collectstatic`` copies (and compresses) them here; WhiteNoise serves them.
 STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -59,7 +59,7 @@ class SQLiteConnections:
             self._shared = self._open()
         else:
             parent = Path(self.path).parent
-            parent.mkdir(parents=True, exist_ok=True)
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data: owner only
 
     def _open(self) -> sqlite3.Connection:
         # check_same_thread is off so close() works from any thread; each file connection

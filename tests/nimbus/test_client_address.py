@@ -63,12 +63,12 @@ def test_behind_trusted_proxies_the_client_is_the_nearest_untrusted_hop(
 
 def test_invalid_trusted_proxies_are_reported_by_the_checks(settings) -> None:
     settings.NIMBUS_TRUSTED_PROXIES = ["10.0.0.0/8", "proxy.local"]
-    errors = [m for m in run_checks() if m.id == "nimbus.E007"]
+    errors = [m for m in run_checks() if m.id == "nimbus.E008"]
     assert len(errors) == 1 and "proxy.local" in errors[0].msg
     settings.NIMBUS_TRUSTED_PROXIES = "10.0.0.1"  # a string, not a list
-    assert [m.id for m in run_checks() if m.id == "nimbus.E007"] == ["nimbus.E007"]
+    assert [m.id for m in run_checks() if m.id == "nimbus.E008"] == ["nimbus.E008"]
     settings.NIMBUS_TRUSTED_PROXIES = PROXIES
-    assert not [m for m in run_checks() if m.id == "nimbus.E007"]
+    assert not [m for m in run_checks() if m.id == "nimbus.E008"]
 
 
 @pytest.mark.django_db

@@ -1,16 +1,23 @@
 """``manage.py nimbus_backup PATH``: stream every KV key (and the SQL adapter's objects/lists
-and the migration log) to a versioned, gzip-compressed JSON-lines file with a checksum."""
+and the migration log) to a versioned, gzip-compressed JSON-lines file with a checksum.
+
+Sessions (``session:`` keys in NIMBUS_SESSIONS: replaying one signs its user in) and the cache
+namespace (cached values and rate-limit counters) are left out unless asked for. The file is
+created readable by its owner only (0600), and never over an existing file without ``--force``.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from datamodel.backup import backup
+from datamodel.backup import KeyRange, backup
 from datastore import DatastoreError
 from nimbus import conf
+from nimbus.backups import cache_ranges, session_ranges
 
 
 class Command(BaseCommand):
@@ -18,6 +25,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="Where to write the backup (e.g. nimbus.jsonl.gz).")
+        parser.add_argument(
+            "--include-sessions",
+            action="store_true",
+            help="Keep the sign-in sessions (session: keys in NIMBUS_SESSIONS). Anyone holding "
+            "the file can then sign in as their users.",
+        )
+        parser.add_argument(
+            "--include-cache",
+            action="store_true",
+            help="Keep the cache namespace (cached values and rate-limit counters).",
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="Replace PATH if it already exists."
+        )
         parser.add_argument("--json", action="store_true", help="One JSON report on stdout.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -25,27 +46,49 @@ class Command(BaseCommand):
         connection = conf.get_connection()
         kv = connection.datastore.kv
         sql = conf.sql_database()
+        exclude: list[KeyRange] = []
+        try:
+            if not options["include_sessions"]:
+                exclude += session_ranges()
+            if not options["include_cache"]:
+                exclude += cache_ranges()
+        except ImproperlyConfigured as exc:
+            raise CommandError(f"backup refused: {exc}") from exc
 
         def progress(count: int) -> None:
             if options["verbosity"] >= 1 and not options["json"]:
                 self.stderr.write(f"  {count} records")
 
+        path = options["path"]
         try:
             report = backup(
                 kv,
                 sql,
-                options["path"],
+                path,
                 source=f"{settings.kv.backend} + {settings.d1.backend}",
                 progress=progress,
+                exclude=exclude,
+                overwrite=options["force"],
             )
+        except FileExistsError as exc:
+            raise CommandError(
+                f"{path} already exists: nimbus_backup does not write over a file; choose "
+                "another path, or give --force to replace it"
+            ) from exc
         except (DatastoreError, OSError) as exc:
             raise CommandError(f"backup failed: {exc}") from exc
+        left_out = [
+            name
+            for name, flag in (("sessions", "include_sessions"), ("cache", "include_cache"))
+            if not options[flag]
+        ]
         if options["json"]:
-            self.stdout.write(json.dumps(report.to_json()))
+            self.stdout.write(json.dumps({**report.to_json(), "left_out": left_out}))
         else:
+            without = f" (without {' and '.join(left_out)})" if left_out else ""
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Backed up {report.kv_keys} KV keys and {report.sql_rows} SQL rows to "
-                    f"{options['path']} (sha256 {report.sha256[:16]}..., {report.duration_ms} ms)."
+                    f"{path}{without} (sha256 {report.sha256[:16]}..., {report.duration_ms} ms)."
                 )
             )

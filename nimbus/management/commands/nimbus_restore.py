@@ -3,19 +3,23 @@ then rebuild the metadata tables from KV. A non-empty target is refused unless `
 
 The file's SHA-256 is recomputed as ``nimbus_backup`` computes it and must match the one in
 the file (and ``--sha256``, the one ``nimbus_backup`` reported, if given) before anything is
-written; the report shows it. The migration log is merged without duplicates."""
+written; the report shows it. The migration log is merged without duplicates. Sessions and
+cache entries already in the target (an operator's own sign-in, rate-limit counters) do not
+make it "hold data"."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from datamodel import initialize, registry, verify
 from datamodel.backup import restore
 from datastore import DatastoreError
 from nimbus import conf
+from nimbus.backups import cache_ranges, session_ranges
 
 
 class Command(BaseCommand):
@@ -53,6 +57,7 @@ class Command(BaseCommand):
                 merge=options["merge"] or "refuse",
                 progress=progress,
                 sha256=options["sha256"],
+                ignore=[*session_ranges(), *cache_ranges()],
             )
             repaired = 0
             if not options["no_rebuild"]:
@@ -60,7 +65,7 @@ class Command(BaseCommand):
                 repaired = sum(
                     verify(connection, model, repair=True).repaired for model in registry
                 )
-        except (DatastoreError, OSError, ValueError) as exc:
+        except (DatastoreError, OSError, ValueError, ImproperlyConfigured) as exc:
             raise CommandError(f"restore failed: {exc}") from exc
         if options["json"]:
             self.stdout.write(json.dumps({**report.to_json(), "metadata_rows_rebuilt": repaired}))

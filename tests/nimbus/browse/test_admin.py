@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Permission
 from django.test import Client
 
 from datamodel import initialize
 from nimbus import conf
-from nimbus.models import DOMAIN_MODELS, Page
+from nimbus.models import DOMAIN_MODELS, Page, User
 from tests.nimbus.factories import PageFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -163,3 +164,25 @@ def test_a_page_number_past_the_end_shows_the_last_page(admin_client: Client) ->
     first = admin_client.get(f"{BASE}?p=-{'9' * 40}").content.decode()
     assert "Page 1 of 2" in first
     assert admin_client.get(f"{BASE}?p=x").status_code == 404
+
+
+@pytest.mark.usefixtures("domain")
+def test_user_pages_never_show_a_password_hash(admin_client: Client, settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    user = User.objects.system().create(
+        email="ada@example.com", password_hash=make_password("correct-horse-battery")
+    )
+    digest = user.get("password_hash")
+    secret = digest.rsplit("$", 1)[1]  # the hash itself, without its algorithm and salt
+    pages = {
+        "list": admin_client.get("/admin/nimbus_data/user/"),
+        "search": admin_client.get("/admin/nimbus_data/user/?q=md5"),
+        "detail": admin_client.get(f"/admin/nimbus_data/user/{user.pk}/"),
+    }
+    for name, response in pages.items():
+        assert response.status_code == 200, name
+        html = response.content.decode()
+        assert secret not in html and digest not in html, name
+    detail = pages["detail"].content.decode()
+    assert "ada@example.com" in detail and "password_hash" in detail
+    assert "redacted" in detail and "md5" in detail  # says a hash is set, and of which kind

@@ -16,7 +16,7 @@ from rest_framework.throttling import BaseThrottle
 from datastore import RateLimiterClient, RateLimitResult
 
 from . import conf
-from .api.authentication import NimbusUser, django_user_id
+from .api.authentication import NimbusUser
 
 __all__ = ["ApiKeyRateThrottle", "LoginRateLimitMiddleware"]
 
@@ -39,8 +39,9 @@ def _client_address(request: HttpRequest) -> str:
 
 
 class ApiKeyRateThrottle(BaseThrottle):
-    """One counter per API key (its ``rate_limit`` per minute), per staff user, or per address
-    for anonymous calls. Refused requests get 429 with ``Retry-After``."""
+    """One counter per API key (its ``rate_limit`` per minute), per signed-in user (their
+    ``user_id``), or per address for anonymous calls. Refused requests get 429 with
+    ``Retry-After``."""
 
     window = 60
 
@@ -51,7 +52,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             identifier = f"key_{user.key_id or user.user_id}"
             limit = user.rate_limit or configured["key"]
         elif getattr(user, "is_authenticated", False):
-            identifier, limit = django_user_id(user.pk), configured["session"]
+            identifier, limit = str(user.pk), configured["session"]
         else:
             identifier, limit = f"ip_{_client_address(request)}", configured["anon"]
         self.result: RateLimitResult = RateLimiterClient(conf.kv_store()).check_limit(

@@ -9,6 +9,10 @@ from nimbus.settings import *  # noqa: F403
 from nimbus.settings import DATABASES, INSTALLED_APPS, VAR_DIR
 
 INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken", "bench.djangoapp.apps.BenchConfig"]
+# The ORM baseline authenticates as a plain Django app does: auth.User with DRF tokens. The
+# Nimbus API is measured with API keys, which do not involve Django's user model.
+AUTH_USER_MODEL = "auth.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 ROOT_URLCONF = "bench.urls"
 DATABASES = {
     **DATABASES,

@@ -3,12 +3,12 @@
 Each session is the data-structures spec's SessionData under ``session:{key}`` in
 NIMBUS_SESSIONS, readable without Django, plus Django's signed session payload in ``data``::
 
-    {"user_id": "django_1", "email": "admin@example.com",
+    {"user_id": "user_a1b2c3d4e5f6", "email": "admin@example.com",
      "created": "2026-11-29T13:45:00.000Z", "expires": "2026-12-13T13:45:00.000Z",
      "ip": "203.0.113.7", "user_agent": "Mozilla/5.0 ...", "data": "<signed payload>"}
 
-``user_id`` is the signed-in user's Nimbus identifier (``django_{pk}``, as the API names staff
-sessions) and ``email`` theirs; both are null for an anonymous session. ``created`` is when the
+``user_id`` is the signed-in Nimbus user's ``user_id`` (``nimbus.accounts``) and ``email``
+theirs; both are null for an anonymous session. ``created`` is when the
 key was first stored and ``expires`` the session's expiry, both on the store's clock. ``ip`` and
 ``user_agent`` come from the request that saved the session (``SessionClientMiddleware``; the
 address is the client's, see ``nimbus.addresses``); a
@@ -27,16 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
 from datastore import Conflict, SessionCacheClient, codec
 
 from . import conf
 from .addresses import client_address
-from .api.authentication import django_user_id
+from .accounts.users import email_of
 
 __all__ = ["SessionClient", "SessionClientMiddleware", "SessionStore"]
 
@@ -158,13 +157,8 @@ class SessionStore(SessionBase):
 
 
 def _user_of(session: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The signed-in user's Nimbus identifier and email (``None, None`` if anonymous)."""
-    pk = session.get(SESSION_KEY)
-    if pk is None:
+    """The signed-in user's ``user_id`` and email (``None, None`` if anonymous)."""
+    user_id = session.get(SESSION_KEY)
+    if user_id is None:
         return None, None
-    model = get_user_model()
-    try:
-        user = model._default_manager.get(pk=model._meta.pk.to_python(pk))  # type: ignore[union-attr]
-    except (model.DoesNotExist, ValidationError):
-        return django_user_id(pk), None
-    return django_user_id(user.pk), getattr(user, model.get_email_field_name(), None) or None
+    return str(user_id), email_of(str(user_id))

@@ -73,7 +73,8 @@ SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
 DEFAULT_EXCEPTION_REPORTER_FILTER = "nimbus.reporting.NimbusExceptionReporterFilter"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "nimbus.accounts.apps.AccountsConfig",  # the auth user model; listed before django.contrib
+    "nimbus.accounts.apps.AdminConfig",  # django.contrib.admin on the Nimbus admin site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -118,7 +119,15 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "nimbus.wsgi.application"
 
-# Django's own database: users, sessions and admin state. Nimbus data lives in NIMBUS below.
+# One account system: Nimbus users (the USER DataModel) sign in with email and password, to
+# /admin/ (admins) and the browsable API (/api-auth/login/); see nimbus.accounts.
+AUTH_USER_MODEL = "nimbus_accounts.Account"
+AUTHENTICATION_BACKENDS = ["nimbus.accounts.backends.NimbusBackend"]
+LOGIN_URL = "/api-auth/login/"
+LOGIN_REDIRECT_URL = "/api/"
+
+# Django's own database: content types and permissions. Users are Nimbus users and sessions
+# live in KV; Nimbus data lives in NIMBUS below.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -146,7 +155,7 @@ NIMBUS = {
 CACHES = {"default": {"BACKEND": "nimbus.cache.KVCache", "LOCATION": "NIMBUS_CACHE"}}
 SESSION_ENGINE = "nimbus.sessions"
 
-# Requests per minute: anonymous, staff sessions, API keys without their own rate_limit;
+# Requests per minute: anonymous, signed-in sessions, API keys without their own rate_limit;
 # and sign-in attempts per five minutes per address and user name ("login") and per address
 # whatever the name ("login_address", by default 5 x "login").
 NIMBUS_RATE_LIMITS = {"anon": 60, "session": 600, "key": 1000, "login": 10}
@@ -168,6 +177,8 @@ NIMBUS_TRUSTED_PROXIES = [
 # once per key in this many seconds per process (0: after every request); see nimbus.key_usage.
 NIMBUS_KEY_USAGE_FLUSH_SECONDS = 10
 
+# Every password set goes through these: User.set_password, the admin seed (ADMIN_PASSWORD),
+# createsuperuser, changepassword, nimbus_create_key --password-stdin, the admin's password change.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

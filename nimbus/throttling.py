@@ -26,7 +26,7 @@ from datastore import RateLimiterClient, RateLimitResult, Unavailable
 
 from . import conf
 from .addresses import client_address
-from .api.authentication import NimbusUser, django_user_id
+from .api.authentication import NimbusUser
 
 __all__ = ["ApiKeyRateThrottle", "LoginRateLimitMiddleware", "login_name"]
 
@@ -69,10 +69,10 @@ def login_name(typed: str) -> str:
 
 
 class ApiKeyRateThrottle(BaseThrottle):
-    """One counter per API key (its ``rate_limit`` per minute), per staff user, or per address
-    for anonymous calls. Refused requests get 429 with ``Retry-After``. While the store is
-    unavailable requests go through (a warning is logged), or with
-    ``NIMBUS_API_THROTTLE_FAIL_OPEN = False`` are refused with 503."""
+    """One counter per API key (its ``rate_limit`` per minute), per signed-in user (their
+    ``user_id``), or per address for anonymous calls. Refused requests get 429 with
+    ``Retry-After``. While the store is unavailable requests go through (a warning is
+    logged), or with ``NIMBUS_API_THROTTLE_FAIL_OPEN = False`` are refused with 503."""
 
     window = 60
 
@@ -83,7 +83,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             identifier = f"key_{user.key_id or user.user_id}"
             limit = user.rate_limit or configured["key"]
         elif getattr(user, "is_authenticated", False):
-            identifier, limit = django_user_id(user.pk), configured["session"]
+            identifier, limit = str(user.pk), configured["session"]
         else:
             identifier, limit = f"ip_{_address(request)}", configured["anon"]
         fail_open = bool(getattr(settings, "NIMBUS_API_THROTTLE_FAIL_OPEN", True))

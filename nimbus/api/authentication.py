@@ -2,8 +2,9 @@
 
 The key's SHA-256 is its id (``apikey:{hash}``) and the owner's data is embedded in it, so
 authenticating a request is exactly one KV lookup. The key's usage counters are only recorded
-here, in memory, and written in batches after responses (``nimbus.key_usage``). Staff signed
-in with a Django session act as ``django_{pk}``, so the browsable API works for them too.
+here, in memory, and written in batches after responses (``nimbus.key_usage``). A Nimbus user
+signed in with a session (``nimbus.accounts``) acts as themselves, with their own ``user_id``
+and admin flag, so the browsable API shows them what their API key would.
 """
 
 from __future__ import annotations
@@ -17,21 +18,17 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from .. import key_usage
+from ..accounts.models import Account
 from ..models import ApiKey, key_hash
 
-__all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user", "django_user_id"]
+__all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user"]
 
 _KEY_FORMAT = re.compile(r"sk_live_[0-9a-f]{32}")
 
 
-def django_user_id(pk: object) -> str:
-    """The Nimbus identifier of a Django user (staff signed in with a session)."""
-    return f"django_{pk}"
-
-
 @dataclass
 class NimbusUser:
-    """The user behind a request: an API key's owner or a staff session."""
+    """The user behind a request: an API key's owner or a signed-in user."""
 
     user_id: str
     email: str | None = None
@@ -92,12 +89,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 def acting_user(request: Request) -> NimbusUser:
-    """The Nimbus user of an authenticated request (API key, or a staff session)."""
+    """The Nimbus user of an authenticated request: an API key's owner, or the Nimbus user
+    signed in with a session. Any other kind of user is not one (``NotAuthenticated``)."""
     user = request.user
     if isinstance(user, NimbusUser):
         return user
-    if getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False):
-        return NimbusUser(
-            user_id=django_user_id(user.pk), email=getattr(user, "email", "") or None, is_admin=True
-        )
+    if isinstance(user, Account) and user.is_active:
+        return NimbusUser(user_id=user.pk, email=user.email, is_admin=user.is_admin)
     raise exceptions.NotAuthenticated()

@@ -5,15 +5,26 @@ from __future__ import annotations
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
-from .authentication import NimbusUser, acting_user
+from .authentication import acting_user
 
-__all__ = ["IsNimbusAdmin", "IsNimbusUser"]
+__all__ = ["IsNimbusAdmin", "IsNimbusUser", "is_nimbus_admin"]
+
+
+def is_nimbus_admin(request: Request) -> bool:
+    """Whether the caller is a Nimbus admin: an admin user's API key (or a key with the
+    ``admin`` permission), or an admin signed in. A Django user's ``is_staff`` counts for
+    nothing here: only ``is_admin`` on the USER does."""
+    try:
+        user = acting_user(request)
+    except exceptions.NotAuthenticated:
+        return False
+    return user.is_admin or "admin" in user.permissions
 
 
 class IsNimbusUser(permissions.BasePermission):
-    """An API key, or a staff session; read-only keys may not write."""
+    """An API key, or a signed-in Nimbus user; read-only keys may not write."""
 
-    message = "Authenticate with 'Authorization: Bearer sk_live_...' (or sign in as staff)."
+    message = "Authenticate with 'Authorization: Bearer sk_live_...' (or sign in)."
 
     def has_permission(self, request: Request, view: object) -> bool:
         try:
@@ -24,7 +35,7 @@ class IsNimbusUser(permissions.BasePermission):
         if user.can(needed):
             return True
         # An API key whose permissions do not cover the request: say so (the class message is
-        # for callers that are neither a key nor a staff session).
+        # for callers that are neither a key nor a signed-in user).
         if needed == "write" and user.can("read"):
             self.message = (
                 "This API key is read-only: writing needs a key with the 'write' permission."
@@ -35,12 +46,9 @@ class IsNimbusUser(permissions.BasePermission):
 
 
 class IsNimbusAdmin(permissions.BasePermission):
-    """Staff sessions and API keys of admin users (or with the ``admin`` permission)."""
+    """Nimbus admins (``is_nimbus_admin``): signed in, or by an admin's key."""
 
     message = "Only administrators may do this."
 
     def has_permission(self, request: Request, view: object) -> bool:
-        user = request.user
-        if isinstance(user, NimbusUser):
-            return user.is_admin or "admin" in user.permissions
-        return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False))
+        return is_nimbus_admin(request)

@@ -170,7 +170,7 @@ class SQLStatus(serializers.Serializer):
 
 
 class Status(serializers.Serializer):
-    """Health of the datastore; staff also see the backends."""
+    """Health of the datastore; admins also see the backends."""
 
     healthy = serializers.BooleanField()
     kv = KVStatus(required=False)

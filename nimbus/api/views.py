@@ -23,6 +23,7 @@ from ..workflows import issue_api_key
 from . import responses as shapes
 from . import serializers as bodies
 from .authentication import acting_user
+from .permissions import is_nimbus_admin
 from .support import EnvelopePagination, IsNimbusAdmin, IsNimbusUser, listing, public
 
 
@@ -59,7 +60,7 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
 
 
 class StatusView(APIView):
-    """Health of the configured datastore. Staff also see backends and namespaces."""
+    """Health of the configured datastore. Nimbus admins also see backends and namespaces."""
 
     permission_classes = [permissions.AllowAny]
 
@@ -73,7 +74,7 @@ class StatusView(APIView):
             sql_healthy, sql_detail = False, str(exc)
         healthy = kv_status.healthy and sql_healthy
         body: dict[str, Any] = {"healthy": healthy}
-        if request.user.is_staff:
+        if is_nimbus_admin(request):
             body["kv"] = {
                 "backend": kv_status.backend,
                 "healthy": kv_status.healthy,

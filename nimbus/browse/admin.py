@@ -1,6 +1,7 @@
 """Read-only admin views over every DataModel: a change list from the metadata table (filters,
 search, sorting, pagination with totals, soft-deleted toggle) and a detail page showing the full
-KV object beside its metadata row, with drift flagged as ``nimbus_sync`` would."""
+KV object beside its metadata row, with drift flagged as ``nimbus_sync`` would. Secret fields
+(``SECRET_FIELDS``: password hashes) are never shown, searched or sorted on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.auth.hashers import identify_hasher
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -27,6 +29,22 @@ PER_PAGE = 25
 MAX_PAGE = 1_000_000  # a page number the first query asks for (its offset fits in SQL)
 FOLD_BYTES = 2048  # JSON values longer than this are folded on the detail page
 HIDDEN_COLUMNS = {"_auth"}
+# Shown only as whether a value is set (and a password hash's algorithm), on any model.
+SECRET_FIELDS = frozenset({"password_hash"})
+
+
+def _redacted(value: Any) -> str | None:
+    """What the admin shows of a secret field's value: never the value itself."""
+    if value in (None, ""):
+        return None
+    try:
+        return f"<redacted {identify_hasher(str(value)).algorithm} hash>"
+    except ValueError:
+        return "<redacted>"
+
+
+def _shown(name: str, value: Any) -> Any:
+    return _redacted(value) if name in SECRET_FIELDS else value
 
 
 def _display(value: Any) -> str:
@@ -72,7 +90,7 @@ class DataModelAdmin(admin.ModelAdmin):
                 )
             elif isinstance(field, Boolean):
                 filters.append((name, [("true", "yes"), ("false", "no")]))
-        return filters
+        return [(name, choices) for name, choices in filters if name not in SECRET_FIELDS]
 
     def _search_fields(self) -> list[str]:
         meta = self.datamodel._meta
@@ -82,6 +100,7 @@ class DataModelAdmin(admin.ModelAdmin):
             if isinstance(meta.fields[name], String)
             and not isinstance(meta.fields[name], (Choice, Text))
             and not name.startswith("_")
+            and name not in SECRET_FIELDS
         ]
 
     def changelist_view(
@@ -111,7 +130,7 @@ class DataModelAdmin(admin.ModelAdmin):
             elif meta.soft_delete and deleted == "only":
                 query = query.only_deleted()
             ordering = params.get("o", "")
-            if ordering.lstrip("-") in meta.sync_fields:
+            if ordering.lstrip("-") in set(meta.sync_fields) - SECRET_FIELDS:
                 query = query.order_by(
                     ordering.lstrip("-"), "desc" if ordering.startswith("-") else "asc"
                 )
@@ -137,7 +156,7 @@ class DataModelAdmin(admin.ModelAdmin):
 
         kv_ids = [meta.kv_id(row) for row in result.data]
         rows = [
-            {"id": kv_id, "cells": [_display(row[column]) for column in columns]}
+            {"id": kv_id, "cells": [_display(_shown(column, row[column])) for column in columns]}
             for kv_id, row in zip(kv_ids, result.data, strict=True)
         ]
         headers = []
@@ -232,15 +251,17 @@ class DataModelAdmin(admin.ModelAdmin):
         metadata = [
             {
                 "name": column,
-                "value": _display(row.get(column)) if row else "—",
-                "expected": _display(expected[column]) if column in expected else "—",
+                "value": _display(_shown(column, row.get(column))) if row else "—",
+                "expected": (
+                    _display(_shown(column, expected[column])) if column in expected else "—"
+                ),
                 "differs": row is not None and row.get(column) != expected.get(column),
             }
             for column in meta.sync_fields
         ]
         fields = []
         for name, value in (data or {}).items():
-            text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+            text = json.dumps(_shown(name, value), indent=2, ensure_ascii=False, sort_keys=True)
             fields.append(
                 {
                     "name": name,

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from django.test import Client
 
 from nimbus import conf, key_usage
+from nimbus.models import User
 
 MEMORY_NIMBUS = {
     "KV": {"BACKEND": "datastore.backends.memory.MemoryKVStore"},
@@ -39,3 +42,47 @@ def domain(memory_datastore: None) -> None:
     from nimbus.models import DOMAIN_MODELS
 
     initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
+
+
+PASSWORD = "correct-horse-battery"  # what the Nimbus users of these fixtures sign in with
+ADMIN_EMAIL = "admin@example.com"
+
+
+@pytest.fixture
+def fast_passwords(settings) -> None:
+    """The default hasher takes a second or more per password: tests that hash use MD5."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_user(domain: None, fast_passwords: None) -> Callable[..., User]:
+    """``make_user(email, password=PASSWORD, is_admin=False, status="active")``: a Nimbus user
+    who can sign in."""
+
+    def make(
+        email: str, password: str = PASSWORD, *, is_admin: bool = False, status: str = "active"
+    ) -> User:
+        user = User.objects.system().new(email=email, is_admin=is_admin, status=status)
+        user.set_password(password)
+        return user.save()
+
+    return make
+
+
+def signed_in(email: str, password: str = PASSWORD, **client_options: Any) -> Client:
+    """A test client signed in with this email and password, through the sign-in backend."""
+    client = Client(**client_options)
+    assert client.login(username=email, password=password), f"{email} could not sign in"
+    return client
+
+
+@pytest.fixture
+def nimbus_admin(make_user: Callable[..., User]) -> User:
+    """A Nimbus admin (``is_admin``), ``admin@example.com`` with ``PASSWORD``."""
+    return make_user(ADMIN_EMAIL, is_admin=True)
+
+
+@pytest.fixture
+def nimbus_admin_client(nimbus_admin: User) -> Client:
+    """A test client signed in as ``nimbus_admin``: the admin, and the browsable API as them."""
+    return signed_in(ADMIN_EMAIL)

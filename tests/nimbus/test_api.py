@@ -23,11 +23,11 @@ def test_status_is_public_but_terse(client: Client) -> None:
     assert response.json() == {"healthy": True}
 
 
-def test_status_details_for_staff(admin_client: Client) -> None:
+def test_status_details_for_admins(nimbus_admin_client: Client) -> None:
     from nimbus import conf
 
     conf.get_datastore().auth("u1").put("PROJECT", "p1", {})
-    body = admin_client.get("/api/status/", HTTP_ACCEPT="application/json").json()
+    body = nimbus_admin_client.get("/api/status/", HTTP_ACCEPT="application/json").json()
     assert body["healthy"] is True
     assert body["kv"]["backend"] == "memory"
     assert "NIMBUS_PROJECTS" in body["kv"]["namespaces"]

@@ -1,6 +1,6 @@
 """The browsable API's HTML forms, filled in and posted as a browser does: multipart form data
 with the CSRF token, nested fields named ``settings.tone``, optional fields left blank, by a
-staff user signed in with a session (how the browsable API is used)."""
+Nimbus user signed in with a session (how the browsable API is used)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from unittest.mock import ANY
 
 import pytest
 from django.test import Client
+
+from nimbus.models import User
+from tests.nimbus.conftest import ADMIN_EMAIL, signed_in
 
 pytestmark = [pytest.mark.usefixtures("domain"), pytest.mark.django_db]
 
@@ -78,13 +81,11 @@ def post_raw(client: Client, url: str, body: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def browser(admin_user) -> Client:
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(admin_user)
-    return client
+def browser(nimbus_admin: User) -> Client:
+    return signed_in(ADMIN_EMAIL, enforce_csrf_checks=True)
 
 
-def test_the_create_forms_post(browser: Client) -> None:
+def test_the_create_forms_post(browser: Client, nimbus_admin: User) -> None:
     created = submit(
         browser,
         "/api/projects/",
@@ -93,7 +94,7 @@ def test_the_create_forms_post(browser: Client) -> None:
     )
     assert created.status_code == 201, created.json()
     project = created.json()
-    assert project["name"] == "from the form" and project["user_id"].startswith("django_")
+    assert project["name"] == "from the form" and project["user_id"] == nimbus_admin.pk
     assert project["settings"]["tone"] == "casual"
     assert project["settings"]["max_pages_per_batch"] == 50
     assert project["settings"]["ai_model"] == "gpt-4"  # left blank: the default stays

@@ -15,6 +15,7 @@ from datamodel import DataModel, fields
 from nimbus import conf
 from nimbus.models import User
 from tests.datamodel.models import Member, redeclare_member, restore_member
+from tests.nimbus.conftest import ADMIN_EMAIL, PASSWORD, signed_in
 
 
 def run(*args: str, **options) -> str:
@@ -125,21 +126,26 @@ def test_system_checks(settings) -> None:
 
 
 @pytest.mark.django_db
-def test_initialize_over_http(client, admin_client, django_user_model) -> None:
+@pytest.mark.usefixtures("fast_passwords")
+def test_initialize_over_http(client) -> None:
     assert client.post("/api/system/initialize/").status_code == 401
-    django_user_model.objects.create_user("plain", password="pw")
-    client.login(username="plain", password="pw")
-    assert client.post("/api/system/initialize/").status_code == 403
-    response = admin_client.post(
+    run("nimbus_initialize", "--model", "USER", "--model", "EMAIL")  # the users, to sign in
+    for email, is_admin in [("plain@example.com", False), (ADMIN_EMAIL, True)]:
+        user = User.objects.system().new(email=email, is_admin=is_admin)
+        user.set_password(PASSWORD)
+        user.save()
+    plain, admin = signed_in("plain@example.com"), signed_in(ADMIN_EMAIL)
+    assert plain.post("/api/system/initialize/").status_code == 403
+    response = admin.post(
         "/api/system/initialize/", {"dry_run": True}, content_type="application/json"
     )
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is True and body["data"]["dryRun"] is True
-    assert "user_meta" in body["data"]["tablesCreated"]
-    applied = admin_client.post("/api/system/initialize/").json()["data"]
-    assert "user_meta" in applied["tablesCreated"]
-    assert conf.sql_database().table_info("user_meta")
+    assert "project_meta" in body["data"]["tablesCreated"]
+    applied = admin.post("/api/system/initialize/").json()["data"]
+    assert "project_meta" in applied["tablesCreated"]
+    assert conf.sql_database().table_info("project_meta")
 
 
 def test_backup_and_restore_commands(tmp_path, settings) -> None:
@@ -261,14 +267,14 @@ def test_nimbus_sync_lists_duplicates_and_repair_leaves_them_to_decide() -> None
 
 @pytest.mark.django_db
 def test_initialize_over_http_is_unsuccessful_when_it_refuses_an_index(
-    admin_client, member
+    nimbus_admin_client, member
 ) -> None:
     before = member({"sync_fields": ["email"]})
     run("nimbus_initialize", "--model", "MEMBER")
     for _ in range(2):
         before.objects.auth("u1").create(team_id="t", email="a@e.com")
     member(email=fields.String(unique=True))
-    body = admin_client.post("/api/system/initialize/").json()
+    body = nimbus_admin_client.post("/api/system/initialize/").json()
     assert body["success"] is False
     assert [refused["index"] for refused in body["data"]["refused"]] == ["member_meta__uniq__email"]
 

@@ -111,8 +111,8 @@ def test_swagger_ui_is_served_offline(client) -> None:
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("domain")
-def test_browsable_api_renders_forms_for_create_endpoints(admin_client) -> None:
-    project = admin_client.post(
+def test_browsable_api_renders_forms_for_create_endpoints(nimbus_admin_client) -> None:
+    project = nimbus_admin_client.post(
         "/api/projects/", {"name": "p"}, content_type="application/json"
     ).json()["project_id"]
     for url in [
@@ -121,6 +121,6 @@ def test_browsable_api_renders_forms_for_create_endpoints(admin_client) -> None:
         f"/api/projects/{project}/batches/",
         "/api/keys/",
     ]:
-        response = admin_client.get(url, HTTP_ACCEPT="text/html")
+        response = nimbus_admin_client.get(url, HTTP_ACCEPT="text/html")
         assert response.status_code == 200, url
         assert b'<form action="' in response.content and b"POST" in response.content, url

@@ -15,18 +15,14 @@ from django.test import Client
 
 from datastore import KVStore, codec
 from nimbus import conf
+from nimbus.models import User
 from nimbus.sessions import USER_AGENT_MAX_LENGTH, SessionStore
+from tests.nimbus.conftest import ADMIN_EMAIL, PASSWORD
 from tests.support import KV_BACKENDS, make_kv, needs_cloudflare
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
 FIELDS = {"user_id", "email", "created", "expires", "ip", "user_agent", "data"}
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings) -> None:
-    """Each test signs in once; the default hasher would make that a second or more."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(params=KV_BACKENDS)
@@ -56,20 +52,20 @@ def iso_in(kv: KVStore, seconds: float) -> str:
 
 def sign_in(client: Client) -> str:
     response = client.post(
-        "/admin/login/?next=/admin/", {"username": "admin", "password": "password"}
+        "/admin/login/?next=/admin/", {"username": ADMIN_EMAIL, "password": PASSWORD}
     )
     assert response.status_code == 302 and response.headers["Location"] == "/admin/"
     return client.cookies["sessionid"].value
 
 
 @pytest.mark.django_db
-def test_an_admin_session_is_stored_as_session_data(kv: KVStore, admin_user) -> None:
+def test_an_admin_session_is_stored_as_session_data(kv: KVStore, nimbus_admin: User) -> None:
     client = Client(REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT=BROWSER)
     key = sign_in(client)
     assert client.get("/admin/").status_code == 200  # the payload still signs the user in
     record = stored(kv, key)
     assert record is not None and set(record) == FIELDS
-    assert record["user_id"] == f"django_{admin_user.pk}"
+    assert record["user_id"] == nimbus_admin.pk  # the Nimbus user_id, as the API names them
     assert record["email"] == "admin@example.com"
     assert record["ip"] == "203.0.113.7" and record["user_agent"] == BROWSER
     created, expires = moment(record["created"]), moment(record["expires"])
@@ -77,11 +73,12 @@ def test_an_admin_session_is_stored_as_session_data(kv: KVStore, admin_user) -> 
     assert created <= now < expires
     age = (expires - created).total_seconds()
     assert abs(age - django_settings.SESSION_COOKIE_AGE) < 10
-    assert SessionStore(session_key=key)["_auth_user_id"] == str(admin_user.pk)
+    assert SessionStore(session_key=key)["_auth_user_id"] == nimbus_admin.pk
 
 
 @pytest.mark.django_db
-def test_signing_out_deletes_the_session(kv: KVStore, admin_user) -> None:
+@pytest.mark.usefixtures("nimbus_admin")
+def test_signing_out_deletes_the_session(kv: KVStore) -> None:
     client = Client()
     key = sign_in(client)
     assert stored(kv, key) is not None
@@ -91,7 +88,7 @@ def test_signing_out_deletes_the_session(kv: KVStore, admin_user) -> None:
 
 
 @pytest.mark.django_db
-def test_a_save_keeps_created_and_moves_expires(kv: KVStore, admin_user) -> None:
+def test_a_save_keeps_created_and_moves_expires(kv: KVStore, nimbus_admin: User) -> None:
     key = sign_in(Client(REMOTE_ADDR="198.51.100.1", HTTP_USER_AGENT=BROWSER))
     record = stored(kv, key)
     assert record is not None
@@ -107,7 +104,7 @@ def test_a_save_keeps_created_and_moves_expires(kv: KVStore, admin_user) -> None
     expires = moment(again["expires"]).timestamp()
     assert abs(expires - (kv.clock() + 7200)) < 10
     assert again["ip"] == "198.51.100.1" and again["user_agent"] == BROWSER
-    assert again["user_id"] == f"django_{admin_user.pk}"
+    assert again["user_id"] == nimbus_admin.pk
     assert SessionStore(session_key=key)["seen"] is True
 
 
@@ -148,7 +145,8 @@ def test_an_unreadable_session_is_an_empty_one(kv: KVStore, raw: bytes) -> None:
 
 
 @pytest.mark.django_db
-def test_a_long_user_agent_is_cut(kv: KVStore, admin_user) -> None:
+@pytest.mark.usefixtures("nimbus_admin")
+def test_a_long_user_agent_is_cut(kv: KVStore) -> None:
     key = sign_in(Client(HTTP_USER_AGENT="x" * 5000))
     record = stored(kv, key)
     assert record is not None and record["user_agent"] == "x" * USER_AGENT_MAX_LENGTH

@@ -9,6 +9,7 @@ from django.test import Client
 from nimbus import conf
 from nimbus.sessions import SessionStore
 from tests.nimbus.api_support import api_user
+from tests.nimbus.conftest import ADMIN_EMAIL, PASSWORD
 
 
 def test_session_store_round_trip() -> None:
@@ -36,9 +37,10 @@ def test_session_create_refuses_a_taken_key() -> None:
 
 
 @pytest.mark.django_db
-def test_admin_login_uses_kv_sessions(admin_user) -> None:
+@pytest.mark.usefixtures("nimbus_admin")
+def test_admin_login_uses_kv_sessions() -> None:
     client = Client()
-    assert client.login(username="admin", password="password")
+    assert client.login(username=ADMIN_EMAIL, password=PASSWORD)
     assert client.get("/admin/").status_code == 200
     key = client.cookies["sessionid"].value
     assert conf.kv_store().exists("NIMBUS_SESSIONS", f"session:{key}")
@@ -62,23 +64,22 @@ def test_api_throttle_answers_429_with_retry_after() -> None:
 
 
 @pytest.mark.django_db
-def test_login_attempts_are_rate_limited(settings, django_user_model) -> None:
+def test_login_attempts_are_rate_limited(settings, make_user) -> None:
     settings.NIMBUS_RATE_LIMITS = {"login": 3}
-    django_user_model.objects.create_user("victim", password="right", is_staff=True)
+    make_user("victim@example.com", is_admin=True)
     client = Client()
-    codes = [
-        client.post("/admin/login/", {"username": "victim", "password": "wrong"}).status_code
-        for _ in range(4)
-    ]
+    wrong = {"username": "victim@example.com", "password": "wrong"}
+    codes = [client.post("/admin/login/", wrong).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
-    refused = client.post("/admin/login/", {"username": "victim", "password": "right"})
+    right = {"username": "victim@example.com", "password": PASSWORD}
+    refused = client.post("/admin/login/", right)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
-    other = client.post("/admin/login/", {"username": "someone", "password": "x"})
+    other = client.post("/admin/login/", {"username": "someone@example.com", "password": "x"})
     assert other.status_code == 200  # per user name and address
 
 
 @pytest.mark.django_db
-def test_ipv6_sign_ins_are_limited_under_the_spec_key(settings, django_user_model) -> None:
+def test_ipv6_sign_ins_are_limited_under_the_spec_key(settings) -> None:
     settings.NIMBUS_RATE_LIMITS = {"login": 2}
     client = Client(REMOTE_ADDR="2001:db8::1")
     codes = [

@@ -1,4 +1,5 @@
-"""End to end in headless Chromium against a live server: log in as staff, open a change
+"""End to end in headless Chromium against a live server: sign in as a Nimbus admin with
+email and password, open a change
 list, filter, search, page, open a detail page. A screenshot is kept in test-artifacts/."""
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def chromium_page() -> Iterator[Any]:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("domain")
-def test_staff_browses_pages_in_chromium(live_server, django_user_model) -> None:
-    django_user_model.objects.create_superuser("operator", "op@example.com", "correct-horse")
+def test_an_admin_browses_pages_in_chromium(live_server, make_user) -> None:
+    make_user("op@example.com", "correct-horse-battery", is_admin=True)
     seed_pages(30)
     with chromium_page() as page:
         browse(page, live_server.url)
@@ -56,8 +57,8 @@ def test_staff_browses_pages_in_chromium(live_server, django_user_model) -> None
 
 def browse(page: Any, base_url: str) -> None:
     page.goto(f"{base_url}/admin/login/?next=/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "correct-horse")
+    page.fill("#id_username", "op@example.com")
+    page.fill("#id_password", "correct-horse-battery")
     page.click("input[type=submit]")
     page.wait_for_selector("text=Nimbus data")
 

@@ -34,8 +34,8 @@ from django.http import HttpRequest, HttpResponse
 from datastore import Conflict, SessionCacheClient, codec
 
 from . import conf
-from .addresses import client_address
 from .accounts.users import email_of
+from .addresses import client_address
 
 __all__ = ["SessionClient", "SessionClientMiddleware", "SessionStore"]
 

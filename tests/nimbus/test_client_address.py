@@ -11,6 +11,7 @@ from django.test import Client, RequestFactory
 
 from nimbus import conf
 from nimbus.addresses import client_address
+from tests.nimbus.conftest import ADMIN_EMAIL, PASSWORD
 
 PROXIES = ["10.0.0.0/8", "192.0.2.1", "fd00::/8"]
 
@@ -133,13 +134,10 @@ def test_the_api_throttle_counts_anonymous_clients_behind_a_proxy(
 
 
 @pytest.mark.django_db
-def test_a_session_records_the_client_behind_a_proxy(settings, admin_user) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    admin_user.set_password("password")
-    admin_user.save()
+def test_a_session_records_the_client_behind_a_proxy(settings, nimbus_admin) -> None:
     settings.NIMBUS_TRUSTED_PROXIES = ["10.0.0.0/8"]
     client = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.5")
-    response = client.post("/admin/login/", {"username": "admin", "password": "password"})
+    response = client.post("/admin/login/", {"username": ADMIN_EMAIL, "password": PASSWORD})
     assert response.status_code == 302
     key = client.cookies["sessionid"].value
     record = json.loads(conf.kv_store().get("NIMBUS_SESSIONS", f"session:{key}") or b"{}")

@@ -17,7 +17,7 @@ from django.utils.module_loading import import_string
 from datamodel import registry
 from datastore.backends.cloudflare import MAX_BOUND_PARAMETERS
 
-from . import conf, key_usage
+from . import conf, key_usage, keys
 
 D1_MAX_COLUMNS = 100
 
@@ -76,6 +76,22 @@ def check_key_usage(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
                 hint="Seconds between API-key usage writes per process; 0 writes after "
                 "every request.",
                 id="nimbus.E006",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility, "nimbus")
+def check_api_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """nimbus.E007: ``NIMBUS_MAX_KEYS_PER_USER`` is a positive whole number."""
+    try:
+        keys.max_keys_per_user()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="The most live API keys one user may have (revoked keys do not count).",
+                id="nimbus.E007",
             )
         ]
     return []

@@ -110,6 +110,9 @@ NIMBUS_RATE_LIMITS = {"anon": 60, "session": 600, "key": 1000, "login": 10}
 # once per key in this many seconds per process (0: after every request); see nimbus.key_usage.
 NIMBUS_KEY_USAGE_FLUSH_SECONDS = 10
 
+# The most live API keys one user may have (revoked keys do not count); see nimbus.keys.
+NIMBUS_MAX_KEYS_PER_USER = 20
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

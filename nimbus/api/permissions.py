@@ -35,12 +35,20 @@ class IsNimbusUser(permissions.BasePermission):
 
 
 class IsNimbusAdmin(permissions.BasePermission):
-    """Staff sessions and API keys of admin users (or with the ``admin`` permission)."""
+    """Staff sessions, and API keys with the ``admin`` permission whose owner is an
+    administrator now: a key's permissions bound what it does, also for an administrator."""
 
     message = "Only administrators may do this."
 
     def has_permission(self, request: Request, view: object) -> bool:
         user = request.user
         if isinstance(user, NimbusUser):
-            return user.is_admin or "admin" in user.permissions
+            if user.has_admin_powers:
+                return True
+            if user.is_admin:
+                self.message = (
+                    "Only administrators may do this: this API key does not have the 'admin' "
+                    "permission."
+                )
+            return False
         return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False))

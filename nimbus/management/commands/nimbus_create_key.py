@@ -8,11 +8,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from datamodel import Scope, ValidationError, ids
+from datamodel import Rejected, Scope, ValidationError, ids
 from datastore import DatastoreError
 from nimbus import conf
+from nimbus.keys import expires_in, issue_api_key
 from nimbus.models import User
-from nimbus.workflows import issue_api_key
 
 PERMISSIONS = ("read", "write", "admin")
 
@@ -37,6 +37,11 @@ class Command(BaseCommand):
             "--rate-limit", type=int, help="Requests per minute for this key (default 1000)."
         )
         parser.add_argument(
+            "--expires-in-days",
+            type=int,
+            help="The key expires this many days from now (default: never).",
+        )
+        parser.add_argument(
             "--create-user", action="store_true", help="Create the user if no user has this email."
         )
         parser.add_argument(
@@ -49,6 +54,9 @@ class Command(BaseCommand):
         rate_limit = options["rate_limit"]
         if rate_limit is not None and rate_limit < 1:
             raise CommandError("--rate-limit must be a positive number of requests per minute")
+        days = options["expires_in_days"]
+        if days is not None and days < 1:
+            raise CommandError("--expires-in-days must be a positive number of days")
         connection = conf.get_connection()
         try:
             users = User.objects.system(using=connection)
@@ -66,15 +74,17 @@ class Command(BaseCommand):
             key, secret = issue_api_key(
                 Scope(connection, user.pk),
                 name=options["name"],
+                owner_email=email,
+                owner_is_admin=bool(user.get("is_admin")),
                 permissions=permissions,
-                user_email=email,
-                user_is_admin=bool(user.get("is_admin")),
                 rate_limit=rate_limit,
+                expires_at=None if days is None else expires_in(days),
             )
-        except (DatastoreError, ValidationError) as exc:
+        except (DatastoreError, ValidationError, Rejected) as exc:
             raise CommandError(f"could not create the key: {exc}") from exc
         if options["json"]:
             report = {"key": secret, "key_id": key.pk, "user_id": user.pk, "email": email}
-            self.stdout.write(json.dumps({**report, "permissions": permissions}))
+            extra = {"permissions": key.get("permissions"), "expires_at": key.get("expires_at")}
+            self.stdout.write(json.dumps({**report, **extra}))
         else:
             self.stdout.write(secret)

@@ -18,7 +18,7 @@ from django.utils.module_loading import import_string
 from datamodel import registry
 from datastore.backends.cloudflare import MAX_BOUND_PARAMETERS
 
-from . import conf, key_usage
+from . import conf, key_usage, keys
 
 D1_MAX_COLUMNS = 100
 INSECURE_PREFIX = "django-insecure-"  # Django's mark of a key not to deploy with
@@ -98,6 +98,22 @@ def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
             id="nimbus.E007",
         )
     ]
+
+
+@register(Tags.compatibility, "nimbus")
+def check_api_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """nimbus.E009: ``NIMBUS_MAX_KEYS_PER_USER`` is a positive whole number."""
+    try:
+        keys.max_keys_per_user()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="The most live API keys one user may have (revoked keys do not count).",
+                id="nimbus.E009",
+            )
+        ]
+    return []
 
 
 @register(Tags.models, "nimbus")

@@ -177,6 +177,9 @@ NIMBUS_TRUSTED_PROXIES = [
 # once per key in this many seconds per process (0: after every request); see nimbus.key_usage.
 NIMBUS_KEY_USAGE_FLUSH_SECONDS = 10
 
+# The most live API keys one user may have (revoked keys do not count); see nimbus.keys.
+NIMBUS_MAX_KEYS_PER_USER = 20
+
 # Every password set goes through these: User.set_password, the admin seed (ADMIN_PASSWORD),
 # createsuperuser, changepassword, nimbus_create_key --password-stdin, the admin's password change.
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,6 +1,7 @@
-"""The platform's workflows over the domain models: batch and page uploads, API keys and page
-logs. A page's status and its queue entry move in ``nimbus.lifecycle``, the one state machine
-for them (an upload writes the pages, then ``lifecycle.enqueue`` the rest of the move).
+"""The platform's workflows over the domain models: batch and page uploads, API keys (issued
+by ``nimbus.keys.issue_api_key``, re-exported here) and page logs. A page's status and its
+queue entry move in ``nimbus.lifecycle``, the one state machine for them (an upload writes the
+pages, then ``lifecycle.enqueue`` the rest of the move).
 
 Every read-modify-write of a shared object (a batch's page map, a project's queue, a log) is a
 compare-and-set retried on ``Conflict``, so concurrent workers never lose each other's changes.
@@ -18,8 +19,9 @@ from datamodel.deletion import restore_objects
 from datastore import Conflict
 
 from . import lifecycle
+from .keys import issue_api_key
 from .lifecycle import MAX_ATTEMPTS
-from .models import ApiKey, Batch, Page, PageLog, Project, Queue, key_hash
+from .models import Batch, Page, PageLog, Project, Queue
 from .models.batch import summarize
 from .models.logs import newest_within_bounds
 from .usage import count_usage
@@ -227,28 +229,3 @@ def append_log(
 
     _retry(update)
     return entry
-
-
-def issue_api_key(
-    scope: Scope,
-    *,
-    name: str,
-    permissions: list[str],
-    user_email: str | None,
-    user_is_admin: bool = False,
-    rate_limit: int | None = None,
-) -> tuple[ApiKey, str]:
-    """Create an API key owned by ``scope``'s user. Returns the key and its secret
-    (``sk_live_<hex32>``), which is not stored and cannot be shown again."""
-    secret = ids.api_key()
-    values: dict[str, Any] = {
-        "key_hash": key_hash(secret),
-        "name": name,
-        "prefix": secret[:12],
-        "permissions": permissions,
-        "user_email": user_email,
-        "user_is_admin": user_is_admin,
-    }
-    if rate_limit is not None:
-        values["rate_limit"] = rate_limit
-    return ApiKey.objects.bind(scope).create(**values), secret

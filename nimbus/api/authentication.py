@@ -1,11 +1,14 @@
 """API-key authentication (``Authorization: Bearer sk_live_...``) and who is acting.
 
-The key's SHA-256 is its id (``apikey:{hash}``) and the owner's data is embedded in it, so
-authenticating a request is exactly one KV lookup. The key's usage counters are only recorded
-here, in memory, and written in batches after responses (``nimbus.key_usage``). A Nimbus user
-signed in with a session (``nimbus.accounts``) acts as themselves, with their own ``user_id``
-and admin flag, so the browsable API shows them what their API key would.
-"""
+Authenticating a request with a key is exactly two KV lookups: the key (``apikey:{hash}``, its
+SHA-256 is its id), then its owner (``user:{user_id}``), whose current status and admin flag
+decide on every request: a revoked or expired key, or a deleted owner, is 401; a suspended
+owner is 403; the key's ``admin`` permission counts only while its owner is an administrator,
+and an administrator's key has admin powers only with that permission. The key's usage
+counters are only recorded here, in memory, and written in batches after responses
+(``nimbus.key_usage``). A Nimbus user signed in with a session (``nimbus.accounts``) acts as
+themselves, with their own ``user_id`` and admin flag, so the browsable API shows them what
+their API key would."""
 
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from datamodel import clock
+
 from .. import key_usage
 from ..accounts.models import Account
-from ..models import ApiKey, key_hash
+from ..models import ApiKey, User, key_hash
 
 __all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user"]
 
@@ -28,7 +33,10 @@ _KEY_FORMAT = re.compile(r"sk_live_[0-9a-f]{32}")
 
 @dataclass
 class NimbusUser:
-    """The user behind a request: an API key's owner or a signed-in user."""
+    """The user behind a request: an API key's owner or a signed-in user.
+
+    ``is_admin`` is the account's flag; ``permissions`` are the key's as they count now
+    (``admin`` only while the owner is an administrator)."""
 
     user_id: str
     email: str | None = None
@@ -36,13 +44,19 @@ class NimbusUser:
     permissions: list[str] = field(default_factory=list)
     rate_limit: int | None = None
     key_id: str | None = None  # the API key's hash, when authenticated by key
+    expires_at: str | None = None  # the API key's expiry, if it has one
 
     is_authenticated = True
     is_anonymous = False
 
     @property
+    def has_admin_powers(self) -> bool:
+        """An administrator, and by key only with a key that has the ``admin`` permission."""
+        return self.is_admin and (self.key_id is None or "admin" in self.permissions)
+
+    @property
     def is_staff(self) -> bool:
-        return self.is_admin
+        return self.has_admin_powers
 
     @property
     def pk(self) -> str:
@@ -73,19 +87,42 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if not stored.get("active") or stored.get("deleted_at"):
             raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        expires_at = stored.get("expires_at")
+        if expires_at is not None and expires_at <= clock.now_iso():
+            raise exceptions.AuthenticationFailed("This API key has expired.")
+        owner = _owner(stored.get("user_id"))
+        is_admin = bool(owner.get("is_admin"))
+        permissions = list(stored.get("permissions") or [])
         user = NimbusUser(
-            user_id=stored.get("user_id"),
-            email=stored.get("user_email"),
-            is_admin=bool(stored.get("user_is_admin")),
-            permissions=list(stored.get("permissions") or []),
+            user_id=owner.pk,
+            email=owner.get("email"),
+            is_admin=is_admin,
+            permissions=[name for name in permissions if name != "admin" or is_admin],
             rate_limit=stored.get("rate_limit"),
             key_id=digest,
+            expires_at=expires_at,
         )
         key_usage.record(digest)  # in memory: the write waits for a flush after the response
         return user, stored.get_data()
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def _owner(user_id: object) -> User:
+    """The key's owner as stored now (the second lookup), if they may use it."""
+    owner = None
+    if isinstance(user_id, str) and user_id:
+        owner = User.objects.system().get_or_none(user_id, include_deleted=True)
+    if owner is None or owner.get("deleted_at"):
+        raise exceptions.AuthenticationFailed(
+            "The account that owns this API key no longer exists."
+        )
+    if owner.get("status") != "active":
+        raise exceptions.PermissionDenied(
+            f"The account that owns this API key is {owner.get('status') or 'not active'}."
+        )
+    return owner
 
 
 def acting_user(request: Request) -> NimbusUser:

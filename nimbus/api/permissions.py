@@ -5,20 +5,20 @@ from __future__ import annotations
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
-from .authentication import acting_user
+from .authentication import NimbusUser, acting_user
 
 __all__ = ["IsNimbusAdmin", "IsNimbusUser", "is_nimbus_admin"]
 
 
 def is_nimbus_admin(request: Request) -> bool:
-    """Whether the caller is a Nimbus admin: an admin user's API key (or a key with the
-    ``admin`` permission), or an admin signed in. A Django user's ``is_staff`` counts for
+    """Whether the caller is a Nimbus admin: an admin signed in, or a key with the ``admin``
+    permission whose owner is an administrator now. A Django user's ``is_staff`` counts for
     nothing here: only ``is_admin`` on the USER does."""
     try:
         user = acting_user(request)
     except exceptions.NotAuthenticated:
         return False
-    return user.is_admin or "admin" in user.permissions
+    return user.has_admin_powers
 
 
 class IsNimbusUser(permissions.BasePermission):
@@ -46,9 +46,18 @@ class IsNimbusUser(permissions.BasePermission):
 
 
 class IsNimbusAdmin(permissions.BasePermission):
-    """Nimbus admins (``is_nimbus_admin``): signed in, or by an admin's key."""
+    """Nimbus admins (``is_nimbus_admin``): signed in, or by a key with the ``admin``
+    permission of a user who is an administrator now."""
 
     message = "Only administrators may do this."
 
     def has_permission(self, request: Request, view: object) -> bool:
-        return is_nimbus_admin(request)
+        if is_nimbus_admin(request):
+            return True
+        user = request.user
+        if isinstance(user, NimbusUser) and user.is_admin:
+            self.message = (
+                "Only administrators may do this: this API key does not have the 'admin' "
+                "permission."
+            )
+        return False

@@ -143,6 +143,9 @@ class KeyInfo(serializers.Serializer):
     prefix = serializers.CharField(allow_null=True)
     permissions = serializers.ListField(child=serializers.CharField())
     rate_limit = serializers.IntegerField(allow_null=True)
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the key expires; null: never."
+    )
 
 
 class Me(serializers.Serializer):

@@ -16,6 +16,8 @@ from ..models.logs import LOG_LEVELS, MAX_ENTRY_BYTES
 from ..models.page import PAGE_STATUSES
 
 MAX_BATCH_PAGES = 1000
+MAX_RATE_LIMIT = 1_000_000  # requests per minute
+MAX_EXPIRY_DAYS = 36_500
 CSRF_FIELD = "csrfmiddlewaretoken"  # what Django's {% csrf_token %} adds to every form
 # Fields whose form input is spread over several names: ``settings.tone``, ``pages[0]name``.
 _SPREAD_FIELDS = (serializers.BaseSerializer, serializers.ListField, serializers.DictField)
@@ -165,13 +167,39 @@ class StatusSerializer(StrictSerializer):
 
 
 class ApiKeyCreateSerializer(StrictSerializer):
+    """A new key. A key creating a key passes on no more than it has: permissions, rate limit
+    and expiry are within its own (and default to them)."""
+
     name = serializers.CharField(max_length=100)
     permissions = serializers.MultipleChoiceField(
-        choices=["read", "write", "admin"], default=["read", "write"]
+        choices=["read", "write", "admin"],
+        required=False,
+        help_text="Default: read and write (those of them the creating key has).",
+    )
+    rate_limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_RATE_LIMIT,
+        required=False,
+        help_text="Requests per minute. Default and most: the creating key's own.",
+    )
+    expires_in_days = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_EXPIRY_DAYS,
+        required=False,
+        help_text="The key expires this many days from now (or give expires_at).",
+    )
+    expires_at = serializers.DateTimeField(
+        required=False,
+        help_text="When the key expires (ISO 8601). Default: never, or when the creating key does.",
     )
 
     def validate_permissions(self, value: Any) -> list[str]:
         return sorted(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "expires_in_days" in attrs and "expires_at" in attrs:
+            raise serializers.ValidationError("Give expires_in_days or expires_at, not both.")
+        return attrs
 
 
 class LogEntrySerializer(StrictSerializer):

@@ -18,8 +18,9 @@ from datamodel import Scope, SeedError, initialize
 from datastore import DatastoreError
 
 from .. import conf
+from ..keys import KeyBounds, expires_in, issue_api_key
 from ..models import ApiKey
-from ..workflows import issue_api_key
+from ..throttling import limits
 from . import responses as shapes
 from . import serializers as bodies
 from .authentication import acting_user
@@ -112,6 +113,7 @@ class MeView(APIView):
                 "prefix": request.auth.get("prefix"),
                 "permissions": user.permissions,
                 "rate_limit": user.rate_limit,
+                "expires_at": user.expires_at,
             }
         return Response(body)
 
@@ -130,22 +132,37 @@ class ApiKeyViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         return listing(request, ApiKey.objects.bind(self.scope()).query(), ("created_at", "name"))
 
-    @extend_schema(request=bodies.ApiKeyCreateSerializer, responses={201: shapes.ApiKeyCreated})
+    @extend_schema(
+        request=bodies.ApiKeyCreateSerializer,
+        responses={
+            201: shapes.ApiKeyCreated,
+            409: OpenApiResponse(shapes.Error, description="The user has the most keys allowed"),
+        },
+    )
     def create(self, request: Request) -> Response:
         body = bodies.ApiKeyCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        values = body.validated_data
         user = acting_user(request)
-        if "admin" in body.validated_data["permissions"] and not user.is_admin:
-            return Response(
-                {"permissions": ["only administrators may create admin keys"]},
-                status=status.HTTP_400_BAD_REQUEST,
+        within = None
+        if user.key_id is not None:  # a key creates keys within its own bounds
+            within = KeyBounds(
+                permissions=frozenset(user.permissions),
+                rate_limit=user.rate_limit or limits()["key"],
+                expires_at=user.expires_at,
             )
+        expires_at = values.get("expires_at")
+        if "expires_in_days" in values:
+            expires_at = expires_in(values["expires_in_days"])
         key, secret = issue_api_key(
             self.scope(),
-            name=body.validated_data["name"],
-            permissions=body.validated_data["permissions"],
-            user_email=user.email,
-            user_is_admin=user.is_admin,
+            name=values["name"],
+            owner_email=user.email,
+            owner_is_admin=user.is_admin,
+            permissions=values.get("permissions"),
+            rate_limit=values.get("rate_limit"),
+            expires_at=expires_at,
+            within=within,
         )
         return Response({**public(key.get_data()), "key": secret}, status=status.HTTP_201_CREATED)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rest_framework.test import APIClient
 
 from datamodel import ids
+from nimbus.models import User
 from tests.nimbus.factories import ApiKeyFactory
 
 
@@ -18,16 +19,26 @@ class ApiUser:
 
 
 def api_user(
-    user_id: str | None = None, permissions: list[str] | None = None, admin: bool = False
+    user_id: str | None = None,
+    permissions: list[str] | None = None,
+    admin: bool = False,
+    **key: object,
 ) -> ApiUser:
+    """A key of the user ``user_id`` (created, an administrator if ``admin``, unless they
+    exist): read and write, and admin for an administrator, unless ``permissions`` says;
+    ``key`` sets other fields of the key (``rate_limit``, ``expires_at``)."""
     user_id = user_id or ids.user_id()
+    email = f"{user_id}@example.com"
+    users = User.objects.system()
+    if users.get_or_none(user_id) is None:
+        users.create(user_id=user_id, email=email, is_admin=admin)
     secret = ids.api_key()
     ApiKeyFactory.create(
         owner=user_id,
         secret=secret,
-        permissions=permissions or ["read", "write"],
-        user_email=f"{user_id}@example.com",
-        user_is_admin=admin,
+        permissions=permissions or ["read", "write", *(["admin"] if admin else [])],
+        user_email=email,
+        **key,
     )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")

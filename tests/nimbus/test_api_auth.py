@@ -14,7 +14,10 @@ from tests.nimbus.factories import ProjectFactory
 pytestmark = pytest.mark.usefixtures("domain")
 
 
-def test_an_authenticated_project_read_costs_two_kv_lookups(monkeypatch) -> None:
+def test_an_authenticated_project_read_costs_three_kv_lookups(monkeypatch) -> None:
+    """Authentication is two lookups: the key, then its owner (their current status and admin
+    flag, never a copy made with the key); the project is the third. The owner's id is in the
+    key, so the two cannot be one bulk read (and they are in different namespaces)."""
     from nimbus.api.projects import ProjectViewSet
 
     alice = api_user("alice")
@@ -27,9 +30,10 @@ def test_an_authenticated_project_read_costs_two_kv_lookups(monkeypatch) -> None
         assert response.status_code == 200 and response.json()["name"] == project.get("name")
         return kv_delta.count, sql_delta.count
 
-    assert read() == (3, 0)  # apikey:{hash}, the throttle's counter increment, project:{id}
+    # apikey:{hash}, user:{user_id}, the throttle's counter increment, project:{id}
+    assert read() == (4, 0)
     monkeypatch.setattr(ProjectViewSet, "throttle_classes", [])
-    assert read() == (2, 0)  # the two lookups alone
+    assert read() == (3, 0)  # the three lookups alone
 
 
 def test_the_key_is_stored_only_as_its_hash() -> None:

@@ -75,12 +75,12 @@ def test_counters_add_no_round_trip_to_a_request_until_the_interval_is_reached(
         assert response.status_code == 200
         return kv_delta.count, sql_delta.count
 
-    # apikey:{hash}, the throttle's counter, project:{id}: as before the counters existed
-    assert [read() for _ in range(3)] == [(3, 0)] * 3
+    # apikey:{hash}, user:{user_id}, the throttle's counter, project:{id}: the counters add none
+    assert [read() for _ in range(3)] == [(4, 0)] * 3
     assert key_usage.pending()[key_hash(alice.secret)].total == 4  # with the project's creation
     settings.NIMBUS_KEY_USAGE_FLUSH_SECONDS = 0
     # after the response: the key read again and written (KV object and metadata row) once
-    assert read() == (3 + 2, 1)
+    assert read() == (4 + 2, 1)
     assert key_usage.pending() == {}
     assert usage(alice)[:2] == (5, 5)
 

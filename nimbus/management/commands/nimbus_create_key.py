@@ -9,12 +9,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from datamodel import Scope, ValidationError, ids
+from datamodel import Rejected, Scope, ValidationError, ids
 from datastore import DatastoreError
 from nimbus import conf
+from nimbus.keys import expires_in, issue_api_key
 from nimbus.models import User
 from nimbus.models.user import normalize_email
-from nimbus.workflows import issue_api_key
 
 PERMISSIONS = ("read", "write", "admin")
 
@@ -40,6 +40,11 @@ class Command(BaseCommand):
             "--rate-limit", type=int, help="Requests per minute for this key (default 1000)."
         )
         parser.add_argument(
+            "--expires-in-days",
+            type=int,
+            help="The key expires this many days from now (default: never).",
+        )
+        parser.add_argument(
             "--create-user", action="store_true", help="Create the user if no user has this email."
         )
         parser.add_argument(
@@ -61,6 +66,9 @@ class Command(BaseCommand):
             raise CommandError("--rate-limit must be a positive number of requests per minute")
         if options["password_stdin"] and not options["create_user"]:
             raise CommandError("--password-stdin sets the password of a user --create-user creates")
+        days = options["expires_in_days"]
+        if days is not None and days < 1:
+            raise CommandError("--expires-in-days must be a positive number of days")
         connection = conf.get_connection()
         try:
             users = User.objects.system(using=connection)
@@ -85,18 +93,20 @@ class Command(BaseCommand):
             key, secret = issue_api_key(
                 Scope(connection, user.pk),
                 name=options["name"],
+                owner_email=email,
+                owner_is_admin=bool(user.get("is_admin")),
                 permissions=permissions,
-                user_email=email,
-                user_is_admin=bool(user.get("is_admin")),
                 rate_limit=rate_limit,
+                expires_at=None if days is None else expires_in(days),
             )
         except ValidationError as exc:
             raise CommandError(f"refused: {exc}") from exc
-        except DatastoreError as exc:
+        except (DatastoreError, Rejected) as exc:
             raise CommandError(f"could not create the key: {exc}") from exc
         if options["json"]:
             report = {"key": secret, "key_id": key.pk, "user_id": user.pk, "email": email}
-            self.stdout.write(json.dumps({**report, "permissions": permissions}))
+            extra = {"permissions": key.get("permissions"), "expires_at": key.get("expires_at")}
+            self.stdout.write(json.dumps({**report, **extra}))
         else:
             self.stdout.write(secret)
 

@@ -240,7 +240,7 @@ def test_the_cap_setting_must_be_a_positive_number(settings, value: object) -> N
         create_key(alice)
     from nimbus.checks import check_api_keys
 
-    assert [message.id for message in check_api_keys()] == ["nimbus.E007"]
+    assert [message.id for message in check_api_keys()] == ["nimbus.E009"]
 
 
 # -- expiry ---------------------------------------------------------------------------------

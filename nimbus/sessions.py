@@ -16,7 +16,12 @@ keeps the last request's.
 
 Sessions stored as ``{"data": ...}`` alone (before this shape) still load. A value that cannot
 be read is no session, as is a session while the store is unavailable (the user is signed out
-instead of the request failing).
+instead of the request failing), and so is a cookie that cannot be a session key.
+
+A save is a compare-and-set on the key's version: a session deleted meanwhile (signed out in
+another request) is not written back, the save raises ``UpdateError``. Cloudflare KV has no
+compare-and-set: there the check is a read before the write, best effort. A session whose expiry
+has passed when it is saved is deleted.
 """
 
 from __future__ import annotations

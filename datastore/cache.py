@@ -259,8 +259,23 @@ class SessionCacheClient:
     def get(self, token: str) -> dict[str, Any] | None:
         """The session's data, or ``None`` if missing, expired, unreadable, or the store is
         unavailable."""
+        found = self._read(token, versioned=False)
+        return None if found is None else found[0]
+
+    def get_versioned(self, token: str) -> tuple[dict[str, Any], int] | None:
+        """The session's data and the version it is stored under, for a compare-and-set
+        ``set(..., if_version=version)``; ``None`` as for ``get``. The version is 0 where the
+        store keeps none (``supports_cas`` false), and reading costs what ``get`` does there."""
+        return self._read(token, versioned=self.kv.supports_cas)
+
+    def _read(self, token: str, *, versioned: bool) -> tuple[dict[str, Any], int] | None:
+        key = self.key(token)
         try:
-            raw = self.kv.get(self.namespace, self.key(token))
+            if versioned:
+                entry = self.kv.get_entry(self.namespace, key)
+                raw, version = (None, 0) if entry is None else (entry.value, entry.version)
+            else:
+                raw, version = self.kv.get(self.namespace, key), 0
         except Unavailable as exc:
             logger.warning("session cache unavailable: %s", exc)
             return None
@@ -278,19 +293,29 @@ class SessionCacheClient:
         moment = _epoch(expires) if isinstance(expires, str) else None
         if moment is not None and moment <= self.kv.clock():
             return None
-        return data
+        return data, version
 
     def set(
-        self, token: str, data: dict[str, Any], ttl: float | None = None, *, create: bool = False
-    ) -> None:
-        """Store the session for ``ttl`` seconds. With ``create`` the token must be new
-        (``Conflict`` otherwise, where the store has compare-and-set)."""
-        self.kv.put(
+        self,
+        token: str,
+        data: dict[str, Any],
+        ttl: float | None = None,
+        *,
+        create: bool = False,
+        if_version: int | None = None,
+    ) -> int:
+        """Store the session for ``ttl`` seconds; returns the new version. With ``create`` the
+        token must be new, with ``if_version`` stored under that version (``Conflict``
+        otherwise; both only where the store has compare-and-set: ``create`` is ignored
+        without it, and ``if_version`` raises ``NotSupported``)."""
+        if create and self.kv.supports_cas:
+            if_version = 0
+        return self.kv.put(
             self.namespace,
             self.key(token),
             codec.dumps(data),
             ttl=_ttl(self.kv, ttl or self.default_ttl),
-            if_version=0 if create and self.kv.supports_cas else None,
+            if_version=if_version,
         )
 
     def exists(self, token: str) -> bool:

@@ -18,6 +18,7 @@ from datastore import (
     InvalidKey,
     InvalidValue,
     KVStore,
+    NotSupported,
     RateLimiterClient,
     SessionCacheClient,
     Unavailable,
@@ -137,6 +138,24 @@ def test_sessions(kv: KVStore) -> None:
             sessions.set("tok_abc", {}, create=True)
     assert sessions.delete("tok_abc") is True
     assert sessions.get("tok_abc") is None
+
+
+def test_a_session_is_written_over_only_under_the_version_it_was_read_at(kv: KVStore) -> None:
+    sessions = SessionCacheClient(kv)
+    first = sessions.set("tok_cas", {"user_id": "u1"}, ttl=3600, create=True)
+    assert sessions.get_versioned("tok_cas") == ({"user_id": "u1"}, first if kv.supports_cas else 0)
+    if not kv.supports_cas:
+        with pytest.raises(NotSupported):
+            sessions.set("tok_cas", {}, ttl=3600, if_version=first)
+        return
+    second = sessions.set("tok_cas", {"user_id": "u2"}, ttl=3600, if_version=first)
+    assert second > first
+    with pytest.raises(Conflict):  # written meanwhile
+        sessions.set("tok_cas", {"user_id": "u3"}, ttl=3600, if_version=first)
+    sessions.delete("tok_cas")
+    with pytest.raises(Conflict):  # deleted meanwhile: not written back
+        sessions.set("tok_cas", {"user_id": "u3"}, ttl=3600, if_version=second)
+    assert sessions.get_versioned("tok_cas") is None and not sessions.exists("tok_cas")
 
 
 def test_a_session_value_that_cannot_be_read_is_no_session(

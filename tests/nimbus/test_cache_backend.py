@@ -27,9 +27,26 @@ def cache(request, settings, tmp_path, monkeypatch):
             "LOCATION": "NIMBUS_CACHE",
             "KEY_PREFIX": "other",
         },
+        "a": {"BACKEND": "nimbus.cache.KVCache", "LOCATION": "NIMBUS_CACHE", "KEY_PREFIX": "a"},
+        "a:b": {"BACKEND": "nimbus.cache.KVCache", "LOCATION": "NIMBUS_CACHE", "KEY_PREFIX": "a:b"},
+        "custom": {
+            "BACKEND": "nimbus.cache.KVCache",
+            "LOCATION": "NIMBUS_CACHE",
+            "KEY_FUNCTION": custom_key,
+        },
+        "small": {
+            "BACKEND": "nimbus.cache.KVCache",
+            "LOCATION": "NIMBUS_CACHE",
+            "KEY_PREFIX": "small",
+            "OPTIONS": {"MAX_ENTRIES": 10, "CULL_FREQUENCY": 2},
+        },
     }
     yield caches["default"]
     store.close()
+
+
+def custom_key(key: str, key_prefix: str, version: int) -> str:
+    return f"custom-{key_prefix}-{version}-{key}"
 
 
 def short_timeout(cache) -> int:
@@ -91,9 +108,12 @@ def test_incr_decr(cache) -> None:
         cache.incr("does_not_exist")
     with pytest.raises(ValueError):
         cache.decr("does_not_exist")
-    cache.set("text", "hello")
-    with pytest.raises(ValueError):
-        cache.incr("text")
+    for value in ("hello", None, 1.5):  # Django's backends raise TypeError for these
+        cache.set("text", value)
+        with pytest.raises(TypeError, match="does not hold an integer"):
+            cache.incr("text")
+        with pytest.raises(TypeError):
+            cache.decr("text")
 
 
 def test_data_types(cache) -> None:
@@ -132,7 +152,7 @@ def _advance(cache, seconds: float) -> None:
 
 def test_forever_and_zero_timeouts(cache) -> None:
     cache.set("forever", "value", None)
-    assert cache.kv.get_entry("NIMBUS_CACHE", cache.make_key("forever")).expires_at is None
+    assert cache.kv.get_entry("NIMBUS_CACHE", cache.kv_key("forever")).expires_at is None
     cache.set("key", "value", 0)
     assert cache.get("key") is None
     assert cache.add("key2", "value", 0) is True and cache.get("key2") is None
@@ -143,10 +163,10 @@ def test_forever_and_zero_timeouts(cache) -> None:
 def test_touch(cache) -> None:
     cache.set("expire1", "very quickly", timeout=600)
     assert cache.touch("expire1", timeout=3600) is True
-    entry = cache.kv.get_entry("NIMBUS_CACHE", cache.make_key("expire1"))
+    entry = cache.kv.get_entry("NIMBUS_CACHE", cache.kv_key("expire1"))
     assert entry.expires_at > time.time() + 1800 or cache.kv.backend_name in ("memory", "sqlite")
     assert cache.touch("expire1", timeout=None) is True
-    assert cache.kv.get_entry("NIMBUS_CACHE", cache.make_key("expire1")).expires_at is None
+    assert cache.kv.get_entry("NIMBUS_CACHE", cache.kv_key("expire1")).expires_at is None
     assert cache.touch("nonexistent") is False
     assert cache.get("expire1") == "very quickly"
 
@@ -171,3 +191,72 @@ def test_close_keeps_the_store_usable(cache) -> None:
     cache.set("k", "v")
     cache.close()
     assert cache.get("k") == "v"
+
+
+def test_clear_removes_the_keys_of_a_custom_key_function(cache) -> None:
+    custom = caches["custom"]
+    custom.set("a", 1)
+    assert custom.get("a") == 1 and cache.get("a") is None
+    cache.set("b", 2)
+    custom.clear()  # the same KEY_PREFIX (none): both caches' keys go
+    assert custom.get("a") is None and cache.get("b") is None
+    assert cache.kv.list("NIMBUS_CACHE").keys == []
+
+
+def test_clear_of_one_prefix_keeps_a_longer_prefix_that_starts_with_it(cache) -> None:
+    short, longer = caches["a"], caches["a:b"]
+    short.set("x", "short")
+    longer.set("x", "longer")
+    longer.set("1:x", "longer, a key that looks like a version")
+    short.clear()
+    assert short.get("x") is None
+    assert longer.get("x") == "longer"
+    assert longer.get("1:x") == "longer, a key that looks like a version"
+    longer.clear()
+    assert cache.kv.list("NIMBUS_CACHE").keys == []
+
+
+def test_the_layout_keeps_the_prefix_apart_from_the_key(cache) -> None:
+    assert cache.kv_key("k") == "django::1:k"
+    assert caches["prefixed"].kv_key("k", version=2) == "django:other:2:k"
+    assert caches["a:b"].kv_key("k") == "django:a%3Ab:1:k"
+    assert caches["custom"].kv_key("k") == "django::custom--1-k"
+
+
+def test_key_warnings_are_djangos_about_djangos_key(cache) -> None:
+    from django.core.cache import CacheKeyWarning
+
+    with pytest.warns(CacheKeyWarning) as caught:
+        cache.set("key with spaces", 1)
+    assert str(caught[0].message) == (
+        "Cache key contains characters that will cause errors if used with memcached: "
+        "':1:key with spaces'"
+    )
+    with pytest.warns(CacheKeyWarning):
+        assert cache.get("key with spaces") == 1  # a warning, as in Django: the key works
+
+
+def test_max_entries_culls_one_entry_in_cull_frequency(cache) -> None:
+    small = caches["small"]
+    for number in range(10):
+        small.set(f"k{number}", number)
+    assert sum(small.has_key(f"k{number}") for number in range(10)) == 10
+    small.set("k10", 10)  # the cache holds MAX_ENTRIES: half of them go first
+    kept = [number for number in range(11) if small.has_key(f"k{number}")]
+    assert kept == [5, 6, 7, 8, 9, 10]  # the first in key order went
+    for number in range(11, 15):
+        small.set(f"k{number}", number)
+    assert len(small._keys()) == 10
+    small.set("k15", 15)
+    assert len(small._keys()) == 6
+    small.clear()
+    assert cache.kv.list("NIMBUS_CACHE").keys == []  # the count went with the entries
+
+
+def test_without_max_entries_a_write_is_one_put(cache) -> None:
+    with cache.kv.round_trips.track() as trips:
+        for number in range(400):
+            cache.set(f"k{number}", number)
+    assert trips.count == 400
+    assert cache.get("k0") == 0  # no limit (Django's default of 300 is locmem's)
+    assert not any(key.startswith("django-entries:") for key in cache.kv.list("NIMBUS_CACHE").keys)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.sessions.backends.base import UpdateError
 from django.test import Client
 
 from datastore import KVStore, codec
@@ -151,3 +152,82 @@ def test_a_long_user_agent_is_cut(kv: KVStore) -> None:
     record = stored(kv, key)
     assert record is not None and record["user_agent"] == "x" * USER_AGENT_MAX_LENGTH
     assert record["ip"] == "127.0.0.1"  # the test client's default REMOTE_ADDR
+
+
+def test_a_session_signed_out_elsewhere_is_not_written_back(kv: KVStore) -> None:
+    mine = SessionStore()
+    mine["cart"] = [1]
+    mine.save(must_create=True)
+    key = mine.session_key or ""
+    SessionStore(session_key=key).delete()  # signed out in another request
+    mine["cart"] = [1, 2]
+    with pytest.raises(UpdateError):
+        mine.save()
+    assert stored(kv, key) is None
+    assert SessionStore(session_key=key).load() == {}
+
+
+def test_a_session_saved_elsewhere_meanwhile_is_written_over(kv: KVStore) -> None:
+    first = SessionStore()
+    first["cart"] = [1]
+    first.save()
+    key = first.session_key or ""
+    mine, theirs = SessionStore(session_key=key), SessionStore(session_key=key)
+    mine["cart"], theirs["cart"] = [2], [3]  # both loaded the same version
+    theirs.save()
+    mine.save()  # the last save wins, as with Django's own engines
+    assert SessionStore(session_key=key)["cart"] == [2]
+    mine["cart"] = [4]
+    mine.save()  # and this object now knows the new version
+    assert SessionStore(session_key=key)["cart"] == [4]
+
+
+def test_a_session_saved_with_an_expiry_in_the_past_is_deleted(kv: KVStore) -> None:
+    session = SessionStore()
+    session["cart"] = [1]
+    session.save()
+    key = session.session_key or ""
+    assert stored(kv, key) is not None
+    session.set_expiry(-dt.timedelta(seconds=10))
+    session.save()
+    assert kv.get("NIMBUS_SESSIONS", f"session:{key}") is None
+    assert not SessionStore().exists(key) and SessionStore(session_key=key).load() == {}
+    fresh = SessionStore()
+    fresh.set_expiry(-dt.timedelta(seconds=10))
+    fresh.save()  # created already expired: never stored
+    assert fresh.session_key is None or stored(kv, fresh.session_key) is None
+
+
+MALFORMED_KEYS = ["a" * 300, "abcdefgh!2345678", "abcdefgh/2345678", "abcdefgh 2345678"]
+
+
+@pytest.mark.parametrize("cookie", MALFORMED_KEYS)
+def test_a_malformed_session_key_is_no_session(cookie: str) -> None:
+    session = SessionStore(session_key=cookie)
+    assert session.session_key is None and session.load() == {}
+    assert session.exists(cookie) is False
+    session.delete(cookie)  # nothing to delete, and no error
+    session["cart"] = [1]
+    session.save()
+    assert session.session_key not in (None, cookie)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("domain")
+@pytest.mark.parametrize("cookie", MALFORMED_KEYS)
+def test_a_malformed_session_cookie_is_an_empty_session_everywhere(cookie: str, admin_user) -> None:
+    from tests.nimbus.api_support import api_user
+
+    browser = Client(raise_request_exception=False)
+    browser.cookies["sessionid"] = cookie
+    assert browser.get("/admin/login/").status_code == 200
+    assert browser.get("/api/me/").status_code in (401, 403)  # not signed in
+    key = sign_in(browser)  # a new session, under a new key
+    assert key != cookie and stored(conf.kv_store(), key) is not None
+    assert browser.get("/admin/").status_code == 200
+    with_key = Client(
+        raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {api_user('alice').secret}"
+    )
+    with_key.cookies["sessionid"] = cookie
+    assert with_key.get("/api/me/").status_code == 200
+    assert with_key.get("/api/projects/").status_code == 200

@@ -215,7 +215,9 @@ def test_a_malformed_session_key_is_no_session(cookie: str) -> None:
 @pytest.mark.django_db
 @pytest.mark.usefixtures("domain")
 @pytest.mark.parametrize("cookie", MALFORMED_KEYS)
-def test_a_malformed_session_cookie_is_an_empty_session_everywhere(cookie: str, admin_user) -> None:
+def test_a_malformed_session_cookie_is_an_empty_session_everywhere(
+    cookie: str, nimbus_admin: User
+) -> None:
     from tests.nimbus.api_support import api_user
 
     browser = Client(raise_request_exception=False)

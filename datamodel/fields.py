@@ -70,9 +70,12 @@ class Field:
         help_text: str = "",
         unique: bool = False,
         release_on_delete: bool = False,
+        omit_none: bool = False,
     ) -> None:
         if default is not MISSING and default_factory is not None:
             raise TypeError("give either default or default_factory, not both")
+        if omit_none and (required or primary_key):
+            raise TypeError("omit_none is for optional fields: not with required or primary_key")
         if default is not MISSING and isinstance(default, (list, dict, set)):
             raise TypeError("a mutable default is shared between instances: use default_factory")
         self.required = required or primary_key
@@ -87,6 +90,9 @@ class Field:
         self.unique = unique
         # A soft delete releases the unique value (by default a deleted object keeps it).
         self.release_on_delete = release_on_delete
+        # Left out of the stored object while None, as a TypeScript interface's optional
+        # (`name?: T`) field is absent rather than null; the model still reads it as None.
+        self.omit_none = omit_none
         self.name = ""  # set by the model class
 
     def __set_name__(self, owner: type, name: str) -> None:

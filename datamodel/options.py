@@ -119,6 +119,11 @@ class Options:
         )
 
     @functools.cached_property
+    def omitted_when_none(self) -> tuple[str, ...]:
+        """The fields (``omit_none=True``) the stored object leaves out while they are None."""
+        return tuple(name for name, value in self.fields.items() if value.omit_none)
+
+    @functools.cached_property
     def references(self) -> list[Reference]:
         """The model's ``Reference`` fields (each a sync field)."""
         return [value for value in self.fields.values() if isinstance(value, Reference)]

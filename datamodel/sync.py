@@ -148,7 +148,11 @@ def _new_owners(instance: DataModel, scope: Scope) -> list[str]:
 
 
 def _stored_data(instance: DataModel) -> dict[str, Any]:
-    return {**instance._extra, **instance._values}
+    data = {**instance._extra, **instance._values}
+    for name in instance._meta.omitted_when_none:
+        if data.get(name) is None:
+            data.pop(name, None)
+    return data
 
 
 def _stamp(instance: DataModel, scope: Scope, adding: bool, stamp: str) -> None:

@@ -23,7 +23,7 @@ class Page(DataModel):
     status = fields.Choice(PAGE_STATUSES, default="uploaded")
     priority = fields.Integer(default=5)
     extraction = fields.JSON(default_factory=dict)
-    optimization = fields.JSON()
+    optimization = fields.JSON(omit_none=True)  # the spec's optimization?: absent until acked
 
     class Meta:
         name = "PAGE"

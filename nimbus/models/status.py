@@ -13,9 +13,10 @@ class PageStatus(DataModel):
     status = fields.Choice(PAGE_STATUSES, required=True)
     batch_id = fields.String()
     updated = fields.Timestamp()
-    processing = fields.JSON()
-    result = fields.JSON()
-    error = fields.JSON()
+    # the spec's optional processing?, result? and error?: absent, not null, when they do not apply
+    processing = fields.JSON(omit_none=True)
+    result = fields.JSON(omit_none=True)
+    error = fields.JSON(omit_none=True)
     # the page's _version this object shows: a move's late write never overwrites a later one
     page_version = fields.Integer()
 

@@ -1,10 +1,11 @@
-// Starts the local Cloudflare REST API (api-worker.mjs) and the interop Worker (app-worker.mjs)
-// in one Miniflare instance on a free loopback port, prints "READY <url>", and runs until its
-// standard input closes or it receives SIGTERM/SIGINT.
+// Starts the local Cloudflare REST API (api-worker.mjs), the interop Worker (app-worker.mjs) and
+// the Worker that reads the data-structures spec's layout (spec-reader.mjs) in one Miniflare
+// instance on a free loopback port, prints "READY <url>", and runs until its standard input
+// closes or it receives SIGTERM/SIGINT. The two Workers bind the NIMBUS_* namespaces.
 //
 // Usage: node server.mjs '<json config>'
 //   {"account": "...", "token": "...",
-//    "kv": {"<namespace id>": "<NIMBUS_* binding name for the app worker, or null>"},
+//    "kv": {"<namespace id>": "<NIMBUS_* binding name for the Workers, or null>"},
 //    "d1": ["<database id>", ...], "persist": "<directory>" | null}
 
 import { dirname, join } from "node:path";
@@ -54,6 +55,14 @@ const mf = new Miniflare({
       compatibilityDate: "2026-04-01",
       kvNamespaces: appNamespaces,
       routes: ["*/app/*", "*/kv-clients/*"],
+    },
+    {
+      name: "spec-reader",
+      modules: true,
+      scriptPath: join(here, "spec-reader.mjs"),
+      compatibilityDate: "2026-04-01",
+      kvNamespaces: appNamespaces,
+      routes: ["*/spec/*"],
     },
   ],
 });

@@ -137,3 +137,29 @@ def test_a_bad_value_from_a_callable_default_is_a_validation_error_naming_the_fi
         "status": ["default 'c' is invalid: 'c' is not one of 'a', 'b'"],
     }
     assert model(priority=1, status="a").get("priority") == 1
+
+
+def test_an_omit_none_field_is_left_out_of_the_stored_object_while_it_is_none() -> None:
+    # a TypeScript interface's optional field (`result?: {...}`) is absent, never null
+    model = declare(result=fields.JSON(omit_none=True), note=fields.String())
+    connection = connect(model)
+    widgets = model.objects.auth("u1", using=connection)
+
+    def stored(widget: DataModel) -> dict[str, Any]:
+        found = connection.datastore.system().get(model._meta.kv_class, widget.kv_id)
+        assert found is not None
+        return found
+
+    widget = widgets.create()
+    assert "result" not in stored(widget) and stored(widget)["note"] is None
+    widget.set("result", {"changes": 3})
+    widget.save()
+    assert stored(widget)["result"] == {"changes": 3}
+    widget.set("result", None)
+    widget.save()
+    assert "result" not in stored(widget)
+    assert widgets.get(widget.pk).get("result") is None
+    many = widgets.bulk_create([{}, {"result": [1]}])
+    assert "result" not in stored(many[0]) and stored(many[1])["result"] == [1]
+    with pytest.raises(TypeError, match="omit_none"):
+        fields.JSON(omit_none=True, required=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from datamodel import ids
 from nimbus import conf
 from nimbus.models import EmailLookup, Project, User, key_hash
 from tests.nimbus.api_support import api_user, make_project
@@ -120,3 +121,34 @@ def test_nimbus_sync_repairs_what_its_check_reports_in_lists_and_lookups() -> No
     assert kv_json("NIMBUS_EMAILS", "email:ada@example.com")["user_id"] == ada.pk
     assert kv_json("NIMBUS_EMAILS", "email:nobody@example.com") is None
     assert Project.objects.auth(user.user_id).count() == 1
+
+
+def test_optional_fields_are_left_out_while_empty() -> None:
+    """The spec's ``optimization?``, ``processing?``, ``result?`` and ``error?`` are absent,
+    not null, while they do not apply."""
+    user = api_user()
+    project_id = make_project(user)
+    base = f"/api/projects/{project_id}"
+    batch = {"pages": [{"source_path": "a.html"}, {"source_path": "b.html"}]}
+    assert user.client.post(f"{base}/batches/", batch, format="json").status_code == 201
+    page_ids = [ids.page_id(project_id, path) for path in ("a.html", "b.html")]
+
+    def page(page_id: str) -> dict[str, Any]:
+        return kv_json("NIMBUS_PAGES", f"page:{project_id}:{page_id}")
+
+    def shown(page_id: str) -> set[str]:
+        status = kv_json("NIMBUS_STATUS", f"status:{project_id}:{page_id}")
+        return {"processing", "result", "error"} & set(status)
+
+    for page_id in page_ids:
+        assert shown(page_id) == set() and "optimization" not in page(page_id)
+    first = user.client.post(f"{base}/queue/claim/").json()["page_id"]
+    assert shown(first) == {"processing"}
+    result = {"model": "gpt-4", "confidence": 0.9, "changes": 2, "optimized_blocks": []}
+    acked = user.client.post(f"{base}/queue/{first}/ack/", {"result": result}, format="json")
+    assert acked.status_code == 200
+    assert shown(first) == {"result"} and page(first)["optimization"]["changes"] == 2
+    second = user.client.post(f"{base}/queue/claim/").json()["page_id"]
+    failed = user.client.post(f"{base}/queue/{second}/fail/", {"error": "boom"}, format="json")
+    assert failed.json()["retry"] is True  # queued again, showing the error
+    assert shown(second) == {"error"} and "optimization" not in page(second)

@@ -20,6 +20,7 @@ from datastore import CacheClient
 from nimbus import conf, key_usage
 from nimbus.models import DOMAIN_MODELS, User, key_hash
 from tests.cloudflare.local_api import LocalCloudflare
+from tests.nimbus.conftest import PASSWORD
 from tests.nimbus.factories import ApiKeyFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,9 +99,11 @@ def spec_read(cloudflare: LocalCloudflare, route: str, **params: str) -> dict[st
 
 
 def test_a_worker_written_from_the_spec_reads_what_the_api_wrote(
-    cloudflare: LocalCloudflare, django_user_model: Any
+    cloudflare: LocalCloudflare,
 ) -> None:
-    user = User.objects.system().create(email="ada@example.com")
+    user = User.objects.system().new(email="ada@example.com")
+    user.set_password(PASSWORD)
+    user.save()
     user_id = user.pk
     secret = ids.api_key()
     ApiKeyFactory.create(
@@ -146,13 +149,10 @@ def test_a_worker_written_from_the_spec_reads_what_the_api_wrote(
     }
     key_usage.flush()
 
-    # A staff sign-in through the admin (a session) and a cache entry.
-    django_user_model.objects.create_user(
-        "admin", "admin@example.com", "password", is_staff=True, is_superuser=True
-    )
+    # A sign-in through the browsable API (a session) and a cache entry.
     browser = Client(REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT=BROWSER)
     signed_in = browser.post(
-        "/admin/login/?next=/admin/", {"username": "admin", "password": "password"}
+        "/api-auth/login/?next=/api/", {"username": "ada@example.com", "password": PASSWORD}
     )
     assert signed_in.status_code == 302
     session_key = browser.cookies["sessionid"].value
@@ -203,9 +203,8 @@ def test_a_worker_written_from_the_spec_reads_what_the_api_wrote(
     session = spec_read(cloudflare, f"session/{session_key}")
     assert session["problems"] == []
     stored_session = session["read"][f"session:{session_key}"]
-    admin = django_user_model.objects.get(username="admin")
-    assert stored_session["user_id"] == f"django_{admin.pk}"
-    assert stored_session["email"] == "admin@example.com"
+    assert stored_session["user_id"] == user_id
+    assert stored_session["email"] == "ada@example.com"
     assert (stored_session["ip"], stored_session["user_agent"]) == ("203.0.113.7", BROWSER)
 
     entry = spec_read(cloudflare, "cache/content:rolex")

@@ -332,7 +332,10 @@ class RedisKVStore(BaseKVStore):
         value_prefix = self._value_key(namespace, "")
         pattern = (value_prefix + prefix).translate(_GLOB_SPECIAL) + "*"
         keys: dict[str, None] = {}
-        smaller_step: int | None = None
+        # A cursor with ``after`` resumes a step that was split by name, and only a step of
+        # COUNT 1 is ever split: take that same step again, so the name filter applies to the
+        # keys it returned before and never to those of the buckets after it.
+        smaller_step: int | None = 1 if after is not None else None
         for _ in range(_MAX_SCANS_PER_PAGE):
             room = limit - len(keys)
             count = smaller_step or max(room, 100)

@@ -246,7 +246,6 @@ class ApiState(RuleBasedStateMachine):
         assert set(batch["pages"]) == set(page_ids) and batch["page_count"] == len(paths)
         assert batch["batch_id"] not in project.batches
         project.batches.append(batch["batch_id"])
-        project.batch_pages += len(paths)
         for page_id, path in page_ids.items():
             project.pages[page_id] = PageModel(path, "queued", priority, batch["batch_id"])
         for theirs in self.users[self.other(name)].projects:

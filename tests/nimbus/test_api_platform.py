@@ -180,6 +180,25 @@ def test_a_page_uploaded_alone_has_a_batch_of_its_own_each_time() -> None:
     assert (usage["total_batches"], usage["total_pages"]) == (4, 3)
 
 
+def test_pages_uploaded_one_by_one_take_the_next_batch_ids_at_a_fixed_cost() -> None:
+    """Many single uploads in a second run the project's batch ids ahead of the clock; each
+    takes the second after the latest one without trying every second up to it."""
+    alice = api_user("alice")
+    project = make_project(alice)
+    kv, sql = conf.kv_store().round_trips, conf.sql_database().round_trips
+    costs, batch_ids = [], []
+    for number in range(12):
+        with kv.track() as kv_delta, sql.track() as sql_delta:
+            created = alice.client.post(
+                f"/api/projects/{project}/pages/", {"source_path": f"{number}.html"}, format="json"
+            )
+        assert created.status_code == 201
+        batch_ids.append(created.json()["batch_id"])
+        costs.append((kv_delta.count, sql_delta.count))
+    assert batch_ids == sorted(set(batch_ids))  # distinct, in order
+    assert costs[3] == costs[-1], costs  # one taken id tried, then the latest's next second
+
+
 def test_status_transitions() -> None:
     alice = api_user("alice")
     project = make_project(alice)

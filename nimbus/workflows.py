@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from datamodel import DataModel, DoesNotExist, Rejected, Scope, ids
+from datamodel import DataModel, DoesNotExist, Rejected, Scope, ScopedManager, ids
 from datamodel.clock import now_iso
 from datamodel.deletion import restore_objects
 from datastore import Conflict
@@ -22,7 +22,7 @@ from . import lifecycle
 from .keys import issue_api_key
 from .lifecycle import MAX_ATTEMPTS
 from .models import Batch, Page, PageLog, Project, Queue
-from .models.batch import summarize
+from .models.batch import batch_status, summarize
 from .models.logs import newest_within_bounds
 from .usage import count_usage
 
@@ -52,7 +52,8 @@ def _retry(update: Callable[[], T]) -> T:
     return update()
 
 
-BATCH_ID_ATTEMPTS = 300  # the free seconds a batch id is looked for in, from now on
+BATCH_ID_ATTEMPTS = 300  # the ids a batch upload tries before it gives up
+BATCH_ID_FORMAT = "batch_%Y%m%d_%H%M%S"  # datamodel.ids.batch_id's
 
 
 def upload_batch(scope: Scope, project: Project, pages: list[dict[str, Any]]) -> Batch:
@@ -66,15 +67,7 @@ def upload_batch(scope: Scope, project: Project, pages: list[dict[str, Any]]) ->
     if len(set(page_ids)) != len(page_ids):
         raise Rejected("the same source_path appears more than once in this batch")
     page_map = {page_id: {"status": "queued", "uploaded": stamp} for page_id in page_ids}
-    summary = summarize(page_map)
-    batch = _create_batch(
-        scope,
-        project_id,
-        page_count=len(items),
-        status="queued",
-        pages=page_map,
-        summary=summary,
-    )
+    batch = _create_batch(scope, project_id, **_batch_values(page_map))
     for item in items:
         item["batch_id"] = batch.get("batch_id")
     _queue_pages(scope, project_id, items, stamp)
@@ -83,32 +76,48 @@ def upload_batch(scope: Scope, project: Project, pages: list[dict[str, Any]]) ->
 
 
 def upload_page(scope: Scope, project: Project, data: dict[str, Any]) -> tuple[Page, bool]:
-    """Upload one page; returns it and whether it is new. A new path is stored as
-    ``uploaded``; a path uploaded before (even if deleted since) is replaced, brought back
-    and queued afresh, as a batch upload does it (outside any batch)."""
+    """Upload one page, in a batch of its own; returns it and whether it is new. A new path is
+    stored as ``uploaded`` (its batch ``uploading``); a path uploaded before (even if deleted
+    since) is replaced, brought back and queued afresh, as a batch upload does it: it moves
+    into the new batch and leaves the one it was in."""
     project_id = project.pk
     stamp = now_iso()
     item = _page_item(project_id, data, stamp, status="uploaded")
     pages = Page.objects.bind(scope)
-    try:
-        page = pages.create(**item)  # create-only: refused if the path has a page
-    except Conflict:
-        pass
-    else:
+    page = pages.new(**item)  # its values checked before the batch is created
+    entry = {"status": "uploaded", "uploaded": stamp}
+    batch = _create_batch(scope, project_id, **_batch_values({item["page_id"]: entry}))
+    item["batch_id"] = batch.get("batch_id")
+    page.set("batch_id", item["batch_id"])
+    if _create(scope, page):  # refused if the path has a page
         lifecycle.enqueue(scope, [page], stamp=stamp)  # its status object and log entry
         count_usage(scope, project_id)
         return page, True
-    item.update(status="queued", batch_id=None)
+    # The path has a page: it is queued in the new batch, which nobody else knows of yet
+    # (the page is written after), so its entry is set here without a move.
+    batch.set(_batch_values({item["page_id"]: {**entry, "status": "queued"}}))
+    batch.save()
+    item["status"] = "queued"
     _queue_pages(scope, project_id, [item], stamp)
     count_usage(scope, project_id)  # a deleted page brought back counts again
     return pages.get(project_id=project_id, page_id=item["page_id"]), False
+
+
+def _batch_values(page_map: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A batch's page map with the counts and status that follow from it."""
+    return {
+        "pages": page_map,
+        "page_count": len(page_map),
+        "summary": summarize(page_map),
+        "status": batch_status(page_map),
+    }
 
 
 def _page_item(project_id: str, data: dict[str, Any], stamp: str, status: str) -> dict[str, Any]:
     return {
         "page_id": ids.page_id(project_id, data["source_path"]),
         "project_id": project_id,
-        "batch_id": None,
+        "batch_id": None,  # set once the upload's batch is created
         "source_path": data["source_path"],
         "extraction": data.get("extraction") or {},
         "priority": data.get("priority", 5),
@@ -121,21 +130,58 @@ def _create_batch(scope: Scope, project_id: str, **values: Any) -> Batch:
     """Create the batch under the first free id from now on in this project.
 
     A batch id (``batch_YYYYMMDD_HHMMSS``) is unique per project: the batch's KV key holds the
-    project and is written create-only, so an id the project already has is refused and the
-    next second is tried (ids then run ahead of the clock while a project takes more than one
-    batch a second; ``created_at`` keeps the time). Other projects' batches never count."""
+    project and is written create-only, so an id the project already has is refused and a
+    later second is tried (ids then run ahead of the clock while a project takes more than one
+    batch a second; ``created_at`` keeps the time). Other projects' batches never count. On a
+    store without compare-and-set the refusal is a read first, best effort (``_create``).
+
+    When the id of now is taken, the next try is the second after the project's latest batch
+    (one SQL query), not the next second: a project that uploads many pages one by one runs
+    its ids ahead of the clock, and trying every second up to them would cost a round trip
+    each. Seconds taken meanwhile are skipped one by one, up to ``BATCH_ID_ATTEMPTS`` tries."""
     batches = Batch.objects.bind(scope)
     moment = dt.datetime.now(dt.UTC)
-    for offset in range(BATCH_ID_ATTEMPTS):
-        batch_id = ids.batch_id(moment + dt.timedelta(seconds=offset))
-        try:
-            return batches.create(project_id=project_id, batch_id=batch_id, **values)
-        except Conflict:
-            continue
+    for attempt in range(BATCH_ID_ATTEMPTS):
+        batch = batches.new(project_id=project_id, batch_id=ids.batch_id(moment), **values)
+        if _create(scope, batch):
+            return batch
+        if attempt == 0:
+            moment = max(moment, _latest_batch_moment(batches, project_id))
+        moment += dt.timedelta(seconds=1)
     raise Rejected(
-        f"project {project_id!r} has no free batch id in the next {BATCH_ID_ATTEMPTS} seconds; "
+        f"project {project_id!r} found no free batch id in {BATCH_ID_ATTEMPTS} tries; "
         "try again later"
     )
+
+
+def _latest_batch_moment(batches: ScopedManager[Batch], project_id: str) -> dt.datetime:
+    """The second named by the id of the project's latest batch (the epoch if it has none)."""
+    latest = (
+        batches.filter(project_id=project_id)
+        .order_by("-created_at")
+        .values_list("batch_id", flat=True)
+        .first()
+    )
+    try:
+        return dt.datetime.strptime(latest, BATCH_ID_FORMAT).replace(tzinfo=dt.UTC)
+    except (TypeError, ValueError):
+        return dt.datetime.fromtimestamp(0, dt.UTC)
+
+
+def _create(scope: Scope, instance: DataModel) -> bool:
+    """Save a new object create-only; ``False`` if its key is taken (even by a deleted one).
+    Where the store cannot refuse a taken key (no compare-and-set: Cloudflare KV, where the
+    last writer wins), the key is read first: best effort, as two writers racing between
+    that read and their writes both create (the later one replaces the other)."""
+    if not scope.connection.datastore.adapter.supports_cas:
+        objects = type(instance).objects.bind(scope)
+        if objects.get_many([instance.kv_id], include_deleted=True):
+            return False
+    try:
+        instance.save()
+    except Conflict:
+        return False
+    return True
 
 
 def _queue_pages(scope: Scope, project_id: str, items: list[dict[str, Any]], stamp: str) -> None:

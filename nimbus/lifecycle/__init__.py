@@ -41,15 +41,16 @@ that is out of the queue: ``claim`` picks an item from the queue, then moves its
 whose page is gone, or out of the queue by a later move, is dropped, one whose page is not in
 the state the item implies (moving just now) is skipped.
 
-An upload moves a page between batches: the batch whose upload wrote the page last must count
-it, and the one it left must not. Each upload hands ``enqueue`` the batches its pages were in
-when it read them to write them; ``enqueue`` then reads those batches and the pages afresh
-(in that order) and makes each count exactly the pages that are in it now. Of two uploads of
-the same paths, the later writer of a page reads the batch maps after its page write, so
-whichever finishes last leaves them right. A process that dies between the page write and
-the rest leaves them behind the page until the page's next move, or until ``reconcile`` sets
-them from the pages: ``manage.py nimbus_sync --check`` lists what it finds in every project
-and ``--repair`` repairs it (with the project's usage counters).
+Every upload is a batch (a page uploaded on its own is a batch of one), so every page is in
+one. An upload moves a page between batches: the batch whose upload wrote the page last must
+count it, and the one it left must not. Each upload hands ``enqueue`` the batches its pages
+were in when it read them to write them; ``enqueue`` then reads those batches and the pages
+afresh (in that order) and makes each count exactly the pages that are in it now. Of two
+uploads of the same paths, the later writer of a page reads the batch maps after its page
+write, so whichever finishes last leaves them right. A process that dies between the page write
+and the rest leaves them behind the page until the page's next move, or until ``reconcile``
+sets them from the pages: ``manage.py nimbus_sync --check`` lists what it finds in every
+project and ``--repair`` repairs it (with the project's usage counters).
 
 Cost of one move: the page (1 KV read, 1 save), the queue, status object, batch and log
 (1 KV read and 1 save each, the queue only for moves that change it). ``enqueue`` is bulk:

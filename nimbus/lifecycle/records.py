@@ -118,7 +118,7 @@ def _millis_between(start: str, end: str) -> int:
 def recount(batch: Batch, pages: dict[str, dict[str, Any]]) -> None:
     summary = summarize(pages)
     batch.set({"pages": pages, "summary": summary, "page_count": len(pages)})
-    batch.set("status", batch_status(summary, len(pages)))
+    batch.set("status", batch_status(pages))
 
 
 def write_batch_entry(

@@ -36,7 +36,7 @@ MOVES: tuple[Move, ...] = (
     # An upload (a batch, or the same path uploaded again) starts the page afresh from any
     # state: a re-uploaded page is queued again with no attempts, whatever it was doing.
     Move(NEW, "upload", "queued", "add", "uploaded and queued"),
-    Move(NEW, "upload", "uploaded", "remove", "uploaded"),  # a single page, on its own
+    Move(NEW, "upload", "uploaded", "remove", "uploaded"),  # a new page alone: a batch of one
     *(Move(s, "upload", "queued", "add", "uploaded again, queued afresh") for s in PAGE_STATUSES),
     Move(DELETED, "upload", "queued", "add", "uploaded again after its delete, queued"),
     # Moves through /status/: along uploaded -> queued -> processing -> done | failed.

@@ -21,12 +21,12 @@ def enqueue(
     stamp: str | None = None,
     left: Iterable[str | None] = (),
 ) -> None:
-    """The ``upload`` move, for pages an upload has just written (created, or replaced: same
-    path, same id), all of one project, each saved with its new ``batch_id`` and the status
-    the upload gives it: ``queued`` (a batch; a path uploaded again), or ``uploaded`` (a new
-    page uploaded on its own). ``left`` names the batches the pages were in before, as the
-    upload read them when it wrote them (every attempt's read). Call it right after writing
-    the pages; it writes the rest of the move in bulk:
+    """The ``upload`` move, for pages an upload has just written (created, or replaced: same path,
+    same id), all of one project, each saved with its new ``batch_id`` and the status the upload
+    gives it: ``queued`` (a batch of many; a path uploaded again), or ``uploaded`` (a new page
+    uploaded on its own, in a batch of one). ``left`` names the batches the pages were in
+    before, as the upload read them when it wrote them (every attempt's read). Call it right
+    after writing the pages; it writes the rest of the move in bulk:
 
     * each page's status object (created, or restored if it had been deleted with its page);
     * its queue item: a fresh one for a ``queued`` page, replacing any earlier one, claimed or

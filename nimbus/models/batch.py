@@ -23,7 +23,14 @@ def summarize(pages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def batch_status(summary: dict[str, Any], page_count: int) -> str:
+def batch_status(pages: dict[str, dict[str, Any]]) -> str:
+    """The status of a batch with this per-page status map: ``uploading`` while every page is
+    ``uploaded`` (a new page uploaded on its own is not queued), ``completed`` (or ``failed``,
+    if none succeeded) once every page is done or failed, ``processing`` once some are, else
+    ``queued``."""
+    summary, page_count = summarize(pages), len(pages)
+    if page_count and all(page.get("status") == "uploaded" for page in pages.values()):
+        return "uploading"
     if page_count and summary["completed"] + summary["failed"] == page_count:
         return "failed" if summary["completed"] == 0 and summary["failed"] else "completed"
     if summary["pending"] < page_count:
@@ -32,14 +39,15 @@ def batch_status(summary: dict[str, Any], page_count: int) -> str:
 
 
 class Batch(DataModel):
-    """One upload of many pages.
+    """One upload: of many pages (``workflows.upload_batch``), or of one page on its own
+    (``workflows.upload_page``), so that every page is in a batch.
 
     ``batch_id`` keeps the spec's shape, ``batch_YYYYMMDD_HHMMSS``, and is unique *per project*:
     the KV key ``batch:{project_id}:{batch_id}`` is the identity, written create-only, so a
-    batch id taken in a project is refused (``Conflict``) rather than overwritten, and
-    ``workflows.upload_batch`` takes the next free second instead. Two projects (or two
-    users) uploading in the same second get the same ``batch_id`` in different keys and never
-    touch each other's batches.
+    batch id taken in a project is refused (``Conflict``) rather than overwritten, and the
+    upload takes the next free second instead (``workflows._create_batch``). Two projects (or
+    two users) uploading in the same second get the same ``batch_id`` in different keys and
+    never touch each other's batches.
 
     Because a ``batch_id`` alone repeats across projects, it cannot key the metadata row: the
     primary key is ``batch_key``, left out of the key pattern, so the model layer makes it the

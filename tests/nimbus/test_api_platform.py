@@ -127,6 +127,78 @@ def test_page_detail_is_the_full_object_and_ids_are_deterministic() -> None:
     assert again.json()["page_id"] == page_id and again.json()["status"] == "queued"
 
 
+def test_a_page_uploaded_alone_has_a_batch_of_its_own_each_time() -> None:
+    """Every upload is a batch: a new page uploaded on its own is ``uploaded`` in a batch of
+    one (``uploading``), its page and status object naming it. Uploaded again alone, it is
+    queued in a new batch of one, and the batch it was in (one of its own, or a batch of
+    many) counts it no longer."""
+    from nimbus.models import PageStatus, Queue
+
+    alice = api_user("alice")
+    project = make_project(alice)
+    url = f"/api/projects/{project}/pages/"
+
+    def batch_of(page_id: str) -> Batch:
+        page = Page.objects.auth("alice").get(project_id=project, page_id=page_id)
+        status = PageStatus.objects.auth("alice").get(project_id=project, page_id=page_id)
+        assert isinstance(page.get("batch_id"), str)
+        assert status.get("batch_id") == page.get("batch_id")
+        assert status.get("status") == page.get("status")
+        return Batch.objects.auth("alice").get(project_id=project, batch_id=page.get("batch_id"))
+
+    created = alice.client.post(url, {"source_path": "alone.html"}, format="json")
+    assert created.status_code == 201
+    page_id, first_id = created.json()["page_id"], created.json()["batch_id"]
+    first = batch_of(page_id)
+    assert first.get("batch_id") == first_id
+    assert (first.get("status"), first.get("page_count")) == ("uploading", 1)
+    assert {pid: entry["status"] for pid, entry in first.get("pages").items()} == {
+        page_id: "uploaded"
+    }
+    assert first.get("summary")["pending"] == 1
+
+    again = alice.client.post(url, {"source_path": "alone.html"}, format="json")
+    assert again.status_code == 200
+    second = batch_of(page_id)
+    assert second.get("batch_id") == again.json()["batch_id"] != first_id
+    assert (second.get("status"), second.get("page_count")) == ("queued", 1)
+    assert {pid: entry["status"] for pid, entry in second.get("pages").items()} == {
+        page_id: "queued"
+    }
+    left = Batch.objects.auth("alice").get(project_id=project, batch_id=first_id)
+    assert (left.get("pages"), left.get("page_count")) == ({}, 0)
+    (item,) = Queue.objects.auth("alice").get(project).get("items")
+    assert (item["page_id"], item["batch_id"]) == (page_id, second.get("batch_id"))
+
+    many = upload(alice, project, 2)  # a path of a batch of many, uploaded again alone
+    moved = alice.client.post(url, {"source_path": "dist/local/page-0.html"}, format="json")
+    assert moved.status_code == 200
+    assert batch_of(moved.json()["page_id"]).get("page_count") == 1
+    rest = Batch.objects.auth("alice").get(project_id=project, batch_id=many["batch_id"])
+    assert rest.get("page_count") == 1 and moved.json()["page_id"] not in rest.get("pages")
+    usage = alice.client.get(f"/api/projects/{project}/").json()["usage"]
+    assert (usage["total_batches"], usage["total_pages"]) == (4, 3)
+
+
+def test_pages_uploaded_one_by_one_take_the_next_batch_ids_at_a_fixed_cost() -> None:
+    """Many single uploads in a second run the project's batch ids ahead of the clock; each
+    takes the second after the latest one without trying every second up to it."""
+    alice = api_user("alice")
+    project = make_project(alice)
+    kv, sql = conf.kv_store().round_trips, conf.sql_database().round_trips
+    costs, batch_ids = [], []
+    for number in range(12):
+        with kv.track() as kv_delta, sql.track() as sql_delta:
+            created = alice.client.post(
+                f"/api/projects/{project}/pages/", {"source_path": f"{number}.html"}, format="json"
+            )
+        assert created.status_code == 201
+        batch_ids.append(created.json()["batch_id"])
+        costs.append((kv_delta.count, sql_delta.count))
+    assert batch_ids == sorted(set(batch_ids))  # distinct, in order
+    assert costs[3] == costs[-1], costs  # one taken id tried, then the latest's next second
+
+
 def test_status_transitions() -> None:
     alice = api_user("alice")
     project = make_project(alice)

@@ -1,5 +1,7 @@
 """A project's usage counters over HTTP: ``total_pages`` counts its live pages and
-``total_batches`` its live batches, whatever uploads, deletes and restores happened."""
+``total_batches`` its live batches, whatever uploads, deletes and restores happened. Every
+upload is a batch: a page uploaded on its own is a batch of one, and a batch a page left stays
+(empty) and counted."""
 
 from __future__ import annotations
 
@@ -34,16 +36,16 @@ def test_single_page_uploads_count_once_each_path() -> None:
     alice = api_user("alice")
     project = make_project(alice)
     make_page(alice, project, "a.html")
-    assert counts(alice, project) == (1, 0)
+    assert counts(alice, project) == (1, 1)  # a batch of one
     first_activity = usage(alice, project)["last_activity"]
     assert first_activity is not None
     make_page(alice, project, "b.html")
-    assert counts(alice, project) == (2, 0)
+    assert counts(alice, project) == (2, 2)
     again = alice.client.post(
         f"/api/projects/{project}/pages/", {"source_path": "a.html"}, format="json"
     )
-    assert again.status_code == 200  # replaced, not a new page
-    assert counts(alice, project) == (2, 0)
+    assert again.status_code == 200  # replaced, not a new page; in a new batch
+    assert counts(alice, project) == (2, 3)
     assert usage(alice, project)["last_activity"] >= first_activity
 
 
@@ -52,9 +54,9 @@ def test_a_batch_counts_its_new_pages_and_itself() -> None:
     project = make_project(alice)
     make_page(alice, project, "a.html")
     upload(alice, project, ["a.html", "b.html", "c.html"])  # a.html uploaded again
-    assert counts(alice, project) == (3, 1)
+    assert counts(alice, project) == (3, 2)  # a.html's batch of one, and this one
     upload(alice, project, ["b.html", "d.html"])
-    assert counts(alice, project) == (4, 2)
+    assert counts(alice, project) == (4, 3)
 
 
 def test_a_page_delete_and_restore_move_the_count() -> None:
@@ -71,7 +73,7 @@ def test_a_page_delete_and_restore_move_the_count() -> None:
     assert alice.client.delete(f"{base}/{b}/").status_code == 204
     again = alice.client.post(f"{base}/", {"source_path": "b.html"}, format="json")
     assert again.status_code == 200  # the deleted page brought back by its upload
-    assert counts(alice, project) == (2, 1)
+    assert counts(alice, project) == (2, 2)  # in a batch of one
 
 
 def test_a_project_restore_counts_what_came_back() -> None:
@@ -80,13 +82,13 @@ def test_a_project_restore_counts_what_came_back() -> None:
     c = list(upload(alice, project, ["a.html", "b.html", "c.html"])["pages"])[2]
     make_page(alice, project, "d.html")
     assert alice.client.delete(f"/api/projects/{project}/pages/{c}/").status_code == 204
-    assert counts(alice, project) == (3, 1)
+    assert counts(alice, project) == (3, 2)  # d.html is a batch of one
     assert alice.client.delete(f"/api/projects/{project}/").status_code == 204
     assert alice.client.get(f"/api/projects/{project}/").status_code == 404
     restored = alice.client.post(f"/api/projects/{project}/restore/")
     assert restored.status_code == 200
     assert restored.json()["usage"]["total_pages"] == 3  # c was deleted on its own before
-    assert counts(alice, project) == (3, 1)
+    assert counts(alice, project) == (3, 2)
 
 
 def test_a_wrong_count_is_put_right_by_the_next_change() -> None:
@@ -101,4 +103,4 @@ def test_a_wrong_count_is_put_right_by_the_next_change() -> None:
     stored.set("usage", {**stored.get("usage"), "total_pages": 40, "total_batches": 7})
     stored.save()
     make_page(alice, project, "b.html")
-    assert counts(alice, project) == (2, 0)
+    assert counts(alice, project) == (2, 2)  # a batch of one each

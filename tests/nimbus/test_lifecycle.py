@@ -219,7 +219,7 @@ def assert_agreement(user_id: str, project: str, batch_ids: set[str], deleted: s
 
     * a page is in the queue iff it is queued or processing; its item is unclaimed iff it is
       queued; every queue item's page is live; no page has two items;
-    * a page's status object shows its status (a deleted page's is deleted too);
+    * a page's status object shows its status and batch (a deleted page's is deleted too);
     * every batch's summary and page count follow its page map, whose entries are exactly the
       live pages in that batch, each with its page's status.
     """
@@ -244,6 +244,7 @@ def assert_agreement(user_id: str, project: str, batch_ids: set[str], deleted: s
             assert (item.get("claimed_at") is None) == (status == "queued"), (status, item)
         record = PageStatus.objects.auth(user_id).get_or_none(project_id=project, page_id=page_id)
         assert record is None or record.get("status") == status, (page_id, status)
+        assert record is None or record.get("batch_id") == row["batch_id"], (page_id, record)
         assert record is not None or status == "uploaded", page_id
     assert set(by_page) <= set(live), f"queue items of pages not live: {set(by_page) - set(live)}"
     for page_id in deleted - set(live):
@@ -467,7 +468,8 @@ class PageLifecycle(RuleBasedStateMachine):
     @rule(name=st.sampled_from(["alice", "bob"]), path=st.sampled_from(PATHS))
     def upload_single(self, name: str, path: str) -> None:
         """A new path is stored as uploaded (201); one uploaded before, even if deleted
-        since, is replaced and queued afresh (200)."""
+        since, is replaced and queued afresh (200). Either way in a new batch of its own,
+        which the batch it was in before no longer counts (the invariant checks both)."""
         user, project, page_id, _ = self.page(name, path)
         stored = Page.objects.auth(user.user_id).get_or_none(
             project_id=project, page_id=page_id, include_deleted=True
@@ -477,11 +479,15 @@ class PageLifecycle(RuleBasedStateMachine):
         )
         if name in self.gone:
             assert response.status_code == 404, response.status_code
-        elif stored is None:
+            return
+        if stored is None:
             assert response.status_code == 201 and response.json()["status"] == "uploaded"
         else:
             assert response.status_code == 200 and response.json()["status"] == "queued"
             self.deleted[name].discard(page_id)
+        batch_id = response.json()["batch_id"]
+        assert batch_id not in self.batches[name], batch_id
+        self.batches[name].add(batch_id)
 
     @rule(
         name=st.sampled_from(["alice", "bob"]),
@@ -677,6 +683,12 @@ class PageLifecycle(RuleBasedStateMachine):
             assert_agreement(
                 user.user_id, self.projects[name], self.batches[name], self.deleted[name]
             )
+            in_batches = (
+                Page.objects.auth(user.user_id)
+                .filter(project_id=self.projects[name])
+                .values_list("batch_id", flat=True)
+            )
+            assert set(in_batches) <= self.batches[name], "every live page is in an upload's batch"
             scope = Scope(conf.get_connection(), user.user_id)
             assert lifecycle.reconcile(scope, self.projects[name]) == []
 

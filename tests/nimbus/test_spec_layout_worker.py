@@ -122,7 +122,7 @@ def test_a_worker_written_from_the_spec_reads_what_the_api_wrote(
     batch = api("post", f"projects/{project_id}/batches/", {"pages": pages}, 201)
     batch_id = batch["batch_id"]
     single = {"source_path": SINGLE, "extraction": extraction(SINGLE)}
-    api("post", f"projects/{project_id}/pages/", single, 201)
+    single_batch = api("post", f"projects/{project_id}/pages/", single, 201)["batch_id"]
     failed, done, queued = (ids.page_id(project_id, path) for path in PATHS)
     uploaded = ids.page_id(project_id, SINGLE)
 
@@ -169,7 +169,7 @@ def test_a_worker_written_from_the_spec_reads_what_the_api_wrote(
     stored_project = read[f"project:{project_id}"]
     assert stored_project["name"] == answers["project"]["name"] == "repairsbypost.com"
     assert stored_project["settings"]["tone"] == "premium"
-    assert stored_project["usage"]["total_batches"] == 1
+    assert stored_project["usage"]["total_batches"] == 2  # the page on its own has its own
     assert stored_project["usage"]["total_pages"] == 4
 
     stored_batch = read[f"batch:{project_id}:{batch_id}"]
@@ -178,6 +178,13 @@ def test_a_worker_written_from_the_spec_reads_what_the_api_wrote(
     summary = stored_batch["summary"]
     assert (summary["completed"], summary["failed"], summary["pending"]) == (1, 1, 1)
     assert sorted(stored_batch["pages"]) == sorted([failed, done, queued])
+    assert single_batch != batch_id
+    alone = read[f"batch:{project_id}:{single_batch}"]
+    assert (alone["status"], alone["page_count"], list(alone["pages"])) == (
+        "uploading",
+        1,
+        [uploaded],
+    )
 
     statuses = {failed: "failed", done: "done", queued: "queued", uploaded: "uploaded"}
     listed = {page["page_id"]: page["status"] for page in answers["pages"]["data"]}

@@ -263,7 +263,7 @@ class ApiState(RuleBasedStateMachine):
     )
     def upload_page(self, name: str, index: int, aim: bool, path: str, priority: int) -> None:
         """A new path is stored as uploaded (201); one uploaded before, even if deleted
-        since, is replaced and queued afresh outside any batch (200)."""
+        since, is replaced and queued afresh (200); either way in a new batch of one."""
         project = self.project(name, index, aim, deleted=False)
         self.touch(project)
         url = f"/api/projects/{project.project_id}/pages/"
@@ -275,11 +275,18 @@ class ApiState(RuleBasedStateMachine):
         page_id = ids.page_id(project.project_id, path)
         again = page_id in project.pages
         assert response.status_code == (200 if again else 201), response.json()
-        page = project.pages[page_id] = PageModel(
-            path, "queued" if again else "uploaded", priority, None
-        )
         written = response.json()
+        batch_id = written["batch_id"]
+        assert batch_id and batch_id not in project.batches, batch_id
+        project.batches.append(batch_id)
+        page = project.pages[page_id] = PageModel(
+            path, "queued" if again else "uploaded", priority, batch_id
+        )
         assert (written["page_id"], written["status"]) == (page_id, page.status)
+        for theirs in self.users[self.other(name)].projects:
+            if batch_id in theirs.batches:  # uploaded in the same second: read theirs
+                self.touch(theirs)
+                self.seen.pop(f"/api/projects/{theirs.project_id}/batches/{batch_id}/", None)
 
     @rule(
         name=st.sampled_from(USERS),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from rest_framework.test import APIClient
 
 from datamodel import ids
 from nimbus.models import User
 from tests.nimbus.factories import ApiKeyFactory
+from tests.support import REDIS_URL, redis_or_skip
 
 
 @dataclass
@@ -59,3 +64,44 @@ def make_page(user: ApiUser, project_id: str, source_path: str = "a.html") -> st
     )
     assert response.status_code == 201, response.json()
     return response.json()["page_id"]
+
+
+@contextmanager
+def stores_for(backend: str, settings: Any, tmp_path: Path, prefix: str) -> Iterator[None]:
+    """The app's stores for a test of the API: the in-memory default (``memory``), or KV on
+    SQLite (``sqlite``) or on Redis (``redis``, its keys under ``prefix``, which must have been
+    written to and are removed afterwards), with SQL on SQLite and the domain tables made."""
+    if backend != "memory":
+        kv: dict[str, Any] = {
+            "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
+            "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
+        }
+        if backend == "redis":
+            redis_or_skip()
+            kv = {
+                "BACKEND": "datastore.backends.redis.RedisKVStore",
+                "OPTIONS": {"url": REDIS_URL, "key_prefix": prefix},
+            }
+        settings.NIMBUS = {
+            "KV": kv,
+            "D1": {
+                "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
+                "OPTIONS": {"path": str(tmp_path / "metadata.sqlite3")},
+            },
+        }
+        from datamodel import initialize
+        from nimbus import conf
+        from nimbus.models import DOMAIN_MODELS
+
+        initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
+        assert (tmp_path / "metadata.sqlite3").exists()
+    try:
+        yield
+    finally:
+        if backend == "redis":
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL)
+            keys = list(client.scan_iter(f"{prefix}*"))
+            assert keys, "the objects were written to Redis"
+            client.delete(*keys)

@@ -40,8 +40,7 @@ from tests.nimbus.api_model import (
     trespasses,
     walk,
 )
-from tests.nimbus.api_support import api_user
-from tests.support import REDIS_URL, redis_or_skip
+from tests.nimbus.api_support import api_user, stores_for
 
 pytestmark = pytest.mark.usefixtures("domain")
 
@@ -489,38 +488,8 @@ def backend(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> Ite
     """The stores the machine runs on: the in-memory default, SQLite, or KV on Redis (under a
     key prefix of its own, removed afterwards) with SQL on SQLite."""
     name: str = request.param
-    prefix = f"apistate{uuid.uuid4().hex[:8]}:"
-    if name != "memory":
-        kv: dict[str, Any] = {
-            "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
-            "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
-        }
-        if name == "redis":
-            redis_or_skip()
-            kv = {
-                "BACKEND": "datastore.backends.redis.RedisKVStore",
-                "OPTIONS": {"url": REDIS_URL, "key_prefix": prefix},
-            }
-        settings.NIMBUS = {
-            "KV": kv,
-            "D1": {
-                "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
-                "OPTIONS": {"path": str(tmp_path / "metadata.sqlite3")},
-            },
-        }
-        from datamodel import initialize as create_tables
-        from nimbus import conf
-        from nimbus.models import DOMAIN_MODELS
-
-        create_tables(conf.get_connection(), DOMAIN_MODELS, seeds=False)
-    yield name
-    if name == "redis":
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        assert keys, "the objects were written to Redis"
-        client.delete(*keys)
+    with stores_for(name, settings, tmp_path, f"apistate{uuid.uuid4().hex[:8]}:"):
+        yield name
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"], indirect=True)

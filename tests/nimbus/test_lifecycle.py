@@ -21,8 +21,7 @@ from hypothesis.stateful import (
 
 from datamodel import ids
 from nimbus.models import Batch, Page, Queue
-from tests.nimbus.api_support import ApiUser, api_user, make_page, make_project
-from tests.support import REDIS_URL, redis_or_skip
+from tests.nimbus.api_support import ApiUser, api_user, make_page, make_project, stores_for
 
 pytestmark = pytest.mark.usefixtures("domain")
 
@@ -713,33 +712,8 @@ def _batch_ids(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_page_lifecycle_holds_through_the_api(
     backend: str, settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prefix = f"lifecycle{uuid.uuid4().hex[:8]}:"
-    if backend != "memory":
-        kv: dict[str, Any] = {
-            "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
-            "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
-        }
-        if backend == "redis":  # KV on Redis (keys under a prefix of its own), SQL on SQLite
-            redis_or_skip()
-            kv = {
-                "BACKEND": "datastore.backends.redis.RedisKVStore",
-                "OPTIONS": {"url": REDIS_URL, "key_prefix": prefix},
-            }
-        settings.NIMBUS = {
-            "KV": kv,
-            "D1": {
-                "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
-                "OPTIONS": {"path": str(tmp_path / "metadata.sqlite3")},
-            },
-        }
-        from datamodel import initialize
-        from nimbus import conf
-        from nimbus.models import DOMAIN_MODELS
-
-        initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
-        assert (tmp_path / "metadata.sqlite3").exists()
     _batch_ids(monkeypatch)
-    try:
+    with stores_for(backend, settings, tmp_path, f"lifecycle{uuid.uuid4().hex[:8]}:"):
         run_state_machine_as_test(
             PageLifecycle,
             settings=hyp_settings(
@@ -749,14 +723,6 @@ def test_the_page_lifecycle_holds_through_the_api(
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
             ),
         )
-    finally:
-        if backend == "redis":
-            import redis
-
-            client = redis.Redis.from_url(REDIS_URL)
-            keys = list(client.scan_iter(f"{prefix}*"))
-            assert keys, "the objects were written to Redis"
-            client.delete(*keys)
 
 
 def test_concurrent_workers_claim_each_page_once_and_see_no_conflict(

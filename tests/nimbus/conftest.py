@@ -86,3 +86,12 @@ def nimbus_admin(make_user: Callable[..., User]) -> User:
 def nimbus_admin_client(nimbus_admin: User) -> Client:
     """A test client signed in as ``nimbus_admin``: the admin, and the browsable API as them."""
     return signed_in(ADMIN_EMAIL)
+
+
+@pytest.fixture
+def embedded(settings: Any, tmp_path: Any) -> Iterator[None]:
+    """The embedded default: KV and metadata in SQLite files, with the domain tables."""
+    from tests.nimbus.api_support import stores_for
+
+    with stores_for("sqlite", settings, tmp_path, ""):
+        yield

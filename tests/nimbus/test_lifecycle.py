@@ -725,29 +725,19 @@ def test_the_page_lifecycle_holds_through_the_api(
         )
 
 
+@pytest.mark.usefixtures("embedded")
 def test_concurrent_workers_claim_each_page_once_and_see_no_conflict(
-    settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Eight workers claim and ack (or fail, retried) one project's pages at once on the
     embedded SQLite default: every page is claimed by one worker at a time, ends done, and no
     worker ever sees a conflict (each read-modify-write retries from a fresh read)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from datamodel import Scope, initialize
+    from datamodel import Scope
     from nimbus import conf, lifecycle, workflows
-    from nimbus.models import DOMAIN_MODELS, Project
+    from nimbus.models import Project
 
-    settings.NIMBUS = {
-        "KV": {
-            "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
-            "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
-        },
-        "D1": {
-            "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
-            "OPTIONS": {"path": str(tmp_path / "metadata.sqlite3")},
-        },
-    }
-    initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
     _batch_ids(monkeypatch)
     scope = Scope(conf.get_connection(), "alice")
     project = Project.objects.bind(scope).create(name="busy.example")

@@ -322,26 +322,6 @@ def test_sync_repairs_a_rows_owner_and_project_drift() -> None:
     assert alice.client.get(f"/api/projects/{project}/pages/").json()["pagination"]["total"] == 2
 
 
-@pytest.fixture
-def embedded(settings, tmp_path) -> None:
-    """The embedded default: KV and metadata in SQLite files, with the domain tables."""
-    from datamodel import initialize
-
-    conf.reset()
-    settings.NIMBUS = {
-        "KV": {
-            "BACKEND": "datastore.backends.sqlite.SQLiteKVStore",
-            "OPTIONS": {"path": str(tmp_path / "kv.sqlite3")},
-        },
-        "D1": {
-            "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
-            "OPTIONS": {"path": str(tmp_path / "metadata.sqlite3")},
-        },
-        "ADAPTER": "kv",
-    }
-    initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
-
-
 @pytest.mark.usefixtures("embedded")
 def test_concurrent_uploads_on_the_embedded_default_all_succeed() -> None:
     alice, bob = api_user("alice"), api_user("bob")

@@ -85,10 +85,17 @@ def _errors(response: httpx.Response) -> tuple[int | None, str]:
 
 
 def map_error(response: httpx.Response, what: str) -> DatastoreError:
-    """Translate a failed response into the ``datastore.errors`` hierarchy."""
+    """Translate a failed response into the ``datastore.errors`` hierarchy. A D1 SQL error is
+    read before the status class: D1 may send one with a 5xx, and it is not temporary."""
     status = response.status_code
     code, message = _errors(response)
     text = f"Cloudflare {what} failed (HTTP {status}): {message}"
+    if code is None and not _is_envelope(response):
+        text += f" (not a Cloudflare API answer: check the base URL; reached {_url(response)})"
+    if code == 7500 or "D1_ERROR" in message or "SQLITE_" in message:
+        if "constraint failed" in message.lower():
+            return IntegrityError(text)
+        return QueryError(text)
     if status in (401, 403):
         return AccessDenied(text)
     if status == 404:
@@ -101,10 +108,6 @@ def map_error(response: httpx.Response, what: str) -> DatastoreError:
         return RateLimited(text, retry_after=_retry_after(response))
     if status >= 500:
         return Unavailable(text)
-    if code == 7500 or "D1_ERROR" in message or "SQLITE_" in message:
-        if "constraint failed" in message.lower():
-            return IntegrityError(text)
-        return QueryError(text)
     return InvalidValue(text)
 
 
@@ -207,7 +210,7 @@ class CloudflareHTTP:
                 if response.status_code == 429:
                     retry_after = _retry_after(response)
                     last_error, safe = error, True
-                elif response.status_code >= 500:
+                elif response.status_code >= 500 and isinstance(error, Unavailable):
                     if not idempotent:
                         raise Unavailable(
                             f"{error}; the request may have been applied and is not "
@@ -242,9 +245,26 @@ KEY_NOT_FOUND = 10009
 
 
 def _is_missing_key(response: httpx.Response) -> bool:
-    """A 404 for a missing key, as opposed to a missing namespace or a wrong route."""
+    """A 404 for a missing key: Cloudflare's own "key not found" (code 10009 in its
+    envelope). Any other 404 (a missing namespace, a wrong route or base URL, a proxy's page)
+    is an error that says what was reached, never "missing"."""
     code, _ = _errors(response)
-    return code in (None, KEY_NOT_FOUND)
+    return code == KEY_NOT_FOUND
+
+
+def _url(response: httpx.Response) -> str:
+    try:
+        return str(response.request.url)
+    except RuntimeError:  # a response made without a request (tests)
+        return "an unknown URL"
+
+
+def _is_envelope(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "success" in body
 
 
 def _envelope_failed(response: httpx.Response) -> bool:

@@ -403,3 +403,56 @@ def test_python_reads_cache_entries_a_worker_wrote(
     written = cloudflare.kv_clients("PUT", "cache", key, body=[{"id": 1}], ttl=300)
     assert written.status_code == 200
     assert CacheClient(kv, "content").get("published:cat-uuid") == [{"id": 1}]
+
+
+def test_a_404_that_is_not_cloudflares_key_not_found_is_an_error_not_a_missing_key() -> None:
+    """Only Cloudflare's own "key not found" (10009 in its envelope) means missing; a wrong
+    route or base URL, a missing namespace or a proxy's page is an error naming what was
+    reached, on reads as on writes."""
+    for page in (
+        httpx.Response(404, text="<html>Not Found</html>"),
+        httpx.Response(404, json={"detail": "Not Found"}),
+        envelope_error(404, 10013, "namespace not found"),
+        envelope_error(404, 7003, "Could not route to /accounts/acct/storage/kv"),
+    ):
+
+        def reply(request: httpx.Request, page: httpx.Response = page) -> httpx.Response:
+            return page
+
+        kv = mock_kv(reply, [])
+        for method, args in (("get", ()), ("exists", ()), ("get_metadata", ()), ("put", (b"v",))):
+            with pytest.raises(NotFound) as info:
+                getattr(kv, method)(NS, "k", *args)
+            if page.headers.get("content-type", "").startswith("text/"):
+                assert "not a Cloudflare API answer" in str(info.value)
+                assert "https://cloudflare.test/" in str(info.value)
+    missing = mock_kv(lambda request: envelope_error(404, 10009, "get: 'key not found'"), [])
+    assert missing.get(NS, "k") is None and missing.exists(NS, "k") is False
+    assert missing.get_metadata(NS, "k") is None
+
+
+def test_a_d1_sql_error_sent_with_a_5xx_is_a_query_error_and_not_retried() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if "UNIQUE" in request.content.decode():
+            message = "D1_ERROR: UNIQUE constraint failed: t.id: SQLITE_CONSTRAINT"
+        else:
+            message = "D1_ERROR: no such table: nope: SQLITE_ERROR"
+        return envelope_error(500, 7500, message)
+
+    d1 = CloudflareD1Database(
+        "acct",
+        "token",
+        "db",
+        base_url="https://cloudflare.test/client/v4",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda _: None,
+    )
+    with pytest.raises(QueryError, match="no such table"):
+        d1.execute("SELECT * FROM nope", idempotent=True)
+    assert len(calls) == 1  # not temporary: not retried
+    with pytest.raises(IntegrityError):
+        d1.execute("INSERT INTO t VALUES (1) -- UNIQUE", idempotent=True)
+    assert len(calls) == 2

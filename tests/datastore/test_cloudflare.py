@@ -226,6 +226,17 @@ def mock_kv(
     )
 
 
+def mock_d1(handler: Callable[[httpx.Request], httpx.Response]) -> CloudflareD1Database:
+    return CloudflareD1Database(
+        "acct",
+        "token",
+        "db",
+        base_url="https://cloudflare.test/client/v4",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda _: None,
+    )
+
+
 def envelope_error(status: int, code: int, message: str, **headers: str) -> httpx.Response:
     body = {"success": False, "errors": [{"code": code, "message": message}], "result": None}
     return httpx.Response(status, json=body, headers=headers)
@@ -257,14 +268,7 @@ def test_read_timeouts_retry_only_idempotent_requests() -> None:
         result = [{"results": {"columns": [], "rows": []}, "success": True, "meta": {}}]
         return httpx.Response(200, json={"success": True, "errors": [], "result": result})
 
-    d1 = CloudflareD1Database(
-        "acct",
-        "token",
-        "db",
-        base_url="https://cloudflare.test/client/v4",
-        transport=httpx.MockTransport(handler),
-        sleep=lambda _: None,
-    )
+    d1 = mock_d1(handler)
     with pytest.raises(Unavailable, match="may have been applied"):
         d1.execute("INSERT INTO t VALUES (1)")
     assert len(calls) == 1
@@ -442,14 +446,7 @@ def test_a_d1_sql_error_sent_with_a_5xx_is_a_query_error_and_not_retried() -> No
             message = "D1_ERROR: no such table: nope: SQLITE_ERROR"
         return envelope_error(500, 7500, message)
 
-    d1 = CloudflareD1Database(
-        "acct",
-        "token",
-        "db",
-        base_url="https://cloudflare.test/client/v4",
-        transport=httpx.MockTransport(handler),
-        sleep=lambda _: None,
-    )
+    d1 = mock_d1(handler)
     with pytest.raises(QueryError, match="no such table"):
         d1.execute("SELECT * FROM nope", idempotent=True)
     assert len(calls) == 1  # not temporary: not retried

@@ -38,6 +38,8 @@ from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 from .pending import Pending
 
+Statement = tuple[str, Sequence[Any]]
+
 __all__ = [
     "DEFAULT_KV_LIMITS",
     "BatchItem",
@@ -65,6 +67,7 @@ Metadata = Mapping[str, Any]
 Names = list[str]
 Versions = list[int]
 Hits = list["QueryHit"]
+Results = list["QueryResult"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ class KVStore(Protocol):
     supports_ttl: bool
     supports_transactions: bool
     supports_namespace_management: bool
+    supports_atomic_incr: bool  # ``incr`` never loses a concurrent increment
     limits: KVLimits
     round_trips: RoundTripCounter
     clock: Callable[[], float]  # the time expiries are on (``time.time`` unless injected)
@@ -301,8 +305,9 @@ class KVStore(Protocol):
     def incr(self, namespace: str, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         """Add ``amount`` to the integer stored at ``key`` (a missing key counts as 0) and
         return the result. ``ttl`` applies only when the key is created, so a counter keeps
-        the expiry of its first increment (a fixed window). Atomic where ``supports_cas``;
-        on Cloudflare KV it is a read then a write, so concurrent increments can be lost."""
+        the expiry of its first increment (a fixed window). Atomic where
+        ``supports_atomic_incr`` (every store with compare-and-set, and the gateway); over
+        Cloudflare's REST API it is a read then a write, so concurrent increments can be lost."""
         ...
 
     def set_metadata(
@@ -329,6 +334,21 @@ class KVStore(Protocol):
 
     def clear(self, namespace: str) -> int:
         """Delete every key of ``namespace``; returns how many."""
+        ...
+
+    def select_entries(
+        self,
+        database: SQLDatabase,
+        statements: Sequence[Statement],
+        *,
+        statement: int,
+        namespace: str,
+        template: str,
+    ) -> tuple[Results, dict[str, Entry]]:
+        """Run ``statements`` on ``database`` (as ``batch``), then read the entries whose keys
+        ``template`` makes of the rows of statement number ``statement``
+        (``keys.fill_key_template``). Two round trips; one where the store combines requests
+        with ``database`` (the gateway)."""
         ...
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -404,9 +424,6 @@ class QueryResult(Sequence[dict[str, Any]]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
-
-
-Statement = tuple[str, Sequence[Any]]
 
 
 @runtime_checkable

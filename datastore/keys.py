@@ -29,6 +29,8 @@ never split. It is stored as given, so a Worker following the spec finds it unde
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import InvalidKey, TooLarge
 
@@ -36,6 +38,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "RESERVATION_PREFIX",
     "composite_key",
+    "fill_key_template",
     "list_key",
     "object_key",
     "rate_limit_prefix",
@@ -231,3 +234,30 @@ def reservation_key(class_name: str, name: str) -> str:
     if any(char.isspace() for char in name):
         raise InvalidKey(f"invalid reservation name {name!r}: whitespace is not allowed")
     return validate_kv_key(prefix + name)
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
+
+
+def fill_key_template(template: str, record: Mapping[str, Any]) -> str | None:
+    """The key ``template`` names for ``record``: each ``{field}`` (a dotted path into nested
+    objects) replaced by the record's value; ``None`` if a field is missing, null or not a
+    scalar. The gateway Worker fills templates by the same rule (``worker/gateway.js``)."""
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        found: Any = record
+        for part in match.group(1).split("."):
+            found = found.get(part) if isinstance(found, Mapping) else None
+        if found is None or isinstance(found, (dict, list)):
+            missing = True
+            return ""
+        if isinstance(found, bool):
+            return "true" if found else "false"
+        if isinstance(found, float) and found.is_integer():
+            return str(int(found))
+        return str(found)
+
+    key = _PLACEHOLDER.sub(value, template)
+    return None if missing else key

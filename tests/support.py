@@ -111,10 +111,20 @@ def make_kv(name: str, tmp_path: Any, cloudflare: Any = None) -> Backend:
             lambda seconds: time.sleep(seconds),
             ordered_list=True,
         )
+    if name == "gateway":
+        from datastore.backends.gateway import GatewayKVStore
+
+        cloudflare.reset()
+        return Backend(
+            name,
+            GatewayKVStore(**cloudflare.gateway_options()),
+            lambda seconds: time.sleep(seconds),
+            ordered_list=True,
+        )
     raise ValueError(name)
 
 
-KV_BACKENDS = ["memory", "sqlite", "redis", "cloudflare"]
+KV_BACKENDS = ["memory", "sqlite", "redis", "cloudflare", "gateway"]
 
 
 FACADE_BACKENDS = [
@@ -122,11 +132,13 @@ FACADE_BACKENDS = [
     "kv-sqlite",
     "kv-redis",
     "kv-cloudflare",
+    "kv-gateway",
     "sql-memory",
     "sql-sqlite",
     "sql-d1",
+    "sql-gateway",
 ]
-SQL_BACKENDS = ["memory", "sqlite", "d1"]
+SQL_BACKENDS = ["memory", "sqlite", "d1", "gateway"]
 
 
 def make_sql(name: str, tmp_path: Any, cloudflare: Any = None) -> Any:
@@ -144,11 +156,17 @@ def make_sql(name: str, tmp_path: Any, cloudflare: Any = None) -> Any:
 
         cloudflare.reset()
         return CloudflareD1Database(**cloudflare.d1_options())
+    if name == "gateway":
+        from datastore.backends.gateway import GatewayD1Database
+
+        cloudflare.reset()
+        options = cloudflare.gateway_options()
+        return GatewayD1Database(options["url"], options["secret"])
     raise ValueError(name)
 
 
 def needs_cloudflare(name: str) -> bool:
-    return name.endswith(("cloudflare", "d1"))
+    return name.endswith(("cloudflare", "d1", "gateway"))
 
 
 def make_datastore(name: str, tmp_path: Any, cloudflare: Any = None) -> tuple[Any, Backend]:

@@ -15,9 +15,19 @@ from contextlib import contextmanager
 from typing import Any, Literal, overload
 
 from .. import codec
-from ..contract import BatchItem, Entry, KVLimits, Metadata, Names, Versions
+from ..contract import (
+    BatchItem,
+    Entry,
+    KVLimits,
+    Metadata,
+    Names,
+    QueryResult,
+    SQLDatabase,
+    Statement,
+    Versions,
+)
 from ..errors import Conflict, InvalidValue, NotSupported
-from ..keys import validate_namespace
+from ..keys import fill_key_template, validate_namespace
 from ..pending import Pending
 from ._query import QueryHit, matches, parse_filters, parse_sort, select
 from ._validation import PreparedItem, PreparedPut, prepare_put, prepare_puts
@@ -25,6 +35,7 @@ from ._validation import PreparedItem, PreparedPut, prepare_put, prepare_puts
 __all__ = ["BaseKVStore", "check_amount", "parse_counter"]
 
 _INCR_RETRIES = 50
+Results = list[QueryResult]  # the class has a method called ``list``
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -58,6 +69,11 @@ class BaseKVStore:
     supports_cas: bool
     supports_namespace_management: bool = True
     limits: KVLimits
+
+    @property
+    def supports_atomic_incr(self) -> bool:
+        """Whether ``incr`` is atomic: with compare-and-set it is, unless a store says more."""
+        return self.supports_cas
     # Expiry times (``Entry.expires_at``) are on this clock; stores that take ``clock=`` set it.
     clock: Callable[[], float] = time.time
 
@@ -274,6 +290,22 @@ class BaseKVStore:
         self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
     ) -> Any:
         raise NotImplementedError
+
+    def select_entries(
+        self,
+        database: SQLDatabase,
+        statements: Sequence[Statement],
+        *,
+        statement: int,
+        namespace: str,
+        template: str,
+    ) -> tuple[Results, dict[str, Entry]]:
+        """The statements, then the entries their rows name: two round trips here (see the
+        contract); a store that combines requests with ``database`` overrides it."""
+        results = database.batch(statements)
+        keys = [fill_key_template(template, row) for row in results[statement]]
+        wanted = list(dict.fromkeys(key for key in keys if key is not None))
+        return results, self.get_entries(namespace, wanted) if wanted else {}
 
     def namespaces(self) -> Names:
         raise NotImplementedError

@@ -62,7 +62,14 @@ from ._validation import (
     validate_keys,
 )
 
-__all__ = ["CLOUDFLARE_KV_LIMITS", "CloudflareD1Database", "CloudflareKVStore", "is_idempotent"]
+__all__ = [
+    "CLOUDFLARE_KV_LIMITS",
+    "MAX_STATEMENT_BYTES",
+    "CloudflareD1Database",
+    "CloudflareKVStore",
+    "has_second_statement",
+    "is_idempotent",
+]
 
 CLOUDFLARE_KV_LIMITS = KVLimits(min_ttl_seconds=60, min_list_limit=10)
 BULK_GET_CHUNK = 100
@@ -389,7 +396,7 @@ def _size_chunks(puts: Sequence[PreparedPut]) -> list[list[PreparedPut]]:
     return [chunk for chunk in chunks if chunk]
 
 
-def _has_second_statement(sql: str) -> bool:
+def has_second_statement(sql: str) -> bool:
     """Whether ``sql`` holds more than one statement (a ``;`` followed by more SQL).
 
     String literals, quoted identifiers and comments are skipped, so a ``;`` inside them does
@@ -465,7 +472,7 @@ class CloudflareD1Database:
             raise QueryError("sql must be a non-empty string")
         if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
             raise QueryError(f"params must be a sequence (list or tuple), not {type(params)}")
-        if _has_second_statement(sql):
+        if has_second_statement(sql):
             raise QueryError(f"one statement at a time: {sql[:120]}")
         size = len(sql.encode("utf-8"))
         if size > MAX_STATEMENT_BYTES:

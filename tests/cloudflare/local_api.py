@@ -20,6 +20,8 @@ HERE = Path(__file__).resolve().parent
 ACCOUNT_ID = "test-account"
 API_TOKEN = "test-token"
 D1_DATABASE_ID = "d1-test-db"
+GATEWAY_SECRET = "test-gateway-secret-0123456789abcdef"
+GATEWAY_PREVIOUS_SECRET = "test-gateway-previous-secret-0123456789"
 
 # Namespaces the test suite writes to, besides the Nimbus ones.
 TEST_NAMESPACES = [
@@ -69,6 +71,15 @@ class LocalCloudflare:
             },
             "d1": [D1_DATABASE_ID],
             "persist": persist,
+            # the gateway Worker binds every namespace under its own name
+            "gateway": {
+                "namespaces": NAMESPACE_IDS,
+                "vars": {
+                    "NIMBUS_GATEWAY_SECRET": GATEWAY_SECRET,
+                    "NIMBUS_GATEWAY_SECRET_PREVIOUS": GATEWAY_PREVIOUS_SECRET,
+                    "NIMBUS_GATEWAY_PLAN": "paid",
+                },
+            },
         }
         self.process = subprocess.Popen(
             ["node", str(HERE / "server.mjs"), json.dumps(config)],
@@ -113,6 +124,15 @@ class LocalCloudflare:
             "api_token": API_TOKEN,
             "database_id": D1_DATABASE_ID,
             "base_url": self.base_url,
+            **overrides,
+        }
+
+    def gateway_options(self, **overrides: Any) -> dict[str, Any]:
+        """Options of the gateway backends (KV and D1) pointed at the gateway Worker."""
+        return {
+            "url": self.url,
+            "secret": GATEWAY_SECRET,
+            "namespaces": list(NAMESPACE_IDS),
             **overrides,
         }
 

@@ -1,12 +1,14 @@
-// Starts the local Cloudflare REST API (api-worker.mjs), the interop Worker (app-worker.mjs) and
-// the Worker that reads the data-structures spec's layout (spec-reader.mjs) in one Miniflare
-// instance on a free loopback port, prints "READY <url>", and runs until its standard input
+// Starts the local Cloudflare REST API (api-worker.mjs), the interop Worker (app-worker.mjs),
+// the Worker that reads the data-structures spec's layout (spec-reader.mjs) and the Nimbus
+// gateway Worker users deploy (../../worker/gateway.js, on the same KV namespaces and D1
+// database, under /v1/) in one Miniflare instance on a free loopback port, prints "READY <url>", and runs until its standard input
 // closes or it receives SIGTERM/SIGINT. The two Workers bind the NIMBUS_* namespaces.
 //
 // Usage: node server.mjs '<json config>'
 //   {"account": "...", "token": "...",
 //    "kv": {"<namespace id>": "<NIMBUS_* binding name for the Workers, or null>"},
-//    "d1": ["<database id>", ...], "persist": "<directory>" | null}
+//    "d1": ["<database id>", ...], "persist": "<directory>" | null,
+//    "gateway": {"namespaces": {"<binding name>": "<namespace id>"}, "vars": {...}}}
 
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +29,8 @@ const appNamespaces = Object.fromEntries(
 const persist = config.persist
   ? { kvPersist: join(config.persist, "kv"), d1Persist: join(config.persist, "d1") }
   : { kvPersist: false, d1Persist: false };
+
+const gateway = config.gateway ?? { namespaces: {}, vars: {} };
 
 const mf = new Miniflare({
   host: "127.0.0.1",
@@ -63,6 +67,20 @@ const mf = new Miniflare({
       compatibilityDate: "2026-04-01",
       kvNamespaces: appNamespaces,
       routes: ["*/spec/*"],
+    },
+    {
+      name: "gateway",
+      modules: true,
+      modulesRoot: join(here, "..", "..", "worker"),
+      scriptPath: join(here, "..", "..", "worker", "gateway.js"),
+      compatibilityDate: "2026-04-01",
+      kvNamespaces: gateway.namespaces,
+      d1Databases: d1Ids.length ? { DB: d1Ids[0] } : {},
+      bindings: {
+        NIMBUS_KV_NAMESPACES: Object.keys(gateway.namespaces).join(","),
+        ...gateway.vars,
+      },
+      routes: ["*/v1/*"],
     },
   ],
 });

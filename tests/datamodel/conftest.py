@@ -11,7 +11,7 @@ from tests.datamodel.models import TEST_MODELS, WEBHOOKS, Page
 from tests.support import make_kv, make_sql, needs_cloudflare
 
 # KV backend for objects, SQL backend for metadata (the SQL adapter keeps both in SQL).
-MODEL_BACKENDS = ["memory", "sqlite", "redis", "cloudflare", "sql-adapter"]
+MODEL_BACKENDS = ["memory", "sqlite", "redis", "cloudflare", "gateway", "sql-adapter"]
 
 
 def routing() -> Routing:
@@ -22,13 +22,14 @@ def routing() -> Routing:
 
 def make_connection(name: str, tmp_path, request: pytest.FixtureRequest) -> Connection:
     """Empty stores for the models: KV (or the SQL adapter) for objects, SQL for metadata."""
-    cloudflare = request.getfixturevalue("cloudflare_api") if name == "cloudflare" else None
+    cloudflare = request.getfixturevalue("cloudflare_api") if needs_cloudflare(name) else None
     if name == "sql-adapter":
         sql = make_sql("sqlite", tmp_path)
         datastore = Datastore(sql=sql, adapter="sql", routing=routing())
     else:
         backend = make_kv(name, tmp_path, cloudflare)
-        sql = make_sql("d1" if needs_cloudflare(name) else "sqlite", tmp_path, cloudflare)
+        sql_name = {"cloudflare": "d1", "gateway": "gateway"}.get(name, "sqlite")
+        sql = make_sql(sql_name, tmp_path, cloudflare)
         datastore = Datastore(backend.store, sql=sql, routing=routing())
     WEBHOOKS.clear()
     return Connection(datastore, sql)

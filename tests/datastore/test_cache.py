@@ -213,7 +213,7 @@ def test_retry_after_is_counted_on_the_limiter_clock() -> None:
 
 
 def test_rate_limit_is_exact_under_concurrency(kv: KVStore) -> None:
-    if not kv.supports_cas:
+    if not kv.supports_atomic_incr:
         pytest.skip(f"{kv.backend_name}: rate limits are approximate (no atomic increment)")
     limiter = RateLimiterClient(kv)
     allowed = []

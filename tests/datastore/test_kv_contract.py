@@ -344,7 +344,8 @@ EXTRA_ROUND_TRIPS = {
         "delete": 2,  # existence check, then delete (to report what existed)
         "delete_many": 2,
         "namespaces": 0,  # the configured mapping; no request
-    }
+    },
+    "gateway": {"namespaces": 0},  # the configured bindings; no request
 }
 
 

@@ -43,7 +43,7 @@ def test_ttl_is_set_by_the_first_increment(kv_backend: Backend) -> None:
 
 
 def test_incr_is_one_round_trip_where_atomic(kv: KVStore) -> None:
-    if not kv.supports_cas:
+    if not kv.supports_atomic_incr:
         pytest.skip(f"{kv.backend_name} increments by read then write (documented)")
     with kv.round_trips.track() as delta:
         kv.incr(NS, "hits")
@@ -51,7 +51,7 @@ def test_incr_is_one_round_trip_where_atomic(kv: KVStore) -> None:
 
 
 def test_concurrent_increments_are_all_counted(kv: KVStore) -> None:
-    if not kv.supports_cas:
+    if not kv.supports_atomic_incr:
         pytest.skip(f"{kv.backend_name} has no atomic increment: concurrent ones can be lost")
     threads, per_thread = 8, 25
 

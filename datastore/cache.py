@@ -15,14 +15,15 @@ before this shape (the bare JSON value) still read as that value until they expi
 Keys follow the kv-clients spec (see ``datastore.keys``): ``cache:{feature}:{key}``,
 ``session:{token}`` and ``{key_prefix}{identifier}`` for rate limits (``rl:login:::1``).
 
-Rate limits are fixed windows on the store's clock (``window`` seconds, aligned to multiples
-of it): the counter under ``{key_prefix}{identifier}`` holds the window's count as decimal
-digits and expires when the window ends, so a Worker reads it with ``kv.get(key)`` and a
-``reset`` needs no window. They are exact on memory, SQLite, Redis and the gateway (an atomic
-increment per request; the gateway counts in D1). Over Cloudflare's REST API they are approximate: KV has no atomic increment and is eventually
-consistent, and Cloudflare allows one write per second to a key, so concurrent requests in one
-window can be under-counted and a limit can be exceeded; and as its TTLs are at least 60 s, a
-counter created in a window's last minute lives up to a minute into the next window and its
+Rate limits are fixed windows on the store's clock (``window`` seconds, aligned to multiples of
+it): the counter under ``{key_prefix}{identifier}`` holds the window's count as decimal digits
+and expires when the window ends, so a Worker reads it with ``kv.get(key)`` and a ``reset``
+needs no window. They are exact on memory, SQLite, Redis and the gateway (an atomic increment
+per request; the gateway counts in D1). Over Cloudflare's REST API they are approximate: KV has
+no atomic increment and is eventually consistent, and Cloudflare allows one write per second to
+a key, so concurrent requests in one window can be under-counted and a limit can be exceeded;
+and as its TTLs are at least 60 s, a counter created in a window's last minute lives up to a
+minute into the next window and its
 count carries over. Use Redis or the gateway where a limit must hold exactly.
 """
 

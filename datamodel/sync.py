@@ -12,7 +12,9 @@
 
 A save costs one KV round trip and one SQL round trip. Where the KV store pipelines (Redis),
 step 4 runs while step 3's write is in flight, inside a SQL transaction that commits only
-once the KV write has succeeded: the same outcome as one after the other, in less time.
+once the KV write has succeeded: the same outcome as one after the other, in less time. Where
+the store combines requests with the database (the gateway: ``Pending.join``), steps 3 and 4
+are one request that runs the rows only if the write landed.
 """
 
 from __future__ import annotations
@@ -248,6 +250,15 @@ def _write_rows(
     answered = pending.done()
     if answered:
         kv_answer()  # the store has answered already: no SQL write after a failed KV write
+    else:
+        joined = pending.join(sql, statements)
+        if joined is not None:  # one request: the KV write, then the rows if it landed
+            answer = kv_answer()
+            try:
+                joined.result()
+            except DatastoreError as exc:
+                return answer, exc
+            return answer, None
     sql_error: DatastoreError | None = None
     try:
         sql.batch(

@@ -23,7 +23,8 @@ per request; the gateway counts in D1). Over Cloudflare's REST API they are appr
 no atomic increment and is eventually consistent, and Cloudflare allows one write per second to
 a key, so concurrent requests in one window can be under-counted and a limit can be exceeded;
 and as its TTLs are at least 60 s, a counter created in a window's last minute lives up to a
-minute into the next window and its count carries over. Use Redis or the gateway where a limit must hold exactly.
+minute into the next window and its count carries over. Use Redis or the gateway where a limit
+must hold exactly.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from .adapters.base import ObjectAdapter, ObjectWrite, StoredObject
 from .adapters.kv import KVAdapter
 from .adapters.sql import SQLAdapter
-from .contract import KVStore, RoundTripCounter, SQLDatabase
+from .contract import KVStore, QueryResult, RoundTripCounter, SQLDatabase, Statement
 from .errors import Conflict, InvalidValue
 from .keys import RESERVATION_PREFIX, composite_key, reservation_key, validate_id
 from .pending import Pending
@@ -141,6 +141,28 @@ class ScopedDatastore:
         _check_sequence(object_ids, "object_ids")
         found = self._adapter.read_many(class_name, list(dict.fromkeys(object_ids)))
         return {
+            object_id: stored
+            for object_id, stored in found.items()
+            if self._visible(stored) is not None
+        }
+
+    def select_objects(
+        self,
+        database: SQLDatabase,
+        statements: Sequence[Statement],
+        *,
+        statement: int,
+        class_name: str,
+        id_columns: Sequence[str],
+    ) -> tuple[list[QueryResult], dict[str, StoredObject]]:
+        """Run ``statements`` on ``database`` (as its ``batch``), then read the visible objects
+        of ``class_name`` whose ids the rows of statement number ``statement`` hold (the
+        ``id_columns`` joined as a composite key): a page of metadata rows with its objects.
+        One round trip where the store combines requests (the gateway), else two."""
+        results, found = self._adapter.select_objects(
+            database, statements, statement, class_name, id_columns
+        )
+        return results, {
             object_id: stored
             for object_id, stored in found.items()
             if self._visible(stored) is not None

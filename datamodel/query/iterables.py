@@ -7,7 +7,7 @@ it), so pages, ``first()`` and ``iterator()`` never branch on flags.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..related import load_related
@@ -64,10 +64,15 @@ class ModelIterable(RowIterable):
     def convert(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         if not rows:
             return []
+        meta = self.query.meta
+        ids = [meta.kv_id(row) for row in rows]
+        return self.build(rows, self.query.scope.store(meta).read_many(meta.kv_class, ids))
+
+    def build(self, rows: Sequence[dict[str, Any]], stored: Mapping[str, Any]) -> list[Any]:
+        """The instances of ``rows`` from their objects, read already (``stored``: by KV id)."""
         query = self.query
         meta = query.meta
         ids = [meta.kv_id(row) for row in rows]
-        stored = query.scope.store(meta).read_many(meta.kv_class, ids)
         instances = []
         for kv_id in ids:
             found = stored.get(kv_id)

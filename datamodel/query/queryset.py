@@ -477,11 +477,28 @@ class QuerySet(Generic[M]):
         selects = compiler.selects(
             self._select_columns(iterable), self._limit + 1, offset, self._after
         )
-        *row_results, count_result = self._sql.batch([*selects, compiler.count()])
+        statements = [*selects, compiler.count()]
+        stored = None
+        if isinstance(iterable, ModelIterable) and len(selects) == 1:
+            # the rows and their objects: one round trip where the store combines requests
+            meta = self.meta
+            results, stored = self.scope.store(meta).select_objects(
+                self._sql,
+                statements,
+                statement=0,
+                class_name=meta.kv_class,
+                id_columns=meta.key_fields,
+            )
+            *row_results, count_result = results
+        else:
+            *row_results, count_result = self._sql.batch(statements)
         rows, next_cursor = self._page_rows(row_results, self._limit)
         total = int(count_result[0]["total"])
         pagination = self._pagination(total, offset, next_cursor is not None)
         pagination["next_cursor"] = next_cursor
+        if stored is not None:
+            assert isinstance(iterable, ModelIterable)
+            return Page(iterable.build(rows, stored), pagination)
         return Page(iterable.convert(rows), pagination)
 
     def _pagination(self, total: int, offset: int, has_next: bool) -> dict[str, Any]:

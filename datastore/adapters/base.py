@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..contract import RoundTripCounter
+from ..contract import QueryResult, RoundTripCounter, SQLDatabase, Statement
 from ..pending import Pending
 
 __all__ = ["ObjectAdapter", "ObjectWrite", "StoredList", "StoredObject"]
@@ -63,6 +63,19 @@ class ObjectAdapter(Protocol):
     def read(self, class_name: str, object_id: str) -> StoredObject | None: ...
 
     def read_many(self, class_name: str, object_ids: Sequence[str]) -> dict[str, StoredObject]: ...
+
+    def select_objects(
+        self,
+        database: SQLDatabase,
+        statements: Sequence[Statement],
+        statement: int,
+        class_name: str,
+        id_columns: Sequence[str],
+    ) -> tuple[list[QueryResult], dict[str, StoredObject]]:
+        """Run ``statements``, then read the objects whose ids the rows of statement number
+        ``statement`` hold (``id_columns`` joined as a composite key). One round trip where the
+        store combines requests with ``database`` (``KVStore.select_entries``), else two."""
+        ...
 
     def write_many(
         self,

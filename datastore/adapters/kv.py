@@ -14,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .. import codec
-from ..contract import BatchItem, DeleteItem, KVStore, PutItem
+from ..contract import (
+    BatchItem,
+    DeleteItem,
+    KVStore,
+    PutItem,
+    QueryResult,
+    SQLDatabase,
+    Statement,
+)
 from ..errors import Conflict, InvalidValue, TooLarge
 from ..keys import list_key, object_key, reservation_key
 from ..pending import Pending
@@ -54,6 +62,28 @@ class KVAdapter:
             for key, entry in self.kv.get_entries(namespace, chunk).items():
                 found[keys[key]] = _decode(entry.value, entry.version)
         return found
+
+    def select_objects(
+        self,
+        database: SQLDatabase,
+        statements: Sequence[Statement],
+        statement: int,
+        class_name: str,
+        id_columns: Sequence[str],
+    ) -> tuple[list[QueryResult], dict[str, StoredObject]]:
+        prefix = object_key(class_name, "x")[:-1]  # "{class_lower}:", validated
+        template = prefix + ":".join(f"{{{column}}}" for column in id_columns)
+        results, entries = self.kv.select_entries(
+            database,
+            statements,
+            statement=statement,
+            namespace=self.routing.namespace_for(class_name),
+            template=template,
+        )
+        return results, {
+            key[len(prefix) :]: _decode(entry.value, entry.version)
+            for key, entry in entries.items()
+        }
 
     def write_many(
         self,

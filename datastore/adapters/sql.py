@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import codec
-from ..contract import SQLDatabase, Statement
+from ..contract import QueryResult, SQLDatabase, Statement
 from ..errors import Conflict, IntegrityError, InvalidValue, TooLarge
-from ..keys import list_key, object_key, reservation_key, reservation_prefix
+from ..keys import composite_key, list_key, object_key, reservation_key, reservation_prefix
 from ..pending import Pending
 from ..routing import Routing
 from .base import ObjectWrite, StoredList, StoredObject
@@ -132,6 +132,22 @@ class SQLAdapter:
             [self._class(class_name), json.dumps(list(object_ids)), self.clock()],
         )
         return {row["id"]: _decode(row) for row in rows}
+
+    def select_objects(
+        self,
+        database: SQLDatabase,
+        statements: Sequence[Statement],
+        statement: int,
+        class_name: str,
+        id_columns: Sequence[str],
+    ) -> tuple[list[QueryResult], dict[str, StoredObject]]:
+        results = database.batch(statements)
+        ids = [
+            composite_key(*(str(row[column]) for column in id_columns))
+            for row in results[statement]
+            if all(row.get(column) is not None for column in id_columns)
+        ]
+        return results, self.read_many(class_name, ids) if ids else {}
 
     def start_write_many(
         self,

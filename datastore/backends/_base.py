@@ -74,6 +74,7 @@ class BaseKVStore:
     def supports_atomic_incr(self) -> bool:
         """Whether ``incr`` is atomic: with compare-and-set it is, unless a store says more."""
         return self.supports_cas
+
     # Expiry times (``Entry.expires_at``) are on this clock; stores that take ``clock=`` set it.
     clock: Callable[[], float] = time.time
 

@@ -129,6 +129,7 @@ class _PendingWrite(Pending[Versions]):
             or not isinstance(database, GatewayD1Database)
             or database.client is not request.client
             or not statements
+            or len(statements) + 1 > request.client.limits.d1_statements
         ):
             return None
         operation = database.operation(statements)

@@ -23,7 +23,17 @@ def counts(connection: Connection):
     return lambda: (kv.value - start[0], sql.value - start[1])
 
 
-def expected(connection: Connection, kv: int, sql: int) -> tuple[int, int]:
+def combines(connection: Connection) -> bool:
+    """Whether the KV store and the database combine requests (the gateway): a request that
+    does both is counted once, by the store that sends it."""
+    return connection.sql.backend_name == "gateway"
+
+
+def expected(
+    connection: Connection, kv: int, sql: int, combined: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    if combined is not None and combines(connection):
+        return combined
     if connection.datastore.round_trips is connection.sql.round_trips:
         return (kv + sql, kv + sql)
     return (kv, sql)
@@ -33,12 +43,13 @@ def test_round_trips(connection: Connection) -> None:
     pages = Page.objects.auth("u1", using=connection)
     measure = counts(connection)
     page = pages.create(project_id="p1", url="https://example.com")
-    assert measure() == expected(connection, 1, 1)  # save = 1 KV + 1 SQL
+    # save = 1 KV + 1 SQL; one request where they combine (the write, then the row)
+    assert measure() == expected(connection, 1, 1, combined=(1, 0))
 
     page.set("status", "processing")
     measure = counts(connection)
     page.save()
-    assert measure() == expected(connection, 1, 1)
+    assert measure() == expected(connection, 1, 1, combined=(1, 0))
 
     measure = counts(connection)
     page.save()  # nothing changed: nothing written
@@ -55,8 +66,16 @@ def test_round_trips(connection: Connection) -> None:
 
     measure = counts(connection)
     result = pages.query().limit(50).with_data().list()
-    assert len(result.data) == 50
-    assert measure() == expected(connection, 1, 1)  # + one bulk KV read, whatever the page size
+    # + one bulk KV read, whatever the page size; where they combine, the select and the reads
+    # of its rows are one request
+    assert measure() == expected(connection, 1, 1, combined=(0, 1))
+    assert [page.get("url") for page in result.data] == [
+        row["url"] for row in pages.query().limit(50).list().data
+    ]
+
+    measure = counts(connection)
+    pages.bulk_create([{"project_id": "p2", "url": f"https://e.com/b/{i}"} for i in range(100)])
+    assert measure() == expected(connection, 1, 1, combined=(1, 0))  # a batch of 100 pages
 
 
 def test_bulk_create_round_trips() -> None:

@@ -15,7 +15,9 @@ What stays as on Cloudflare's REST API: no compare-and-set or versions (``suppor
 False``, versions reported as 0), eventual consistency across locations, TTLs of whole seconds
 (at least 60), one write per second per key. Binary values travel base64, so ``get_many`` is
 exact for any bytes. A D1 batch is one transaction (``env.DB.batch``); parameters keep their
-JSON types (an integer stays INTEGER), integers beyond 2**53 are refused (JavaScript numbers).
+JSON types (numbers stay numbers, NULL stays NULL, bytes are BLOBs). D1 binds a number as a
+double, so an integer is INTEGER in a column declared INTEGER (as every metadata column is) and
+REAL in an expression or an untyped column; integers beyond 2**53 are refused.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ PAGE_FILTERS = [
     OpenApiParameter("cursor", str, description="pagination.next_cursor of the previous page"),
 ]
 LIST_PARAMETERS = PAGE_FILTERS[3:]
+EXPAND = OpenApiParameter(
+    "expand", str, enum=["objects"], description="objects: the full page objects, not their rows"
+)
 DELETED_FILTER = OpenApiParameter(
     "deleted", str, enum=["only"], description="only: list the soft-deleted ones instead"
 )
@@ -140,7 +143,8 @@ class PageViewSet(NimbusViewSet):
         return Page.objects.bind(self.scope()).get(project_id=project_id, page_id=page_id)
 
     @extend_schema(
-        parameters=[*PAGE_FILTERS, DELETED_FILTER], responses=shapes.PageListItem(many=True)
+        parameters=[*PAGE_FILTERS, DELETED_FILTER, EXPAND],
+        responses=shapes.PageListItem(many=True),
     )
     def list(self, request: Request, project_id: str) -> Response:
         self.project(project_id)
@@ -153,7 +157,9 @@ class PageViewSet(NimbusViewSet):
                 except ValidationError as exc:  # named as the parameter, not the lookup
                     messages = [message for found in exc.errors.values() for message in found]
                     raise serializers.ValidationError({name: messages}) from exc
-        return listing(request, query, ("created_at", "priority", "source_path"))
+        return listing(
+            request, query, ("created_at", "priority", "source_path"), expandable=True
+        )
 
     @extend_schema(
         request=bodies.PageSerializer,

@@ -50,9 +50,19 @@ def int_param(request: Request, name: str, default: int, minimum: int, maximum: 
     return value
 
 
-def listing(request: Request, query: Query[Any], orderable: tuple[str, ...]) -> Response:
-    """Apply ``limit``, ``page``, ``cursor`` and ``ordering`` and answer with the envelope."""
+def listing(
+    request: Request, query: Query[Any], orderable: tuple[str, ...], *, expandable: bool = False
+) -> Response:
+    """Apply ``limit``, ``page``, ``cursor`` and ``ordering`` and answer with the envelope.
+
+    With ``expandable``, ``expand=objects`` lists the full objects instead of their metadata
+    rows: the rows and their objects in one query (one request where the store combines them).
+    """
     meta = query.meta
+    expand = request.query_params.get("expand")
+    if expand not in (None, "") and not (expandable and expand == "objects"):
+        choices = "objects" if expandable else "nothing here"
+        raise exceptions.ValidationError({"expand": [f"must be one of: {choices}"]})
     limit = int_param(request, "limit", meta.default_limit, 1, meta.max_limit)
     page = int_param(request, "page", 1, 1, 1_000_000)
     ordering = request.query_params.get("ordering")
@@ -67,8 +77,12 @@ def listing(request: Request, query: Query[Any], orderable: tuple[str, ...]) -> 
     cursor = request.query_params.get("cursor")
     if cursor:
         query = query.after(cursor)
-    result = query.list()
-    rows = [public(row) for row in result.data]
+    if expand == "objects":
+        result = query.with_data().list()
+        rows = [public(instance.get_data()) for instance in result.data]
+    else:
+        result = query.list()
+        rows = [public(row) for row in result.data]
     return Response({"data": rows, "pagination": result.pagination})
 
 

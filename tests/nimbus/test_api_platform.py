@@ -96,6 +96,31 @@ def test_pages_list_filters_ordering_and_envelope() -> None:
     assert bad.status_code == 400
 
 
+def test_pages_list_with_their_objects_in_one_query() -> None:
+    alice = api_user("alice")
+    project = make_project(alice)
+    upload(alice, project, 7, extraction={"engine": "html"})
+    url = f"/api/projects/{project}/pages/?limit=5&ordering=source_path"
+    rows = alice.client.get(url).json()
+    kv, sql = conf.kv_store().round_trips, conf.sql_database().round_trips
+    with kv.track() as kv_delta, sql.track() as sql_delta:
+        expanded = alice.client.get(url + "&expand=objects").json()
+    plain = (kv_delta.count, sql_delta.count)
+    assert expanded["pagination"] == rows["pagination"]
+    assert [page["page_id"] for page in expanded["data"]] == [
+        row["page_id"] for row in rows["data"]
+    ]
+    for page in expanded["data"]:
+        detail = alice.client.get(f"/api/projects/{project}/pages/{page['page_id']}/").json()
+        assert page == detail and page["extraction"] == {"engine": "html"}
+    with kv.track() as kv_delta, sql.track() as sql_delta:
+        alice.client.get(url)
+    # the objects cost one bulk KV read more than the rows, whatever the page size
+    assert plain == (kv_delta.count + 1, sql_delta.count)
+    bad = alice.client.get(url + "&expand=everything")
+    assert bad.status_code == 400 and "expand" in bad.text
+
+
 def test_page_detail_is_the_full_object_and_ids_are_deterministic() -> None:
     alice = api_user("alice")
     project = make_project(alice)

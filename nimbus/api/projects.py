@@ -157,9 +157,7 @@ class PageViewSet(NimbusViewSet):
                 except ValidationError as exc:  # named as the parameter, not the lookup
                     messages = [message for found in exc.errors.values() for message in found]
                     raise serializers.ValidationError({name: messages}) from exc
-        return listing(
-            request, query, ("created_at", "priority", "source_path"), expandable=True
-        )
+        return listing(request, query, ("created_at", "priority", "source_path"), expandable=True)
 
     @extend_schema(
         request=bodies.PageSerializer,

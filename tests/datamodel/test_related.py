@@ -139,16 +139,16 @@ def test_a_save_checks_new_and_changed_references_in_one_bulk_read(
     tasks = Task.objects.auth("u1", using=connection)
     with Counted(connection) as counted:
         task = tasks.create(workspace=first)
-    assert counted.trips == trips(connection, 2, 1)  # + the read of the workspace
+    assert counted.trips == trips(connection, 2, 1, combined=(2, 0))  # + the read of the workspace
     with Counted(connection) as counted:
         task.set("title", "renamed")
         task.save()
-    assert counted.trips == trips(connection, 1, 1)  # the reference did not change: no read
+    assert counted.trips == trips(connection, 1, 1, combined=(1, 0))  # the reference did not change
     with Counted(connection) as counted:
         made = tasks.bulk_create(
             [{"workspace": first.pk}, {"workspace": second.pk}, {"workspace": first.pk}]
         )
-    assert counted.trips == trips(connection, 2, 1)  # one read for every workspace
+    assert counted.trips == trips(connection, 2, 1, combined=(2, 0))  # one read for every workspace
     assert len(made) == 3
 
 
@@ -209,13 +209,15 @@ def test_with_related_reads_each_referenced_model_once_per_page(
     query = board["u1"].query().order_by("title").limit(4)
     with Counted(connection) as counted:
         plain = query.with_data().list()
-    assert counted.trips == trips(connection, 1, 1)
+    assert counted.trips == trips(connection, 1, 1, combined=(0, 1))
     with Counted(connection) as counted:
         page = query.with_related("workspace").list()
-    assert counted.trips == trips(connection, 2, 1)  # +1: both workspaces in one read
+    assert counted.trips == trips(
+        connection, 2, 1, combined=(1, 1)
+    )  # +1: both workspaces in one read
     with Counted(connection) as counted:
         both = query.with_related().list()  # every reference: workspace and parent
-    assert counted.trips == trips(connection, 3, 1)  # +1 per referenced model
+    assert counted.trips == trips(connection, 3, 1, combined=(2, 1))  # +1 per referenced model
     assert [task.pk for task in page.data] == [task.pk for task in plain.data]
     first, second = board["workspaces"]
     with Counted(connection) as counted:

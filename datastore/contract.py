@@ -208,10 +208,14 @@ class KVStore(Protocol):
     supports_ttl: bool
     supports_transactions: bool
     supports_namespace_management: bool
-    supports_atomic_incr: bool  # ``incr`` never loses a concurrent increment
     limits: KVLimits
     round_trips: RoundTripCounter
     clock: Callable[[], float]  # the time expiries are on (``time.time`` unless injected)
+
+    @property
+    def supports_atomic_incr(self) -> bool:
+        """Whether ``incr`` never loses a concurrent increment."""
+        ...
 
     @overload
     def get(

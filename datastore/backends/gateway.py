@@ -161,7 +161,6 @@ class GatewayKVStore(BaseKVStore):
 
     backend_name = "gateway"
     supports_cas = False
-    supports_atomic_incr = True  # counted in D1 by the gateway
     supports_namespace_management = False  # bound in wrangler.toml, named in configuration
     supports_ttl = True
     supports_transactions = False
@@ -182,6 +181,11 @@ class GatewayKVStore(BaseKVStore):
         self.client = _client(client, url, secret, plan)
         self.limits = limits
         self.round_trips = RoundTripCounter()
+
+    @property
+    def supports_atomic_incr(self) -> bool:
+        """``incr`` is atomic: the gateway counts in D1."""
+        return True
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -389,14 +389,10 @@ def _size_chunks(puts: Sequence[PreparedPut]) -> list[list[PreparedPut]]:
     return [chunk for chunk in chunks if chunk]
 
 
-def _has_second_statement(sql: str) -> bool:
-    """Whether ``sql`` holds more than one statement (a ``;`` followed by more SQL).
-
-    String literals, quoted identifiers and comments are skipped, so a ``;`` inside them does
-    not count. D1 would run every statement; the contract, like sqlite3, allows one.
-    """
+def _code(sql: str) -> Iterator[tuple[int, str]]:
+    """The characters of ``sql`` that are SQL code, with their index: string literals, quoted
+    identifiers and comments are skipped (an unterminated one ends the scan)."""
     index, length = 0, len(sql)
-    ended = False
     while index < length:
         char = sql[index]
         if char in "'\"`[":
@@ -406,27 +402,107 @@ def _has_second_statement(sql: str) -> bool:
             while index >= 0 and close != "]" and sql.startswith(close, index + 1):
                 index = sql.find(close, index + 2)
             if index < 0:
-                return False
+                return
         elif sql.startswith("--", index):
             newline = sql.find("\n", index)
             index = length if newline < 0 else newline
         elif sql.startswith("/*", index):
             end = sql.find("*/", index + 2)
             index = length if end < 0 else end + 1
-        elif char == ";":
+        else:
+            yield index, char
+        index += 1
+
+
+def _has_second_statement(sql: str) -> bool:
+    """Whether ``sql`` holds more than one statement (a ``;`` followed by more SQL).
+
+    A ``;`` inside a literal, a quoted identifier or a comment does not count. D1 would run
+    every statement; the contract, like sqlite3, allows one.
+    """
+    ended = False
+    for _, char in _code(sql):
+        if char == ";":
             ended = True
         elif not char.isspace() and ended:
             return True
-        index += 1
     return False
 
 
-def _d1_param(value: Any, sql: str) -> Any:
-    if value is None or isinstance(value, (str, int, float)):
-        return int(value) if isinstance(value, bool) else value
+_INT64 = range(-(2**63), 2**63)
+
+
+def _d1_param(value: Any, sql: str) -> tuple[str, str]:
+    """How one parameter travels: its text, and the SQL around its placeholder ``{}`` that
+    gives it back its SQLite type (Cloudflare's schema types D1 parameters as strings)."""
+    if isinstance(value, str):
+        return value, "{}"
+    if value is None:
+        return "", "NULLIF({0}, {0})"  # NULL, still binding the parameter's number
+    if isinstance(value, int):  # bool included: 1/0, as sqlite3 binds it
+        if value not in _INT64:
+            raise InvalidValue(f"integer parameter {value} does not fit SQLite's 64 bits")
+        return str(int(value)), "CAST({} AS INTEGER)"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidValue(f"float parameter {value} cannot be sent over the D1 REST API")
+        return _exact_real(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise InvalidValue("BLOB parameters cannot be sent over the D1 REST API (JSON only)")
     raise InvalidValue(f"unsupported parameter type {type(value).__name__} in: {sql[:120]}")
+
+
+def _exact_real(value: float) -> tuple[str, str]:
+    """A float as ``mantissa * 2**exponent``: the mantissa (an integer below 2**53) travels as
+    text and the SQL scales it by integer powers of two, all exact. (D1's SQLite reads decimal
+    text to a REAL off by one unit in the last place for some values, and ``power()`` is not
+    authorized there.)"""
+    numerator, denominator = value.as_integer_ratio()
+    exponent = 1 - denominator.bit_length()  # the denominator is a power of two
+    if numerator and denominator == 1:
+        shift = (numerator & -numerator).bit_length() - 1
+        numerator, exponent = numerator >> shift, shift
+    scaling = []
+    while exponent:
+        step = max(-62, min(62, exponent))
+        scaling.append(f" {'*' if step > 0 else '/'} {1 << abs(step)}")
+        exponent -= step
+    return str(numerator), "(CAST({} AS REAL)" + "".join(scaling) + ")"
+
+
+def bind_as_strings(sql: str, params: Sequence[Any]) -> tuple[str, list[str]]:
+    """``sql`` and ``params`` as Cloudflare's D1 schema takes them: every parameter a string,
+    and each placeholder wrapped so the value keeps its SQLite type (``CAST(?2 AS INTEGER)``,
+    ``(CAST(?3 AS REAL) / 4)`` for 0.25 sent as ``"1"``, ``NULLIF(?4, ?4)`` for NULL; text is
+    bound as it is).
+
+    Placeholders are found outside literals, quoted identifiers and comments, and numbered as
+    SQLite numbers them (a bare ``?`` takes one more than the largest number so far); each is
+    written back as ``?NNN``, so the numbering does not depend on how many a wrapper holds.
+    """
+    encoded = [_d1_param(value, sql) for value in params]
+    if all(wrapper == "{}" for _, wrapper in encoded):
+        return sql, [text for text, _ in encoded]
+    pieces: list[str] = []
+    copied = 0
+    largest = 0
+    code = _code(sql)
+    for index, char in code:
+        if char != "?":
+            continue
+        end = index + 1
+        while end < len(sql) and sql[end].isdigit():
+            end += 1
+        number = int(sql[index + 1 : end]) if end > index + 1 else largest + 1
+        largest = max(largest, number)
+        placeholder = f"?{number}"
+        if 1 <= number <= len(encoded):
+            placeholder = encoded[number - 1][1].format(placeholder)
+        pieces.append(sql[copied:index])
+        pieces.append(placeholder)
+        copied = end
+    pieces.append(sql[copied:])
+    return "".join(pieces), [text for text, _ in encoded]
 
 
 class CloudflareD1Database:
@@ -475,7 +551,14 @@ class CloudflareD1Database:
                 f"statement binds {len(params)} parameters; D1 accepts at most "
                 f"{MAX_BOUND_PARAMETERS} per statement: {sql[:120]}"
             )
-        return {"sql": sql, "params": [_d1_param(value, sql) for value in params]}
+        sql, texts = bind_as_strings(sql, params)
+        size = len(sql.encode("utf-8"))
+        if size > MAX_STATEMENT_BYTES:
+            raise TooLarge(
+                f"statement is {size} bytes with its parameters typed; D1 accepts at most "
+                f"{MAX_STATEMENT_BYTES}"
+            )
+        return {"sql": sql, "params": texts}
 
     def execute(
         self, sql: str, params: Sequence[Any] = (), *, idempotent: bool | None = None

@@ -225,6 +225,11 @@ async function handleD1(request, env, databaseId, action) {
     if (statement.params !== undefined && !Array.isArray(statement.params)) {
       throw new ApiError(400, 7400, "Expected array");
     }
+    // Cloudflare's published schema: params is an array of strings; anything else is refused.
+    const bad = (statement.params ?? []).findIndex((value) => typeof value !== "string");
+    if (bad >= 0) {
+      throw new ApiError(400, 7400, `Invalid input: params[${bad}] must be a string, got ${JSON.stringify(statement.params[bad])}`);
+    }
     if (/^\s*(BEGIN|SAVEPOINT|COMMIT|ROLLBACK)\b/i.test(statement.sql)) {
       throw new ApiError(400, 7500, "To execute a transaction, please use the state.storage.transaction() API instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements.");
     }

@@ -96,6 +96,8 @@ def map_error(response: httpx.Response, what: str) -> DatastoreError:
         if "constraint failed" in message.lower():
             return IntegrityError(text)
         return QueryError(text)
+    if "Total size of request exceeds" in message:  # a bulk read past the 25 MB cap
+        return TooLarge(text)
     if status in (401, 403):
         return AccessDenied(text)
     if status == 404:

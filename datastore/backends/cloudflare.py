@@ -10,8 +10,12 @@ What differs from the other KV backends, by Cloudflare's design:
 * TTLs are whole seconds, at least 60; ``list`` pages hold 10 to 1000 keys and may be empty
   while a cursor is returned;
 * ``get_many``/``get_entries`` use the bulk API, which returns values as UTF-8 text: use ``get``
-  for binary values. ``put_many`` sends values base64-encoded, so any bytes are safe there;
-* ``delete``/``delete_many`` read before deleting to report what existed (one extra request);
+  for binary values. ``put_many`` sends values base64-encoded, so any bytes are safe there.
+  A bulk read holds at most 100 keys and 25 MB of values: past the size cap it is split in
+  halves, down to single keys read one by one;
+* ``delete``/``delete_many`` check what exists without reading values, to report it: one
+  metadata read for one key, a listing of the keys' common prefix for several (one extra
+  request, more only when the prefix holds many other keys);
 * ``put_many`` with ``DeleteItem``s is a bulk write then a bulk delete: two requests, not atomic.
 
 ``CloudflareD1Database`` runs statements through ``/raw`` in one batch per call. At most 100
@@ -157,25 +161,53 @@ class CloudflareKVStore(BaseKVStore):
 
     def _bulk_get(self, namespace: str, keys: Sequence[str], with_metadata: bool) -> dict[str, Any]:
         validate_keys(namespace, keys, self.limits, self.limits.max_batch_get)
-        base = self._base(namespace)
         found: dict[str, Any] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BULK_GET_CHUNK):
+            found.update(
+                self._bulk_get_within_cap(
+                    namespace, unique[start : start + BULK_GET_CHUNK], with_metadata
+                )
+            )
+        return found
+
+    def _bulk_get_within_cap(
+        self, namespace: str, keys: list[str], with_metadata: bool
+    ) -> dict[str, Any]:
+        """One bulk read; when its values pass Cloudflare's 25 MB cap for a bulk read, the
+        halves are read instead, down to single keys, which are read one by one."""
+        try:
             response = self._http.request(
                 "POST",
-                f"{base}/bulk/get",
+                f"{self._base(namespace)}/bulk/get",
                 what="KV bulk get",
                 idempotent=True,
-                json={
-                    "keys": unique[start : start + BULK_GET_CHUNK],
-                    "type": "text",
-                    "withMetadata": with_metadata,
-                },
+                json={"keys": keys, "type": "text", "withMetadata": with_metadata},
             )
-            assert response is not None
-            values = self._http.result(response)["values"]
-            found.update({key: value for key, value in values.items() if value is not None})
-        return found
+        except TooLarge:
+            if len(keys) == 1:
+                return self._read_singly(namespace, keys[0], with_metadata)
+            middle = len(keys) // 2
+            return {
+                **self._bulk_get_within_cap(namespace, keys[:middle], with_metadata),
+                **self._bulk_get_within_cap(namespace, keys[middle:], with_metadata),
+            }
+        assert response is not None
+        values = self._http.result(response)["values"]
+        return {key: value for key, value in values.items() if value is not None}
+
+    def _read_singly(self, namespace: str, key: str, with_metadata: bool) -> dict[str, Any]:
+        """A value too large for any bulk read, in the shape a bulk read gives it."""
+        entry = self.get_entry(namespace, key) if with_metadata else None
+        if with_metadata:
+            if entry is None:
+                return {}
+            item = {"value": entry.value.decode("utf-8", "replace"), "metadata": entry.metadata}
+            if entry.expires_at is not None:
+                item["expiration"] = entry.expires_at
+            return {key: item}
+        value = self._get_value(namespace, key)
+        return {} if value is None else {key: value.decode("utf-8", "replace")}
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -250,21 +282,29 @@ class CloudflareKVStore(BaseKVStore):
         self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
     ) -> KeyPage:
         check_list_args(namespace, prefix, limit, self.limits)
+        names, next_cursor = self._list_names(
+            namespace, prefix, _decode_cursor(cursor, prefix) if cursor else None, limit
+        )
+        return KeyPage(
+            names, encode_after_key(json.dumps([prefix, next_cursor])) if next_cursor else None
+        )
+
+    def _list_names(
+        self, namespace: str, prefix: str, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """One page of Cloudflare's listing: the names and Cloudflare's own next cursor."""
         params: dict[str, Any] = {"limit": limit}
         if prefix:
             params["prefix"] = prefix
         if cursor:
-            params["cursor"] = _decode_cursor(cursor, prefix)
+            params["cursor"] = cursor
         response = self._http.request(
             "GET", f"{self._base(namespace)}/keys", what="KV list", idempotent=True, params=params
         )
         assert response is not None
         body = response.json()
         next_cursor = (body.get("result_info") or {}).get("cursor") or None
-        return KeyPage(
-            [item["name"] for item in body["result"]],
-            encode_after_key(json.dumps([prefix, next_cursor])) if next_cursor else None,
-        )
+        return [item["name"] for item in body["result"]], next_cursor
 
     def namespaces(self) -> Names:
         return sorted(self.namespace_ids)
@@ -353,15 +393,50 @@ class CloudflareKVStore(BaseKVStore):
         validate_keys(namespace, keys, self.limits, self.limits.max_batch_write)
         if not keys:
             return 0
-        existing = self._bulk_get(namespace, keys, with_metadata=False)
-        self._bulk_delete(self._base(namespace), list(dict.fromkeys(keys)))
+        unique = list(dict.fromkeys(keys))
+        existing = self._existing(namespace, unique)
+        self._bulk_delete(self._base(namespace), unique)
         return len(existing)
+
+    def _existing(self, namespace: str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` exist, without reading a value: one metadata read for a single key;
+        for several, a listing of their common prefix (Cloudflare lists keys in UTF-8 byte
+        order, so it stops past the last of them), falling back to a metadata read per key
+        still unknown once the listing has cost as many requests as those reads would."""
+        if len(keys) == 1:
+            return {keys[0]} if self.exists(namespace, keys[0]) else set()
+        wanted = set(keys)
+        prefix = _common_prefix(keys)
+        last = max(key.encode() for key in keys)
+        found: set[str] = set()
+        listed_up_to = b""
+        cursor: str | None = None
+        requests = 0
+        while True:
+            names, cursor = self._list_names(namespace, prefix, cursor, 1000)
+            requests += 1
+            found.update(name for name in names if name in wanted)
+            if names:
+                listed_up_to = names[-1].encode()
+            if not cursor or listed_up_to >= last:
+                return found
+            unknown = [key for key in keys if key.encode() > listed_up_to]
+            if requests >= len(unknown):
+                return found | {key for key in unknown if self.exists(namespace, key)}
 
     def close(self) -> None:
         self._http.close()
 
     def __repr__(self) -> str:
         return f"CloudflareKVStore({self._http.account_url!r})"
+
+
+def _common_prefix(keys: Sequence[str]) -> str:
+    first, last = min(keys), max(keys)  # the prefix they all share is the one these two share
+    length = 0
+    while length < min(len(first), len(last)) and first[length] == last[length]:
+        length += 1
+    return first[:length]
 
 
 def _decode_cursor(cursor: str, prefix: str) -> str:

@@ -187,20 +187,29 @@ async function handleKV(request, env, namespaceId, rest) {
     if (!Array.isArray(keys) || keys.length > 100) {
       throw new ApiError(400, 10002, "bulk get takes at most 100 keys");
     }
+    // The binding's bulk read, so workerd's cap applies: 25 MB of values in total per read.
+    let found;
+    try {
+      found = body.withMetadata
+        ? await kv.getWithMetadata(keys, { type: "text" })
+        : await kv.get(keys, { type: "text" });
+    } catch (error) {
+      const message = String(error && error.message ? error.message : error);
+      if (/exceeds the limit/.test(message)) {
+        throw new ApiError(413, 10000, message.replace(/^.*?(Total size)/, "$1"));
+      }
+      throw error;
+    }
     const values = {};
     for (const name of keys) {
-      if (body.withMetadata) {
-        const { value, metadata } = await kv.getWithMetadata(name, { type: "text" });
-        if (value === null) {
-          values[name] = null;
-        } else {
-          const entry = { value, metadata: metadata ?? null };
-          const expiration = await findExpiration(kv, name);
-          if (expiration) entry.expiration = expiration;
-          values[name] = entry;
-        }
+      const item = found.get(name) ?? null;
+      if (body.withMetadata && item !== null && item.value !== null) {
+        const entry = { value: item.value, metadata: item.metadata ?? null };
+        const expiration = await findExpiration(kv, name);
+        if (expiration) entry.expiration = expiration;
+        values[name] = entry;
       } else {
-        values[name] = await kv.get(name, { type: "text" });
+        values[name] = body.withMetadata ? null : item;
       }
     }
     return json({ values });

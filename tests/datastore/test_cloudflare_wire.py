@@ -209,3 +209,62 @@ def test_large_values_are_read_and_deleted_within_the_cap(
     assert kv.delete(NS, keys[29]) is True
     assert kv.delete(NS, keys[29]) is False
     assert kv.list(NS, "big").keys == []
+
+
+def test_a_bulk_read_past_the_cap_is_split_whatever_the_status_it_comes_with() -> None:
+    """Cloudflare's message, with a 413 or (as Miniflare's explorer sends it) a 500."""
+    sent: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys = json.loads(request.content)["keys"]
+        sent.append(keys)
+        if len(keys) > 1:
+            message = "KV GET_BULK failed: 413 Total size of request exceeds the limit of 25MB"
+            body = {"success": False, "errors": [{"code": 10000, "message": message}]}
+            return httpx.Response(500, json=body)
+        values = {key: f"value of {key}" for key in keys}
+        return httpx.Response(
+            200, json={"success": True, "errors": [], "result": {"values": values}}
+        )
+
+    kv = CloudflareKVStore(
+        "acct",
+        "token",
+        {NS: "ns1"},
+        base_url="https://cloudflare.test/client/v4",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda _: None,
+    )
+    assert kv.get_many(NS, ["a", "b", "c"]) == {k: f"value of {k}".encode() for k in "abc"}
+    assert sent == [["a", "b", "c"], ["a"], ["b", "c"], ["b"], ["c"]]
+
+
+def test_deleting_reads_no_value() -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(f"{request.method} {request.url.path.rsplit('/ns1/', 1)[1]}")
+        if request.url.path.endswith("/keys"):
+            result: Any = [{"name": "page:a"}, {"name": "page:c"}]
+            return httpx.Response(
+                200,
+                json={"success": True, "result": result, "result_info": {"cursor": ""}},
+            )
+        return httpx.Response(200, json={"success": True, "errors": [], "result": {}})
+
+    kv = CloudflareKVStore(
+        "acct",
+        "token",
+        {NS: "ns1"},
+        base_url="https://cloudflare.test/client/v4",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda _: None,
+    )
+    assert kv.delete_many(NS, ["page:a", "page:b", "page:c"]) == 2
+    assert kv.delete(NS, "page:a") is True
+    assert paths == [
+        "GET keys",
+        "POST bulk/delete",
+        "GET metadata/page:a",
+        "POST bulk/delete",
+    ]

@@ -202,7 +202,10 @@ class CloudflareKVStore(BaseKVStore):
         if with_metadata:
             if entry is None:
                 return {}
-            item = {"value": entry.value.decode("utf-8", "replace"), "metadata": entry.metadata}
+            item: dict[str, Any] = {
+                "value": entry.value.decode("utf-8", "replace"),
+                "metadata": entry.metadata,
+            }
             if entry.expires_at is not None:
                 item["expiration"] = entry.expires_at
             return {key: item}
@@ -291,7 +294,7 @@ class CloudflareKVStore(BaseKVStore):
 
     def _list_names(
         self, namespace: str, prefix: str, cursor: str | None, limit: int
-    ) -> tuple[list[str], str | None]:
+    ) -> tuple[Names, str | None]:
         """One page of Cloudflare's listing: the names and Cloudflare's own next cursor."""
         params: dict[str, Any] = {"limit": limit}
         if prefix:

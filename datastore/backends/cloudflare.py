@@ -55,6 +55,14 @@ from ..contract import (
 from ..errors import DatastoreError, InvalidKey, InvalidValue, QueryError, TooLarge, Unavailable
 from ..keys import validate_kv_key, validate_namespace
 from ._base import BaseKVStore
+from ._cloudflare_budget import (
+    DEFAULT_LIMIT,
+    DEFAULT_MAX_WAIT,
+    DEFAULT_PERIOD,
+    BudgetStatus,
+    RequestBudget,
+    budget_for,
+)
 from ._cloudflare_http import DEFAULT_BASE_URL, CloudflareHTTP
 from ._cursor import decode_after_key, encode_after_key
 from ._introspection import table_info
@@ -120,6 +128,11 @@ class CloudflareKVStore(BaseKVStore):
         limits: KVLimits = CLOUDFLARE_KV_LIMITS,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: RequestBudget | None = None,
+        budget_limit: int = DEFAULT_LIMIT,
+        budget_period: float = DEFAULT_PERIOD,
+        budget_max_wait: float = DEFAULT_MAX_WAIT,
+        budget_store: str | None = None,
     ) -> None:
         if not isinstance(namespaces, Mapping) or not namespaces:
             raise InvalidValue("namespaces must map namespace names to Cloudflare namespace ids")
@@ -138,6 +151,14 @@ class CloudflareKVStore(BaseKVStore):
             transport=transport,
             sleep=sleep,
             round_trips=self.round_trips,
+            budget=budget
+            or budget_for(
+                api_token,
+                limit=budget_limit,
+                period=budget_period,
+                max_wait=budget_max_wait,
+                store=budget_store,
+            ),
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -322,11 +343,13 @@ class CloudflareKVStore(BaseKVStore):
                 params={"per_page": 100},
             )
         except DatastoreError as exc:
-            return Status(False, self.backend_name, self.namespaces(), None, str(exc))
+            detail = f"{exc}; request budget: {self.budget_status()}"
+            return Status(False, self.backend_name, self.namespaces(), None, detail)
         assert response is not None
         available = {item["id"] for item in self._http.result(response)}
         missing = sorted(n for n, i in self.namespace_ids.items() if i not in available)
-        detail = f"namespaces not found in the account: {', '.join(missing)}" if missing else ""
+        detail = f"namespaces not found in the account: {', '.join(missing)}; " if missing else ""
+        detail += f"request budget: {self.budget_status()}"
         return Status(not missing, self.backend_name, self.namespaces(), None, detail)
 
     # -- writes --------------------------------------------------------------------------
@@ -426,6 +449,15 @@ class CloudflareKVStore(BaseKVStore):
             unknown = [key for key in keys if key.encode() > listed_up_to]
             if requests >= len(unknown):
                 return found | {key for key in unknown if self.exists(namespace, key)}
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The API token's request budget (shared with every backend using the token)."""
+        assert self._http.budget is not None
+        return self._http.budget
+
+    def budget_status(self) -> BudgetStatus:
+        return self.budget.status()
 
     def close(self) -> None:
         self._http.close()
@@ -600,6 +632,11 @@ class CloudflareD1Database:
         max_attempts: int = 4,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: RequestBudget | None = None,
+        budget_limit: int = DEFAULT_LIMIT,
+        budget_period: float = DEFAULT_PERIOD,
+        budget_max_wait: float = DEFAULT_MAX_WAIT,
+        budget_store: str | None = None,
     ) -> None:
         self.database_id = _check_id(database_id, "D1 database id")
         self.round_trips = RoundTripCounter()
@@ -612,6 +649,14 @@ class CloudflareD1Database:
             transport=transport,
             sleep=sleep,
             round_trips=self.round_trips,
+            budget=budget
+            or budget_for(
+                api_token,
+                limit=budget_limit,
+                period=budget_period,
+                max_wait=budget_max_wait,
+                store=budget_store,
+            ),
         )
 
     def _prepare(self, sql: str, params: Sequence[Any]) -> dict[str, Any]:
@@ -669,6 +714,15 @@ class CloudflareD1Database:
 
     def table_info(self, table: str) -> list[SQLColumn]:
         return table_info(self, table)
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The API token's request budget (shared with every backend using the token)."""
+        assert self._http.budget is not None
+        return self._http.budget
+
+    def budget_status(self) -> BudgetStatus:
+        return self.budget.status()
 
     def close(self) -> None:
         self._http.close()

@@ -20,6 +20,9 @@ HERE = Path(__file__).resolve().parent
 ACCOUNT_ID = "test-account"
 API_TOKEN = "test-token"
 D1_DATABASE_ID = "d1-test-db"
+# The local API has no rate limit: a request budget the suite never spends (the budget's own
+# tests set theirs).
+TEST_BUDGET = 10_000_000
 
 # Namespaces the test suite writes to, besides the Nimbus ones.
 TEST_NAMESPACES = [
@@ -104,6 +107,7 @@ class LocalCloudflare:
             "api_token": API_TOKEN,
             "namespaces": NAMESPACE_IDS,
             "base_url": self.base_url,
+            "budget_limit": TEST_BUDGET,
             **overrides,
         }
 
@@ -113,6 +117,7 @@ class LocalCloudflare:
             "api_token": API_TOKEN,
             "database_id": D1_DATABASE_ID,
             "base_url": self.base_url,
+            "budget_limit": TEST_BUDGET,
             **overrides,
         }
 

@@ -122,6 +122,8 @@ class RequestBudget:
         self._ttl = max(60.0, self.period + 2 * self.bucket)
         self._lock = threading.Lock()
         self.waited = 0.0  # seconds spent waiting for room, in all (for progress reports)
+        # called with (seconds, reason) before each wait: how long-running commands show pacing
+        self.on_wait: Callable[[float, str], None] | None = None
 
     def describe(self) -> str:
         return f"{self.limit} requests per {self.period:g} s for this API token"
@@ -175,6 +177,8 @@ class RequestBudget:
                     f"(room in {wait:.0f} s, past the maximum wait of {self.max_wait:g} s)",
                     retry_after=wait,
                 )
+            if self.on_wait is not None:
+                self.on_wait(wait, reason)
             self.sleep(wait)
             waited += wait
             with self._lock:

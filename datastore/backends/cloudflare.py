@@ -20,7 +20,17 @@ What differs from the other KV backends, by Cloudflare's design:
 
 ``CloudflareD1Database`` runs statements through ``/raw`` in one batch per call. At most 100
 bound parameters and 100,000 bytes per statement are accepted; BLOB parameters cannot travel
-over the JSON API. Requests are retried as ``_cloudflare_http`` describes; a D1 call counts as
+over the JSON API. Parameters travel as strings (Cloudflare's schema) with their placeholders
+wrapped to keep their SQLite types (``bind_as_strings``). Cloudflare's published API does not
+promise that a REST batch is one transaction (a Worker's ``db.batch()`` is; the REST form runs
+statements "as a batch"), so callers must not rely on a batch's atomicity over REST: the
+version-guarded upserts of the metadata sync, backfills and repairs are safe without it (a
+partial batch is completed by the next run); the ``sql`` adapter's guarded object writes and
+reservation changes, and schema changes with their log entries, are not (see the README).
+
+Every request takes a unit of the API token's request budget first (``_cloudflare_budget``:
+``budget_limit`` per ``budget_period`` seconds, ``budget_max_wait``, ``budget_store`` to share
+it between processes). Requests are retried as ``_cloudflare_http`` describes; a D1 call counts as
 idempotent (safe to repeat after a lost response) when every statement is read-only (``SELECT``,
 ``EXPLAIN``, introspection ``PRAGMA``s) or a guarded DDL (``CREATE ... IF NOT EXISTS``,
 ``DROP ... IF EXISTS``), since running those twice leaves the same state. Callers may declare
@@ -34,7 +44,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -65,6 +75,7 @@ from ._cloudflare_budget import (
 )
 from ._cloudflare_http import DEFAULT_BASE_URL, CloudflareHTTP
 from ._cursor import decode_after_key, encode_after_key
+from ._d1_sql import _has_second_statement, bind_as_strings
 from ._introspection import table_info
 from ._validation import (
     PreparedDelete,
@@ -74,7 +85,13 @@ from ._validation import (
     validate_keys,
 )
 
-__all__ = ["CLOUDFLARE_KV_LIMITS", "CloudflareD1Database", "CloudflareKVStore", "is_idempotent"]
+__all__ = [
+    "CLOUDFLARE_KV_LIMITS",
+    "CloudflareD1Database",
+    "CloudflareKVStore",
+    "bind_as_strings",
+    "is_idempotent",
+]
 
 CLOUDFLARE_KV_LIMITS = KVLimits(min_ttl_seconds=60, min_list_limit=10)
 BULK_GET_CHUNK = 100
@@ -497,122 +514,6 @@ def _size_chunks(puts: Sequence[PreparedPut]) -> list[list[PreparedPut]]:
         chunks[-1].append(put)
         size += item_size
     return [chunk for chunk in chunks if chunk]
-
-
-def _code(sql: str) -> Iterator[tuple[int, str]]:
-    """The characters of ``sql`` that are SQL code, with their index: string literals, quoted
-    identifiers and comments are skipped (an unterminated one ends the scan)."""
-    index, length = 0, len(sql)
-    while index < length:
-        char = sql[index]
-        if char in "'\"`[":
-            close = "]" if char == "[" else char
-            index = sql.find(close, index + 1)
-            # a doubled quote inside a literal is an escaped quote, not its end
-            while index >= 0 and close != "]" and sql.startswith(close, index + 1):
-                index = sql.find(close, index + 2)
-            if index < 0:
-                return
-        elif sql.startswith("--", index):
-            newline = sql.find("\n", index)
-            index = length if newline < 0 else newline
-        elif sql.startswith("/*", index):
-            end = sql.find("*/", index + 2)
-            index = length if end < 0 else end + 1
-        else:
-            yield index, char
-        index += 1
-
-
-def _has_second_statement(sql: str) -> bool:
-    """Whether ``sql`` holds more than one statement (a ``;`` followed by more SQL).
-
-    A ``;`` inside a literal, a quoted identifier or a comment does not count. D1 would run
-    every statement; the contract, like sqlite3, allows one.
-    """
-    ended = False
-    for _, char in _code(sql):
-        if char == ";":
-            ended = True
-        elif not char.isspace() and ended:
-            return True
-    return False
-
-
-_INT64 = range(-(2**63), 2**63)
-
-
-def _d1_param(value: Any, sql: str) -> tuple[str, str]:
-    """How one parameter travels: its text, and the SQL around its placeholder ``{}`` that
-    gives it back its SQLite type (Cloudflare's schema types D1 parameters as strings)."""
-    if isinstance(value, str):
-        return value, "{}"
-    if value is None:
-        return "", "NULLIF({0}, {0})"  # NULL, still binding the parameter's number
-    if isinstance(value, int):  # bool included: 1/0, as sqlite3 binds it
-        if value not in _INT64:
-            raise InvalidValue(f"integer parameter {value} does not fit SQLite's 64 bits")
-        return str(int(value)), "CAST({} AS INTEGER)"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidValue(f"float parameter {value} cannot be sent over the D1 REST API")
-        return _exact_real(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raise InvalidValue("BLOB parameters cannot be sent over the D1 REST API (JSON only)")
-    raise InvalidValue(f"unsupported parameter type {type(value).__name__} in: {sql[:120]}")
-
-
-def _exact_real(value: float) -> tuple[str, str]:
-    """A float as ``mantissa * 2**exponent``: the mantissa (an integer below 2**53) travels as
-    text and the SQL scales it by integer powers of two, all exact. (D1's SQLite reads decimal
-    text to a REAL off by one unit in the last place for some values, and ``power()`` is not
-    authorized there.)"""
-    numerator, denominator = value.as_integer_ratio()
-    exponent = 1 - denominator.bit_length()  # the denominator is a power of two
-    if numerator and denominator == 1:
-        shift = (numerator & -numerator).bit_length() - 1
-        numerator, exponent = numerator >> shift, shift
-    scaling = []
-    while exponent:
-        step = max(-62, min(62, exponent))
-        scaling.append(f" {'*' if step > 0 else '/'} {1 << abs(step)}")
-        exponent -= step
-    return str(numerator), "(CAST({} AS REAL)" + "".join(scaling) + ")"
-
-
-def bind_as_strings(sql: str, params: Sequence[Any]) -> tuple[str, list[str]]:
-    """``sql`` and ``params`` as Cloudflare's D1 schema takes them: every parameter a string,
-    and each placeholder wrapped so the value keeps its SQLite type (``CAST(?2 AS INTEGER)``,
-    ``(CAST(?3 AS REAL) / 4)`` for 0.25 sent as ``"1"``, ``NULLIF(?4, ?4)`` for NULL; text is
-    bound as it is).
-
-    Placeholders are found outside literals, quoted identifiers and comments, and numbered as
-    SQLite numbers them (a bare ``?`` takes one more than the largest number so far); each is
-    written back as ``?NNN``, so the numbering does not depend on how many a wrapper holds.
-    """
-    encoded = [_d1_param(value, sql) for value in params]
-    if all(wrapper == "{}" for _, wrapper in encoded):
-        return sql, [text for text, _ in encoded]
-    pieces: list[str] = []
-    copied = 0
-    largest = 0
-    code = _code(sql)
-    for index, char in code:
-        if char != "?":
-            continue
-        end = index + 1
-        while end < len(sql) and sql[end].isdigit():
-            end += 1
-        number = int(sql[index + 1 : end]) if end > index + 1 else largest + 1
-        largest = max(largest, number)
-        placeholder = f"?{number}"
-        if 1 <= number <= len(encoded):
-            placeholder = encoded[number - 1][1].format(placeholder)
-        pieces.append(sql[copied:index])
-        pieces.append(placeholder)
-        copied = end
-    pieces.append(sql[copied:])
-    return "".join(pieces), [text for text, _ in encoded]
 
 
 class CloudflareD1Database:

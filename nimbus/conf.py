@@ -127,6 +127,26 @@ def _kv_namespaces() -> dict[str, str]:
     return namespaces
 
 
+_BUDGET_OPTIONS = {
+    "budget_limit": int,
+    "budget_period": float,
+    "budget_max_wait": float,
+    "budget_store": str,
+}
+
+
+def _cloudflare_options(url: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """``base_url`` and the request budget's options from a Cloudflare URL's query."""
+    options: dict[str, Any] = {"base_url": query["base_url"]} if "base_url" in query else {}
+    for name, kind in _BUDGET_OPTIONS.items():
+        if name in query:
+            try:
+                options[name] = kind(query[name])
+            except ValueError as exc:
+                raise ImproperlyConfigured(f"{url!r}: {name} must be a number") from exc
+    return options
+
+
 def parse_url(url: str, role: str) -> BackendSpec:
     """Turn ``NIMBUS_KV_URL`` / ``NIMBUS_D1_URL`` into a backend spec.
 
@@ -134,7 +154,10 @@ def parse_url(url: str, role: str) -> BackendSpec:
     ``?key_prefix=app:`` sets the Redis key prefix), ``cloudflare://ACCOUNT_ID`` (token in
     ``CLOUDFLARE_API_TOKEN``, namespace ids in ``NIMBUS_KV_NAMESPACES``). D1: ``memory://``,
     ``sqlite:///path``, ``d1://ACCOUNT_ID/DATABASE_ID``. Cloudflare URLs take
-    ``?base_url=...`` to point at another API endpoint.
+    ``?base_url=...`` to point at another API endpoint, and the API token's request budget:
+    ``budget_limit`` (requests, default 1200), ``budget_period`` (seconds, 300),
+    ``budget_max_wait`` (seconds a request may wait for room, 60) and ``budget_store``
+    (``sqlite:///path`` or ``redis://...`` to share the budget between processes).
     """
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
@@ -157,7 +180,7 @@ def parse_url(url: str, role: str) -> BackendSpec:
                 "account_id": parts.netloc,
                 "api_token": _cloudflare_token(),
                 "namespaces": _kv_namespaces(),
-                **({"base_url": query["base_url"]} if "base_url" in query else {}),
+                **_cloudflare_options(url, query),
             }
             return BackendSpec("datastore.backends.cloudflare.CloudflareKVStore", options)
     else:
@@ -174,7 +197,7 @@ def parse_url(url: str, role: str) -> BackendSpec:
                 "account_id": parts.netloc,
                 "api_token": _cloudflare_token(),
                 "database_id": database_id,
-                **({"base_url": query["base_url"]} if "base_url" in query else {}),
+                **_cloudflare_options(url, query),
             }
             return BackendSpec("datastore.backends.cloudflare.CloudflareD1Database", options)
     env = KV_URL_ENV if role == "KV" else D1_URL_ENV

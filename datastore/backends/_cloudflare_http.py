@@ -1,11 +1,12 @@
 """HTTP for the Cloudflare REST API: one pooled httpx client per process, Cloudflare's envelope,
-error mapping and bounded retries.
+error mapping, bounded retries, and every attempt within the token's request budget.
 
 Retry policy. A request is retried (exponential backoff with full jitter, honouring
 ``Retry-After``, at most ``max_attempts`` tries) when it certainly was not applied, or when
 applying it twice is harmless:
 
-* connection failures before the request was sent, and HTTP 429: always retried;
+* connection failures before the request was sent, and HTTP 429: always retried (a 429's
+  ``Retry-After`` holds the token's request budget, ``_cloudflare_budget``, that long);
 * read timeouts, dropped connections and 5xx: retried only for idempotent requests. The caller
   says which requests are idempotent; a write that may already have been applied is otherwise
   reported as ``Unavailable`` saying so, never blindly repeated.
@@ -36,6 +37,7 @@ from ..errors import (
     TooLarge,
     Unavailable,
 )
+from ._cloudflare_budget import RequestBudget
 
 __all__ = ["DEFAULT_BASE_URL", "CloudflareHTTP", "shared_client"]
 
@@ -96,6 +98,8 @@ def map_error(response: httpx.Response, what: str) -> DatastoreError:
         if "constraint failed" in message.lower():
             return IntegrityError(text)
         return QueryError(text)
+    if "Total size of request exceeds" in message:  # a bulk read past the 25 MB cap
+        return TooLarge(text)
     if status in (401, 403):
         return AccessDenied(text)
     if status == 404:
@@ -127,6 +131,7 @@ class CloudflareHTTP:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         round_trips: RoundTripCounter | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         if not account_id or not api_token:
             raise InvalidValue("Cloudflare needs an account id and an API token")
@@ -139,6 +144,7 @@ class CloudflareHTTP:
         self.max_backoff = max_backoff
         self.sleep = sleep
         self.round_trips = round_trips or RoundTripCounter()
+        self.budget = budget
         self._headers = {"Authorization": f"Bearer {api_token}"}
         # A transport given explicitly (tests) gets a private client; otherwise share the pool.
         self._client = httpx.Client(transport=transport) if transport is not None else None
@@ -176,6 +182,8 @@ class CloudflareHTTP:
         request_headers = {**self._headers, **(headers or {})}
         last_error: DatastoreError | None = None
         for attempt in range(self.max_attempts):
+            if self.budget is not None:
+                self.budget.acquire(f"Cloudflare {what}")
             self.round_trips.add()
             retry_after: float | None = None
             try:
@@ -200,6 +208,8 @@ class CloudflareHTTP:
                 )
                 safe = idempotent
             else:
+                if self.budget is not None:
+                    self.budget.observe(response.headers)
                 if missing_ok and response.status_code == 404 and _is_missing_key(response):
                     return None
                 if response.is_success:
@@ -209,6 +219,9 @@ class CloudflareHTTP:
                 error = map_error(response, what)
                 if response.status_code == 429:
                     retry_after = _retry_after(response)
+                    if self.budget is not None and retry_after is not None:
+                        self.budget.hold(retry_after)  # the next acquire() waits it out
+                        retry_after = 0.0
                     last_error, safe = error, True
                 elif response.status_code >= 500 and isinstance(error, Unavailable):
                     if not idempotent:
@@ -222,7 +235,9 @@ class CloudflareHTTP:
             if not safe:
                 raise last_error
             if attempt + 1 < self.max_attempts:
-                self.sleep(self._delay(attempt, retry_after))
+                delay = self._delay(attempt, retry_after)
+                if delay > 0:
+                    self.sleep(delay)
         assert last_error is not None
         last_error.args = (f"{last_error} (gave up after {self.max_attempts} attempts)",)
         raise last_error

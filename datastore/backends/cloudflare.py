@@ -10,13 +10,27 @@ What differs from the other KV backends, by Cloudflare's design:
 * TTLs are whole seconds, at least 60; ``list`` pages hold 10 to 1000 keys and may be empty
   while a cursor is returned;
 * ``get_many``/``get_entries`` use the bulk API, which returns values as UTF-8 text: use ``get``
-  for binary values. ``put_many`` sends values base64-encoded, so any bytes are safe there;
-* ``delete``/``delete_many`` read before deleting to report what existed (one extra request);
+  for binary values. ``put_many`` sends values base64-encoded, so any bytes are safe there.
+  A bulk read holds at most 100 keys and 25 MB of values: past the size cap it is split in
+  halves, down to single keys read one by one;
+* ``delete``/``delete_many`` check what exists without reading values, to report it: one
+  metadata read for one key, a listing of the keys' common prefix for several (one extra
+  request, more only when the prefix holds many other keys);
 * ``put_many`` with ``DeleteItem``s is a bulk write then a bulk delete: two requests, not atomic.
 
 ``CloudflareD1Database`` runs statements through ``/raw`` in one batch per call. At most 100
 bound parameters and 100,000 bytes per statement are accepted; BLOB parameters cannot travel
-over the JSON API. Requests are retried as ``_cloudflare_http`` describes; a D1 call counts as
+over the JSON API. Parameters travel as strings (Cloudflare's schema) with their placeholders
+wrapped to keep their SQLite types (``bind_as_strings``). Cloudflare's published API does not
+promise that a REST batch is one transaction (a Worker's ``db.batch()`` is; the REST form runs
+statements "as a batch"), so callers must not rely on a batch's atomicity over REST: the
+version-guarded upserts of the metadata sync, backfills and repairs are safe without it (a
+partial batch is completed by the next run); the ``sql`` adapter's guarded object writes and
+reservation changes, and schema changes with their log entries, are not (see the README).
+
+Every request takes a unit of the API token's request budget first (``_cloudflare_budget``:
+``budget_limit`` per ``budget_period`` seconds, ``budget_max_wait``, ``budget_store`` to share
+it between processes). Requests are retried as ``_cloudflare_http`` describes; a D1 call counts as
 idempotent (safe to repeat after a lost response) when every statement is read-only (``SELECT``,
 ``EXPLAIN``, introspection ``PRAGMA``s) or a guarded DDL (``CREATE ... IF NOT EXISTS``,
 ``DROP ... IF EXISTS``), since running those twice leaves the same state. Callers may declare
@@ -51,8 +65,17 @@ from ..contract import (
 from ..errors import DatastoreError, InvalidKey, InvalidValue, QueryError, TooLarge, Unavailable
 from ..keys import validate_kv_key, validate_namespace
 from ._base import BaseKVStore
+from ._cloudflare_budget import (
+    DEFAULT_LIMIT,
+    DEFAULT_MAX_WAIT,
+    DEFAULT_PERIOD,
+    BudgetStatus,
+    RequestBudget,
+    budget_for,
+)
 from ._cloudflare_http import DEFAULT_BASE_URL, CloudflareHTTP
 from ._cursor import decode_after_key, encode_after_key
+from ._d1_sql import bind_as_strings, has_second_statement
 from ._introspection import table_info
 from ._validation import (
     PreparedDelete,
@@ -67,7 +90,7 @@ __all__ = [
     "MAX_STATEMENT_BYTES",
     "CloudflareD1Database",
     "CloudflareKVStore",
-    "has_second_statement",
+    "bind_as_strings",
     "is_idempotent",
 ]
 
@@ -123,6 +146,11 @@ class CloudflareKVStore(BaseKVStore):
         limits: KVLimits = CLOUDFLARE_KV_LIMITS,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: RequestBudget | None = None,
+        budget_limit: int = DEFAULT_LIMIT,
+        budget_period: float = DEFAULT_PERIOD,
+        budget_max_wait: float = DEFAULT_MAX_WAIT,
+        budget_store: str | None = None,
     ) -> None:
         if not isinstance(namespaces, Mapping) or not namespaces:
             raise InvalidValue("namespaces must map namespace names to Cloudflare namespace ids")
@@ -141,6 +169,14 @@ class CloudflareKVStore(BaseKVStore):
             transport=transport,
             sleep=sleep,
             round_trips=self.round_trips,
+            budget=budget
+            or budget_for(
+                api_token,
+                limit=budget_limit,
+                period=budget_period,
+                max_wait=budget_max_wait,
+                store=budget_store,
+            ),
         )
 
     # -- helpers -------------------------------------------------------------------------
@@ -164,25 +200,56 @@ class CloudflareKVStore(BaseKVStore):
 
     def _bulk_get(self, namespace: str, keys: Sequence[str], with_metadata: bool) -> dict[str, Any]:
         validate_keys(namespace, keys, self.limits, self.limits.max_batch_get)
-        base = self._base(namespace)
         found: dict[str, Any] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), BULK_GET_CHUNK):
+            found.update(
+                self._bulk_get_within_cap(
+                    namespace, unique[start : start + BULK_GET_CHUNK], with_metadata
+                )
+            )
+        return found
+
+    def _bulk_get_within_cap(
+        self, namespace: str, keys: list[str], with_metadata: bool
+    ) -> dict[str, Any]:
+        """One bulk read; when its values pass Cloudflare's 25 MB cap for a bulk read, the
+        halves are read instead, down to single keys, which are read one by one."""
+        try:
             response = self._http.request(
                 "POST",
-                f"{base}/bulk/get",
+                f"{self._base(namespace)}/bulk/get",
                 what="KV bulk get",
                 idempotent=True,
-                json={
-                    "keys": unique[start : start + BULK_GET_CHUNK],
-                    "type": "text",
-                    "withMetadata": with_metadata,
-                },
+                json={"keys": keys, "type": "text", "withMetadata": with_metadata},
             )
-            assert response is not None
-            values = self._http.result(response)["values"]
-            found.update({key: value for key, value in values.items() if value is not None})
-        return found
+        except TooLarge:
+            if len(keys) == 1:
+                return self._read_singly(namespace, keys[0], with_metadata)
+            middle = len(keys) // 2
+            return {
+                **self._bulk_get_within_cap(namespace, keys[:middle], with_metadata),
+                **self._bulk_get_within_cap(namespace, keys[middle:], with_metadata),
+            }
+        assert response is not None
+        values = self._http.result(response)["values"]
+        return {key: value for key, value in values.items() if value is not None}
+
+    def _read_singly(self, namespace: str, key: str, with_metadata: bool) -> dict[str, Any]:
+        """A value too large for any bulk read, in the shape a bulk read gives it."""
+        entry = self.get_entry(namespace, key) if with_metadata else None
+        if with_metadata:
+            if entry is None:
+                return {}
+            item: dict[str, Any] = {
+                "value": entry.value.decode("utf-8", "replace"),
+                "metadata": entry.metadata,
+            }
+            if entry.expires_at is not None:
+                item["expiration"] = entry.expires_at
+            return {key: item}
+        value = self._get_value(namespace, key)
+        return {} if value is None else {key: value.decode("utf-8", "replace")}
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -257,21 +324,29 @@ class CloudflareKVStore(BaseKVStore):
         self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
     ) -> KeyPage:
         check_list_args(namespace, prefix, limit, self.limits)
+        names, next_cursor = self._list_names(
+            namespace, prefix, _decode_cursor(cursor, prefix) if cursor else None, limit
+        )
+        return KeyPage(
+            names, encode_after_key(json.dumps([prefix, next_cursor])) if next_cursor else None
+        )
+
+    def _list_names(
+        self, namespace: str, prefix: str, cursor: str | None, limit: int
+    ) -> tuple[Names, str | None]:
+        """One page of Cloudflare's listing: the names and Cloudflare's own next cursor."""
         params: dict[str, Any] = {"limit": limit}
         if prefix:
             params["prefix"] = prefix
         if cursor:
-            params["cursor"] = _decode_cursor(cursor, prefix)
+            params["cursor"] = cursor
         response = self._http.request(
             "GET", f"{self._base(namespace)}/keys", what="KV list", idempotent=True, params=params
         )
         assert response is not None
         body = response.json()
         next_cursor = (body.get("result_info") or {}).get("cursor") or None
-        return KeyPage(
-            [item["name"] for item in body["result"]],
-            encode_after_key(json.dumps([prefix, next_cursor])) if next_cursor else None,
-        )
+        return [item["name"] for item in body["result"]], next_cursor
 
     def namespaces(self) -> Names:
         return sorted(self.namespace_ids)
@@ -286,11 +361,13 @@ class CloudflareKVStore(BaseKVStore):
                 params={"per_page": 100},
             )
         except DatastoreError as exc:
-            return Status(False, self.backend_name, self.namespaces(), None, str(exc))
+            detail = f"{exc}; request budget: {self.budget_status()}"
+            return Status(False, self.backend_name, self.namespaces(), None, detail)
         assert response is not None
         available = {item["id"] for item in self._http.result(response)}
         missing = sorted(n for n, i in self.namespace_ids.items() if i not in available)
-        detail = f"namespaces not found in the account: {', '.join(missing)}" if missing else ""
+        detail = f"namespaces not found in the account: {', '.join(missing)}; " if missing else ""
+        detail += f"request budget: {self.budget_status()}"
         return Status(not missing, self.backend_name, self.namespaces(), None, detail)
 
     # -- writes --------------------------------------------------------------------------
@@ -360,15 +437,59 @@ class CloudflareKVStore(BaseKVStore):
         validate_keys(namespace, keys, self.limits, self.limits.max_batch_write)
         if not keys:
             return 0
-        existing = self._bulk_get(namespace, keys, with_metadata=False)
-        self._bulk_delete(self._base(namespace), list(dict.fromkeys(keys)))
+        unique = list(dict.fromkeys(keys))
+        existing = self._existing(namespace, unique)
+        self._bulk_delete(self._base(namespace), unique)
         return len(existing)
+
+    def _existing(self, namespace: str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` exist, without reading a value: one metadata read for a single key;
+        for several, a listing of their common prefix (Cloudflare lists keys in UTF-8 byte
+        order, so it stops past the last of them), falling back to a metadata read per key
+        still unknown once the listing has cost as many requests as those reads would."""
+        if len(keys) == 1:
+            return {keys[0]} if self.exists(namespace, keys[0]) else set()
+        wanted = set(keys)
+        prefix = _common_prefix(keys)
+        last = max(key.encode() for key in keys)
+        found: set[str] = set()
+        listed_up_to = b""
+        cursor: str | None = None
+        requests = 0
+        while True:
+            names, cursor = self._list_names(namespace, prefix, cursor, 1000)
+            requests += 1
+            found.update(name for name in names if name in wanted)
+            if names:
+                listed_up_to = names[-1].encode()
+            if not cursor or listed_up_to >= last:
+                return found
+            unknown = [key for key in keys if key.encode() > listed_up_to]
+            if requests >= len(unknown):
+                return found | {key for key in unknown if self.exists(namespace, key)}
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The API token's request budget (shared with every backend using the token)."""
+        assert self._http.budget is not None
+        return self._http.budget
+
+    def budget_status(self) -> BudgetStatus:
+        return self.budget.status()
 
     def close(self) -> None:
         self._http.close()
 
     def __repr__(self) -> str:
         return f"CloudflareKVStore({self._http.account_url!r})"
+
+
+def _common_prefix(keys: Sequence[str]) -> str:
+    first, last = min(keys), max(keys)  # the prefix they all share is the one these two share
+    length = 0
+    while length < min(len(first), len(last)) and first[length] == last[length]:
+        length += 1
+    return first[:length]
 
 
 def _decode_cursor(cursor: str, prefix: str) -> str:
@@ -396,46 +517,6 @@ def _size_chunks(puts: Sequence[PreparedPut]) -> list[list[PreparedPut]]:
     return [chunk for chunk in chunks if chunk]
 
 
-def has_second_statement(sql: str) -> bool:
-    """Whether ``sql`` holds more than one statement (a ``;`` followed by more SQL).
-
-    String literals, quoted identifiers and comments are skipped, so a ``;`` inside them does
-    not count. D1 would run every statement; the contract, like sqlite3, allows one.
-    """
-    index, length = 0, len(sql)
-    ended = False
-    while index < length:
-        char = sql[index]
-        if char in "'\"`[":
-            close = "]" if char == "[" else char
-            index = sql.find(close, index + 1)
-            # a doubled quote inside a literal is an escaped quote, not its end
-            while index >= 0 and close != "]" and sql.startswith(close, index + 1):
-                index = sql.find(close, index + 2)
-            if index < 0:
-                return False
-        elif sql.startswith("--", index):
-            newline = sql.find("\n", index)
-            index = length if newline < 0 else newline
-        elif sql.startswith("/*", index):
-            end = sql.find("*/", index + 2)
-            index = length if end < 0 else end + 1
-        elif char == ";":
-            ended = True
-        elif not char.isspace() and ended:
-            return True
-        index += 1
-    return False
-
-
-def _d1_param(value: Any, sql: str) -> Any:
-    if value is None or isinstance(value, (str, int, float)):
-        return int(value) if isinstance(value, bool) else value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raise InvalidValue("BLOB parameters cannot be sent over the D1 REST API (JSON only)")
-    raise InvalidValue(f"unsupported parameter type {type(value).__name__} in: {sql[:120]}")
-
-
 class CloudflareD1Database:
     """``SQLDatabase`` on a D1 database through the REST API."""
 
@@ -453,6 +534,11 @@ class CloudflareD1Database:
         max_attempts: int = 4,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: RequestBudget | None = None,
+        budget_limit: int = DEFAULT_LIMIT,
+        budget_period: float = DEFAULT_PERIOD,
+        budget_max_wait: float = DEFAULT_MAX_WAIT,
+        budget_store: str | None = None,
     ) -> None:
         self.database_id = _check_id(database_id, "D1 database id")
         self.round_trips = RoundTripCounter()
@@ -465,6 +551,14 @@ class CloudflareD1Database:
             transport=transport,
             sleep=sleep,
             round_trips=self.round_trips,
+            budget=budget
+            or budget_for(
+                api_token,
+                limit=budget_limit,
+                period=budget_period,
+                max_wait=budget_max_wait,
+                store=budget_store,
+            ),
         )
 
     def _prepare(self, sql: str, params: Sequence[Any]) -> dict[str, Any]:
@@ -482,7 +576,14 @@ class CloudflareD1Database:
                 f"statement binds {len(params)} parameters; D1 accepts at most "
                 f"{MAX_BOUND_PARAMETERS} per statement: {sql[:120]}"
             )
-        return {"sql": sql, "params": [_d1_param(value, sql) for value in params]}
+        sql, texts = bind_as_strings(sql, params)
+        size = len(sql.encode("utf-8"))
+        if size > MAX_STATEMENT_BYTES:
+            raise TooLarge(
+                f"statement is {size} bytes with its parameters typed; D1 accepts at most "
+                f"{MAX_STATEMENT_BYTES}"
+            )
+        return {"sql": sql, "params": texts}
 
     def execute(
         self, sql: str, params: Sequence[Any] = (), *, idempotent: bool | None = None
@@ -515,6 +616,15 @@ class CloudflareD1Database:
 
     def table_info(self, table: str) -> list[SQLColumn]:
         return table_info(self, table)
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The API token's request budget (shared with every backend using the token)."""
+        assert self._http.budget is not None
+        return self._http.budget
+
+    def budget_status(self) -> BudgetStatus:
+        return self.budget.status()
 
     def close(self) -> None:
         self._http.close()

@@ -46,10 +46,11 @@ from ..keys import validate_namespace
 from ..pending import Pending
 from ._base import BaseKVStore, check_amount
 from ._cursor import decode_after_key, encode_after_key
+from ._d1_sql import has_second_statement
 from ._gateway_http import GatewayClient, decode_value, encode_value, gateway_client
 from ._introspection import table_info
 from ._validation import PreparedDelete, PreparedItem, PreparedPut, check_list_args, validate_keys
-from .cloudflare import MAX_STATEMENT_BYTES, has_second_statement, is_idempotent
+from .cloudflare import MAX_STATEMENT_BYTES, is_idempotent
 
 __all__ = ["GATEWAY_KV_LIMITS", "GatewayD1Database", "GatewayKVStore"]
 

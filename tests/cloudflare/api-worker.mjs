@@ -187,20 +187,29 @@ async function handleKV(request, env, namespaceId, rest) {
     if (!Array.isArray(keys) || keys.length > 100) {
       throw new ApiError(400, 10002, "bulk get takes at most 100 keys");
     }
+    // The binding's bulk read, so workerd's cap applies: 25 MB of values in total per read.
+    let found;
+    try {
+      found = body.withMetadata
+        ? await kv.getWithMetadata(keys, { type: "text" })
+        : await kv.get(keys, { type: "text" });
+    } catch (error) {
+      const message = String(error && error.message ? error.message : error);
+      if (/exceeds the limit/.test(message)) {
+        throw new ApiError(413, 10000, message.replace(/^.*?(Total size)/, "$1"));
+      }
+      throw error;
+    }
     const values = {};
     for (const name of keys) {
-      if (body.withMetadata) {
-        const { value, metadata } = await kv.getWithMetadata(name, { type: "text" });
-        if (value === null) {
-          values[name] = null;
-        } else {
-          const entry = { value, metadata: metadata ?? null };
-          const expiration = await findExpiration(kv, name);
-          if (expiration) entry.expiration = expiration;
-          values[name] = entry;
-        }
+      const item = found.get(name) ?? null;
+      if (body.withMetadata && item !== null && item.value !== null) {
+        const entry = { value: item.value, metadata: item.metadata ?? null };
+        const expiration = await findExpiration(kv, name);
+        if (expiration) entry.expiration = expiration;
+        values[name] = entry;
       } else {
-        values[name] = await kv.get(name, { type: "text" });
+        values[name] = body.withMetadata ? null : item;
       }
     }
     return json({ values });
@@ -224,6 +233,11 @@ async function handleD1(request, env, databaseId, action) {
     if (typeof statement.sql !== "string") throw new ApiError(400, 7400, "sql must be a string");
     if (statement.params !== undefined && !Array.isArray(statement.params)) {
       throw new ApiError(400, 7400, "Expected array");
+    }
+    // Cloudflare's published schema: params is an array of strings; anything else is refused.
+    const bad = (statement.params ?? []).findIndex((value) => typeof value !== "string");
+    if (bad >= 0) {
+      throw new ApiError(400, 7400, `Invalid input: params[${bad}] must be a string, got ${JSON.stringify(statement.params[bad])}`);
     }
     if (/^\s*(BEGIN|SAVEPOINT|COMMIT|ROLLBACK)\b/i.test(statement.sql)) {
       throw new ApiError(400, 7500, "To execute a transaction, please use the state.storage.transaction() API instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements.");

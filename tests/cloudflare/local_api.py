@@ -22,6 +22,9 @@ API_TOKEN = "test-token"
 D1_DATABASE_ID = "d1-test-db"
 GATEWAY_SECRET = "test-gateway-secret-0123456789abcdef"
 GATEWAY_PREVIOUS_SECRET = "test-gateway-previous-secret-0123456789"
+# The local API has no rate limit: a request budget the suite never spends (the budget's own
+# tests set theirs).
+TEST_BUDGET = 10_000_000
 
 # Namespaces the test suite writes to, besides the Nimbus ones.
 TEST_NAMESPACES = [
@@ -115,6 +118,7 @@ class LocalCloudflare:
             "api_token": API_TOKEN,
             "namespaces": NAMESPACE_IDS,
             "base_url": self.base_url,
+            "budget_limit": TEST_BUDGET,
             **overrides,
         }
 
@@ -124,6 +128,7 @@ class LocalCloudflare:
             "api_token": API_TOKEN,
             "database_id": D1_DATABASE_ID,
             "base_url": self.base_url,
+            "budget_limit": TEST_BUDGET,
             **overrides,
         }
 

@@ -28,8 +28,10 @@ from datastore import (
     TooLarge,
     Unavailable,
 )
+from datastore.backends._cloudflare_budget import RequestBudget
 from datastore.backends.cloudflare import CloudflareD1Database, CloudflareKVStore, is_idempotent
-from tests.cloudflare.local_api import LocalCloudflare
+from tests.cloudflare.local_api import API_TOKEN, TEST_BUDGET, LocalCloudflare
+from tests.datastore.test_cloudflare_budget import FakeClock
 
 NS = "TESTNS"
 
@@ -154,14 +156,13 @@ def test_status_names_missing_namespaces(cloudflare: LocalCloudflare) -> None:
 # -- retries against the real runtime ----------------------------------------------------------
 
 
-def test_429_is_retried_after_retry_after(
-    kv: CloudflareKVStore, cloudflare: LocalCloudflare
-) -> None:
-    slept: list[float] = []
-    kv._http.sleep = slept.append
+def test_429_is_retried_after_retry_after(cloudflare: LocalCloudflare) -> None:
+    clock = FakeClock()
+    budget = RequestBudget(API_TOKEN, limit=TEST_BUDGET, clock=clock, sleep=clock.sleep)
+    kv = CloudflareKVStore(**cloudflare.kv_options(sleep=clock.sleep, budget=budget))
     cloudflare.inject_faults([{"status": 429, "retry_after": 2}, {"status": 429}])
     kv.put(NS, "k", b"v")
-    assert slept[0] == 2
+    assert clock.slept[0] == 2  # the budget held every request for the Retry-After
     assert cloudflare.requests_seen() == 3
     assert kv.get(NS, "k") == b"v"
 
@@ -214,7 +215,10 @@ def test_which_statements_count_as_idempotent() -> None:
 
 
 def mock_kv(
-    handler: Callable[[httpx.Request], httpx.Response], slept: list[float]
+    handler: Callable[[httpx.Request], httpx.Response],
+    slept: list[float],
+    *,
+    budget: RequestBudget | None = None,
 ) -> CloudflareKVStore:
     return CloudflareKVStore(
         "acct",
@@ -223,6 +227,7 @@ def mock_kv(
         base_url="https://cloudflare.test/client/v4",
         transport=httpx.MockTransport(handler),
         sleep=slept.append,
+        budget=budget or RequestBudget("token"),  # its own: a hold stays in this test
     )
 
 
@@ -234,6 +239,7 @@ def mock_d1(handler: Callable[[httpx.Request], httpx.Response]) -> CloudflareD1D
         base_url="https://cloudflare.test/client/v4",
         transport=httpx.MockTransport(handler),
         sleep=lambda _: None,
+        budget=RequestBudget("token"),
     )
 
 
@@ -277,15 +283,25 @@ def test_read_timeouts_retry_only_idempotent_requests() -> None:
     assert len(calls) == 2
 
 
-def test_retry_after_http_date_and_cap() -> None:
-    responses = [
-        envelope_error(429, 10429, "slow down", **{"Retry-After": "120"}),
-        httpx.Response(200, content=b"value"),
-    ]
-    slept: list[float] = []
-    kv = mock_kv(lambda request: responses.pop(0), slept)
-    assert kv.get(NS, "k") == b"value"
-    assert slept == [30.0]  # Retry-After is honoured up to a cap
+def test_retry_after_holds_the_budget_up_to_its_maximum_wait() -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        if len(sent) == 1:
+            return envelope_error(429, 10429, "slow down", **{"Retry-After": "120"})
+        return httpx.Response(200, content=b"value")
+
+    clock = FakeClock()
+    patient = RequestBudget("token", max_wait=300, clock=clock, sleep=clock.sleep)
+    assert mock_kv(handler, [], budget=patient).get(NS, "k") == b"value"
+    assert clock.slept == [120.0]  # Retry-After is honoured in full
+    sent.clear()
+    clock = FakeClock()
+    hasty = RequestBudget("token", max_wait=60, clock=clock, sleep=clock.sleep)
+    with pytest.raises(RateLimited, match="budget of 1200 requests per 300 s"):
+        mock_kv(handler, [], budget=hasty).get(NS, "k")
+    assert len(sent) == 1 and clock.slept == []  # nothing sent past the hold
 
 
 def test_error_envelopes_are_mapped() -> None:

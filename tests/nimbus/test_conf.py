@@ -157,6 +157,29 @@ def test_cloudflare_urls(monkeypatch: pytest.MonkeyPatch, cloudflare_api) -> Non
     assert conf.sql_database().execute("SELECT id FROM objects") == [{"id": "proj_456"}]
 
 
+def test_cloudflare_urls_configure_the_request_budget(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Both backends on one token share one budget, shared between processes by its store."""
+    store = f"sqlite:///{tmp_path / 'budget.sqlite3'}"
+    query = f"budget_limit=600&budget_period=120&budget_max_wait=5&budget_store={store}"
+    monkeypatch.setenv(conf.TOKEN_ENV, "token-a")
+    monkeypatch.setenv(conf.KV_NAMESPACES_ENV, "NIMBUS_PAGES=ns1")
+    monkeypatch.setenv(conf.KV_URL_ENV, f"cloudflare://acct?{query}")
+    monkeypatch.setenv(conf.D1_URL_ENV, f"d1://acct/db1?{query}")
+    conf.reset()
+    kv, sql = conf.kv_store(), conf.sql_database()
+    assert kv.budget is sql.budget  # type: ignore[attr-defined]
+    budget = kv.budget  # type: ignore[attr-defined]
+    assert (budget.limit, budget.period, budget.max_wait) == (600, 120.0, 5.0)
+    assert budget.store.path == str(tmp_path / "budget.sqlite3")
+    monkeypatch.setenv(conf.KV_URL_ENV, "cloudflare://acct?budget_limit=many")
+    conf.reset()
+    with pytest.raises(ImproperlyConfigured, match="budget_limit must be a number"):
+        conf.kv_store()
+    conf.reset()
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

@@ -18,6 +18,7 @@ from datamodel.backup import KeyRange, backup
 from datastore import DatastoreError
 from nimbus import conf
 from nimbus.backups import cache_ranges, session_ranges
+from nimbus.management.pacing import budget_note, paced
 
 
 class Command(BaseCommand):
@@ -55,28 +56,31 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             raise CommandError(f"backup refused: {exc}") from exc
 
-        def progress(count: int) -> None:
-            if options["verbosity"] >= 1 and not options["json"]:
-                self.stderr.write(f"  {count} records")
+        quiet = options["verbosity"] < 1 or options["json"]
+
+        def say(line: str) -> None:
+            if not quiet:
+                self.stderr.write(line)
 
         path = options["path"]
-        try:
-            report = backup(
-                kv,
-                sql,
-                path,
-                source=f"{settings.kv.backend} + {settings.d1.backend}",
-                progress=progress,
-                exclude=exclude,
-                overwrite=options["force"],
-            )
-        except FileExistsError as exc:
-            raise CommandError(
-                f"{path} already exists: nimbus_backup does not write over a file; choose "
-                "another path, or give --force to replace it"
-            ) from exc
-        except (DatastoreError, OSError) as exc:
-            raise CommandError(f"backup failed: {exc}") from exc
+        with paced(say) as budgets:
+            try:
+                report = backup(
+                    kv,
+                    sql,
+                    path,
+                    source=f"{settings.kv.backend} + {settings.d1.backend}",
+                    progress=lambda count: say(f"  {count} records{budget_note(budgets)}"),
+                    exclude=exclude,
+                    overwrite=options["force"],
+                )
+            except FileExistsError as exc:
+                raise CommandError(
+                    f"{path} already exists: nimbus_backup does not write over a file; choose "
+                    "another path, or give --force to replace it"
+                ) from exc
+            except (DatastoreError, OSError) as exc:
+                raise CommandError(f"backup failed: {exc}") from exc
         left_out = [
             name
             for name, flag in (("sessions", "include_sessions"), ("cache", "include_cache"))

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from datamodel import SeedError, initialize, registry
 from datastore import DatastoreError
 from nimbus import conf
+from nimbus.management.pacing import budget_note, paced
 
 
 class Command(BaseCommand):
@@ -60,24 +61,34 @@ class Command(BaseCommand):
 
         def progress(name: str, index: int, total: int) -> None:
             if verbosity >= 2 or (verbosity >= 1 and total > 10):
-                self.stderr.write(f"  [{index}/{total}] {name}")
+                self.stderr.write(f"  [{index}/{total}] {name}{budget_note(budgets)}")
 
         def backfill_progress(name: str, objects: int) -> None:
             if verbosity >= 1:
-                self.stdout.write(f"  backfilling {name}: {objects} objects")
+                note = budget_note(budgets)
+                self.stdout.write(f"  backfilling {name}: {objects} objects{note}")
+
+        def say(line: str) -> None:
+            if verbosity >= 1:
+                self.stderr.write(line)
 
         try:
-            report = initialize(
-                conf.get_connection(),
-                models,
-                dry_run=options["dry_run"],
-                seeds=not options["no_seeds"],
-                progress=progress,
-                batch_size=options["batch_size"],
-                backfill_progress=backfill_progress,
-            )
-        except (DatastoreError, SeedError) as exc:
+            connection = conf.get_connection()
+        except DatastoreError as exc:
             raise CommandError(f"initialize failed: {exc}") from exc
+        with paced(say) as budgets:
+            try:
+                report = initialize(
+                    connection,
+                    models,
+                    dry_run=options["dry_run"],
+                    seeds=not options["no_seeds"],
+                    progress=progress,
+                    batch_size=options["batch_size"],
+                    backfill_progress=backfill_progress,
+                )
+            except (DatastoreError, SeedError) as exc:
+                raise CommandError(f"initialize failed: {exc}") from exc
 
         if as_json:
             self.stdout.write(json.dumps(report.to_json()))

@@ -34,6 +34,7 @@ from datamodel.repair import DUPLICATES_HINT, SHARED_KEYS_HINT
 from datastore import Conflict, DatastoreError
 from nimbus import conf, lifecycle
 from nimbus.lookups import LookupReport, verify_lookups
+from nimbus.management.pacing import budget_note, paced
 from nimbus.models import Batch, Page, PageStatus, Project, Queue
 
 LIFECYCLE_MODELS = {model._meta.name for model in (Project, Page, Batch, Queue, PageStatus)}
@@ -75,35 +76,44 @@ class Command(BaseCommand):
 
         def progress(report: SyncReport) -> None:
             if verbosity >= 2:
-                self.stderr.write(f"  {report.model}: {report.checked} checked")
+                note = budget_note(budgets)
+                self.stderr.write(f"  {report.model}: {report.checked} checked{note}")
 
-        try:
-            for model in models or list(registry):
-                reports.append(
-                    verify(
+        def say(line: str) -> None:
+            if verbosity >= 1:
+                self.stderr.write(line)
+
+        with paced(say) as budgets:
+            try:
+                for model in models or list(registry):
+                    reports.append(
+                        verify(
+                            connection,
+                            model,
+                            repair=options["repair"],
+                            batch_size=options["batch_size"],
+                            progress=progress,
+                        )
+                    )
+                checked = {model._meta.name for model in models or list(registry)}
+                listings: list[ListingReport] = []
+                for model in models or list(registry):
+                    listings += verify_listings(
                         connection,
                         model,
                         repair=options["repair"],
                         batch_size=options["batch_size"],
-                        progress=progress,
                     )
+                lookups: LookupReport | None = None
+                if "EMAIL" in checked:  # the users are read from their rows
+                    lookups = verify_lookups(connection, repair=options["repair"])
+                cycle = (
+                    self._lifecycle(connection, options["repair"])
+                    if checked & LIFECYCLE_MODELS
+                    else None
                 )
-            checked = {model._meta.name for model in models or list(registry)}
-            listings: list[ListingReport] = []
-            for model in models or list(registry):
-                listings += verify_listings(
-                    connection, model, repair=options["repair"], batch_size=options["batch_size"]
-                )
-            lookups: LookupReport | None = None
-            if "EMAIL" in checked:  # the users are read from their rows
-                lookups = verify_lookups(connection, repair=options["repair"])
-            cycle = (
-                self._lifecycle(connection, options["repair"])
-                if checked & LIFECYCLE_MODELS
-                else None
-            )
-        except DatastoreError as exc:
-            raise CommandError(f"nimbus_sync failed: {exc}") from exc
+            except DatastoreError as exc:
+                raise CommandError(f"nimbus_sync failed: {exc}") from exc
 
         derived = sum(report.drifted for report in listings) + (lookups.drift if lookups else 0)
         drift = sum(report.drift for report in reports) + derived

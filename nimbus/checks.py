@@ -67,6 +67,56 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 
 @register(Tags.compatibility, "nimbus")
+def check_gateway(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """nimbus.E010, W002: the gateway backends against the models and each other."""
+    with contextlib.suppress(ImproperlyConfigured):  # reported by check_configuration
+        settings = conf.load_settings()
+        return _gateway_messages(settings.kv, settings.d1)
+    return []
+
+
+def _gateway_messages(kv: conf.BackendSpec, d1: conf.BackendSpec) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    if kv.backend == conf.GATEWAY_KV:
+        bound = set(kv.options.get("namespaces") or ())
+        for model in registry:
+            namespace = model._meta.namespace
+            # as GatewayKVStore resolves it: the name, or the binding NIMBUS_{name}
+            if namespace not in bound and f"NIMBUS_{namespace}" not in bound:
+                messages.append(
+                    Error(
+                        f"{model._meta.name} stores objects in {namespace}, which the gateway "
+                        "KV store's 'namespaces' leave out",
+                        hint=f"Add {namespace} to NIMBUS['KV']['OPTIONS']['namespaces'] (and "
+                        "to the gateway's bindings: manage.py nimbus_gateway config), or leave "
+                        "'namespaces' out to list every namespace the project uses.",
+                        obj=model,
+                        id="nimbus.E010",
+                    )
+                )
+    if conf.is_gateway(kv) or conf.is_gateway(d1):
+        shared = ("url", "secret", "plan")
+        one = {name: kv.options.get(name) for name in shared} if conf.is_gateway(kv) else None
+        other = {name: d1.options.get(name) for name in shared} if conf.is_gateway(d1) else None
+        if one != other:
+            if one is None or other is None:
+                problem = f"only the {'KV' if one else 'D1'} store is on the gateway"
+            else:
+                differ = [name for name in shared if one[name] != other[name]]
+                problem = f"the KV and D1 gateway options differ in {', '.join(differ)}"
+            messages.append(
+                Warning(
+                    f"{problem}: a save and its metadata, or a page and its objects, cannot "
+                    "go in one gateway request",
+                    hint="Put both KV and D1 on one gateway (NIMBUS_KV_URL and NIMBUS_D1_URL "
+                    "= the same gateway+https://HOST, one NIMBUS_GATEWAY_SECRET and plan).",
+                    id="nimbus.W002",
+                )
+            )
+    return messages
+
+
+@register(Tags.compatibility, "nimbus")
 def check_key_usage(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """nimbus.E006: ``NIMBUS_KEY_USAGE_FLUSH_SECONDS`` is a number of seconds, at least 0."""
     try:

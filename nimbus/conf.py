@@ -12,6 +12,8 @@
     }
 
 For deploys the environment wins: ``NIMBUS_KV_URL``, ``NIMBUS_D1_URL``, ``NIMBUS_ADAPTER``.
+The gateway Worker (``worker/gateway.js``) is ``gateway+https://HOST`` for both, its secret in
+``NIMBUS_GATEWAY_SECRET``; its KV store lists by default every namespace the project uses.
 Backends are thread-safe, so one instance serves the whole process; a change of the ``NIMBUS``
 setting (``override_settings``, pytest-django's ``settings``) closes and rebuilds them.
 """
@@ -44,6 +46,7 @@ __all__ = [
     "kv_store",
     "load_settings",
     "parse_url",
+    "project_namespaces",
     "reset",
     "sql_database",
 ]
@@ -53,6 +56,11 @@ D1_URL_ENV = "NIMBUS_D1_URL"
 ADAPTER_ENV = "NIMBUS_ADAPTER"
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 KV_NAMESPACES_ENV = "NIMBUS_KV_NAMESPACES"
+GATEWAY_SECRET_ENV = "NIMBUS_GATEWAY_SECRET"
+GATEWAY_KV = "datastore.backends.gateway.GatewayKVStore"
+GATEWAY_D1 = "datastore.backends.gateway.GatewayD1Database"
+GATEWAY_PLANS = ("free", "paid")
+KV_CACHE_BACKEND = "nimbus.cache.KVCache"
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,62 @@ def _cloudflare_options(url: str, query: Mapping[str, str]) -> dict[str, Any]:
     return options
 
 
+def _gateway_secret() -> str:
+    secret = os.environ.get(GATEWAY_SECRET_ENV, "")
+    if not secret:
+        raise ImproperlyConfigured(
+            f"the gateway backends need the gateway's shared secret in {GATEWAY_SECRET_ENV}"
+        )
+    return secret
+
+
+def _gateway_plan(plan: object, where: str) -> str:
+    if plan not in GATEWAY_PLANS:
+        raise ImproperlyConfigured(
+            f"{where}: the gateway plan must be 'free' or 'paid' (the Workers plan of the "
+            f"account running it), not {plan!r}"
+        )
+    return str(plan)
+
+
+def _gateway_root(url: str, where: str) -> str:
+    """The gateway's ``https://HOST[:PORT]``: it answers at the root of its host."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ImproperlyConfigured(
+            f"{where}: never put the gateway's secret in its URL; set {GATEWAY_SECRET_ENV}"
+        )
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ImproperlyConfigured(
+            f"{where}: the gateway URL must be https://HOST[:PORT], not {url!r} (the gateway "
+            "answers at the root of its host: /v1/run, /v1/status)"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _gateway_url(url: str, role: str) -> dict[str, Any]:
+    """``gateway+https://HOST?plan=free`` -> the options both gateway backends share."""
+    env = KV_URL_ENV if role == "KV" else D1_URL_ENV
+    base, _, query_string = url.partition("?")
+    query = dict(parse_qsl(query_string, keep_blank_values=True))
+    unknown = sorted(set(query) - {"plan"})
+    if unknown:
+        raise ImproperlyConfigured(
+            f"{env}: unknown option {unknown[0]!r} in the gateway URL (only ?plan=free|paid)"
+        )
+    return {
+        "url": _gateway_root(base.split("+", 1)[1], env),
+        "secret": _gateway_secret(),
+        "plan": _gateway_plan(query.get("plan", "paid"), env),
+    }
+
+
 def parse_url(url: str, role: str) -> BackendSpec:
     """Turn ``NIMBUS_KV_URL`` / ``NIMBUS_D1_URL`` into a backend spec.
 
@@ -158,10 +222,15 @@ def parse_url(url: str, role: str) -> BackendSpec:
     ``budget_limit`` (requests, default 1200), ``budget_period`` (seconds, 300),
     ``budget_max_wait`` (seconds a request may wait for room, 60) and ``budget_store``
     (``sqlite:///path`` or ``redis://...`` to share the budget between processes).
+    Both: ``gateway+https://HOST`` (the gateway Worker; secret in
+    ``NIMBUS_GATEWAY_SECRET``, ``?plan=free`` on the Workers Free plan, default ``paid``).
     """
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     scheme = parts.scheme.lower()
+    if scheme in ("gateway+https", "gateway+http"):
+        gateway = _gateway_url(url, role)
+        return BackendSpec(GATEWAY_KV if role == "KV" else GATEWAY_D1, gateway)
     if role == "KV":
         if scheme == "memory":
             return BackendSpec("datastore.backends.memory.MemoryKVStore", {})
@@ -220,6 +289,48 @@ def _spec(config: Mapping[str, Any], role: str) -> BackendSpec:
     return BackendSpec(str(entry["BACKEND"]), dict(options))
 
 
+def project_namespaces(overrides: Mapping[str, str] | None = None) -> list[str]:
+    """Every KV namespace the project uses: the Nimbus classes', every DataModel's, those of
+    ``NIMBUS['NAMESPACES']`` (``overrides``) and each ``nimbus.cache.KVCache`` ``LOCATION``."""
+    routes: dict[str, str] = {}
+    for routed in (DEFAULT_CLASS_NAMESPACES, registry.routes(), overrides or {}):
+        routes.update({class_name.upper(): namespace for class_name, namespace in routed.items()})
+    caches = getattr(settings, "CACHES", {}) or {}
+    locations = {
+        entry.get("LOCATION") or "NIMBUS_CACHE"
+        for entry in caches.values()
+        if isinstance(entry, Mapping) and entry.get("BACKEND") == KV_CACHE_BACKEND
+    }
+    return sorted({*routes.values(), *locations})
+
+
+def is_gateway(spec: BackendSpec) -> bool:
+    """Whether ``spec`` builds one of the gateway backends (``GatewayKVStore``,
+    ``GatewayD1Database``)."""
+    return spec.backend in (GATEWAY_KV, GATEWAY_D1)
+
+
+def _complete_gateway(
+    spec: BackendSpec, role: str, namespaces: Mapping[str, str] | None
+) -> BackendSpec:
+    """A gateway spec with its defaults: the secret from ``NIMBUS_GATEWAY_SECRET``, plan
+    ``paid`` and, for KV, every namespace the project uses."""
+    if not is_gateway(spec):
+        return spec
+    options = dict(spec.options)
+    where = f"NIMBUS[{role!r}]['OPTIONS']"
+    if "client" not in options:  # a client built by hand is used as it is
+        if not options.get("url"):
+            raise ImproperlyConfigured(f"{where} need the gateway's 'url' (https://HOST)")
+        options["url"] = _gateway_root(str(options["url"]), where)
+        if not options.get("secret"):
+            options["secret"] = _gateway_secret()
+    options["plan"] = _gateway_plan(options.get("plan", "paid"), where)
+    if spec.backend == GATEWAY_KV and not options.get("namespaces"):
+        options["namespaces"] = project_namespaces(namespaces)
+    return BackendSpec(spec.backend, options)
+
+
 def load_settings() -> NimbusSettings:
     """Read and validate ``settings.NIMBUS`` and the environment overrides."""
     config = getattr(settings, "NIMBUS", None)
@@ -231,7 +342,9 @@ def load_settings() -> NimbusSettings:
     namespaces = config.get("NAMESPACES")
     if namespaces is not None and not isinstance(namespaces, Mapping):
         raise ImproperlyConfigured("NIMBUS['NAMESPACES'] must map class names to namespaces")
-    return NimbusSettings(_spec(config, "KV"), _spec(config, "D1"), adapter, namespaces)
+    kv = _complete_gateway(_spec(config, "KV"), "KV", namespaces)
+    d1 = _complete_gateway(_spec(config, "D1"), "D1", namespaces)
+    return NimbusSettings(kv, d1, adapter, namespaces)
 
 
 class _State:

@@ -26,6 +26,7 @@ def memory_datastore(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
         conf.ADAPTER_ENV,
         conf.TOKEN_ENV,
         conf.KV_NAMESPACES_ENV,
+        conf.GATEWAY_SECRET_ENV,
     ):
         monkeypatch.delenv(name, raising=False)
     settings.NIMBUS = MEMORY_NIMBUS

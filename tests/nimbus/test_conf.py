@@ -213,3 +213,169 @@ def test_datamodels_use_the_configured_stores() -> None:
     note = Note.objects.auth("u1").create(body="configured")  # no explicit connection
     assert conf.kv_store().get("NIMBUS_NOTES", f"note:{note.pk}") is not None
     assert conf.sql_database().execute("SELECT slug FROM note_meta") == [{"slug": "configured"}]
+
+
+GATEWAY_SECRET = "a-gateway-secret-of-some-length-0123456789"
+
+
+def gateway_settings(url: str = "https://gw.example.com", **options: Any) -> dict[str, Any]:
+    """NIMBUS with KV and D1 on one gateway (``namespaces`` for KV only)."""
+    shared = {"url": url, **options}
+    namespaces = shared.pop("namespaces", None)
+    return {
+        "KV": {
+            "BACKEND": conf.GATEWAY_KV,
+            "OPTIONS": {**shared, **({"namespaces": namespaces} if namespaces else {})},
+        },
+        "D1": {"BACKEND": conf.GATEWAY_D1, "OPTIONS": shared},
+    }
+
+
+def test_gateway_urls(monkeypatch: pytest.MonkeyPatch, cloudflare_api) -> None:
+    """KV and D1 on the gateway Worker in Miniflare, configured only through the environment:
+    one client for both, and every namespace the project uses."""
+    from datastore.backends.gateway import GatewayD1Database, GatewayKVStore
+    from tests.cloudflare import local_api
+
+    cloudflare_api.reset()
+    url = "gateway+" + cloudflare_api.url.rstrip("/")
+    monkeypatch.setenv(conf.GATEWAY_SECRET_ENV, local_api.GATEWAY_SECRET)
+    monkeypatch.setenv(conf.KV_URL_ENV, url)
+    monkeypatch.setenv(conf.D1_URL_ENV, url)
+    conf.reset()
+    kv, sql = conf.kv_store(), conf.sql_database()
+    assert isinstance(kv, GatewayKVStore) and isinstance(sql, GatewayD1Database)
+    assert kv.client is sql.client and kv.client.url == cloudflare_api.url.rstrip("/")
+    assert kv.client.limits.plan == "paid"
+    assert kv.namespaces() == conf.project_namespaces()
+    assert {"NIMBUS_USERS", "NIMBUS_PAGES", "NIMBUS_NOTES"} <= set(kv.namespaces())
+    assert kv.status().healthy
+
+    def app_code() -> object:
+        db = conf.get_datastore().auth("user_123")
+        db.put("PROJECT", "proj_456", {"name": "My Project"})
+        db.list_add("projects", "user_123", "proj_456")
+        return db.get("PROJECT", "proj_456"), db.get_list("projects", "user_123")
+
+    on_kv = app_code()
+    monkeypatch.setenv(conf.ADAPTER_ENV, "sql")
+    conf.reset()
+    assert app_code() == on_kv
+    assert conf.sql_database().execute("SELECT id FROM objects") == [{"id": "proj_456"}]
+
+
+def test_gateway_plan_in_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(conf.GATEWAY_SECRET_ENV, GATEWAY_SECRET)
+    monkeypatch.setenv(conf.KV_URL_ENV, "gateway+https://gw.example.com/?plan=free")
+    monkeypatch.setenv(conf.D1_URL_ENV, "gateway+https://gw.example.com?plan=free")
+    conf.reset()
+    kv, sql = conf.kv_store(), conf.sql_database()
+    assert kv.client is sql.client  # type: ignore[attr-defined]
+    assert kv.client.url == "https://gw.example.com"  # type: ignore[attr-defined]
+    assert (kv.client.limits.plan, kv.client.limits.d1_statements) == ("free", 50)  # type: ignore[attr-defined]
+
+
+def test_gateway_settings(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In settings the secret may come from NIMBUS_GATEWAY_SECRET and the namespaces default to
+    the project's; KV and D1 built with the same url, secret and plan share one client."""
+    monkeypatch.setenv(conf.GATEWAY_SECRET_ENV, GATEWAY_SECRET)
+    settings.NIMBUS = gateway_settings(plan="free")
+    settings.CACHES = {
+        **settings.CACHES,
+        "extra": {"BACKEND": conf.KV_CACHE_BACKEND, "LOCATION": "NIMBUS_EXTRA_CACHE"},
+    }
+    kv, sql = conf.kv_store(), conf.sql_database()
+    assert kv.client is sql.client  # type: ignore[attr-defined]
+    assert kv.client.secret == GATEWAY_SECRET  # type: ignore[attr-defined]
+    assert kv.client.limits.plan == "free"  # type: ignore[attr-defined]
+    assert "NIMBUS_EXTRA_CACHE" in kv.namespaces()
+    assert kv.namespaces() == conf.project_namespaces()
+
+    settings.NIMBUS = gateway_settings(secret="another", namespaces=["NIMBUS_PAGES"])
+    kv, sql = conf.kv_store(), conf.sql_database()
+    assert kv.client is sql.client and kv.client.secret == "another"  # type: ignore[attr-defined]
+    assert kv.namespaces() == ["NIMBUS_PAGES"]
+
+
+def test_project_namespaces_follow_the_routes(settings) -> None:
+    settings.NIMBUS = {**settings.NIMBUS, "NAMESPACES": {"project": "NIMBUS_PROJECTS_V2"}}
+    namespaces = conf.project_namespaces(conf.load_settings().namespaces)
+    assert "NIMBUS_PROJECTS_V2" in namespaces and "NIMBUS_PROJECTS" not in namespaces
+    assert namespaces == sorted(set(namespaces))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({conf.KV_URL_ENV: "gateway+https://gw.example.com"}, "NIMBUS_GATEWAY_SECRET"),
+        (
+            {conf.KV_URL_ENV: "gateway+https://gw:secret@gw.example.com"},
+            "never put the gateway's secret in its URL",
+        ),
+        ({conf.KV_URL_ENV: "gateway+https://gw.example.com/base"}, "root of its host"),
+        ({conf.D1_URL_ENV: "gateway+https://"}, "must be https://HOST"),
+        ({conf.KV_URL_ENV: "gateway+ftp://gw.example.com"}, r"unsupported scheme .gateway\+ftp."),
+        ({conf.KV_URL_ENV: "gateway+https://gw.example.com?plan=pro"}, "'free' or 'paid'"),
+        ({conf.D1_URL_ENV: "gateway+https://gw.example.com?secret=x"}, "unknown option 'secret'"),
+    ],
+)
+def test_bad_gateway_urls(monkeypatch: pytest.MonkeyPatch, env: dict, message: str) -> None:
+    if message != "NIMBUS_GATEWAY_SECRET":
+        monkeypatch.setenv(conf.GATEWAY_SECRET_ENV, GATEWAY_SECRET)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    conf.reset()
+    with pytest.raises(ImproperlyConfigured, match=message):
+        conf.kv_store() if conf.KV_URL_ENV in env else conf.sql_database()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "NIMBUS_GATEWAY_SECRET"),
+        ({"secret": "s", "url": ""}, r"NIMBUS\['KV'\]\['OPTIONS'\] need the gateway's 'url'"),
+        ({"secret": "s", "url": "https://gw.example.com/v1"}, "root of its host"),
+        ({"secret": "s", "plan": "enterprise"}, "'free' or 'paid'"),
+    ],
+)
+def test_bad_gateway_settings(settings, options: dict, message: str) -> None:
+    settings.NIMBUS = gateway_settings(**options)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        conf.kv_store()
+
+
+def gateway_checks() -> dict[str, list[str]]:
+    from django.core.checks import run_checks
+
+    found: dict[str, list[str]] = {}
+    for message in run_checks():
+        if message.id in ("nimbus.E010", "nimbus.W002"):
+            found.setdefault(message.id, []).append(message.msg)
+    return found
+
+
+def test_gateway_checks(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """W002 when KV and D1 cannot combine requests; E010 when the KV store's namespaces leave
+    out a model's."""
+    monkeypatch.setenv(conf.GATEWAY_SECRET_ENV, GATEWAY_SECRET)
+    settings.NIMBUS = gateway_settings()
+    assert gateway_checks() == {}
+
+    settings.NIMBUS = {**gateway_settings(), "D1": MEMORY_D1}
+    assert gateway_checks() == {
+        "nimbus.W002": [
+            "only the KV store is on the gateway: a save and its metadata, or a page and its "
+            "objects, cannot go in one gateway request"
+        ]
+    }
+    other = gateway_settings("https://other.example.com", plan="free")
+    settings.NIMBUS = {**gateway_settings(), "D1": other["D1"]}
+    [warning] = gateway_checks()["nimbus.W002"]
+    assert warning.startswith("the KV and D1 gateway options differ in url, plan:")
+
+    settings.NIMBUS = gateway_settings(namespaces=["NIMBUS_USERS", "NIMBUS_PAGES"])
+    errors = gateway_checks()["nimbus.E010"]
+    assert "PROJECT stores objects in NIMBUS_PROJECTS, which the gateway KV store's " in "".join(
+        errors
+    )
+    assert not any("NIMBUS_USERS" in e or "NIMBUS_PAGES" in e for e in errors)

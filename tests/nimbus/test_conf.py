@@ -236,6 +236,7 @@ def test_gateway_urls(monkeypatch: pytest.MonkeyPatch, cloudflare_api) -> None:
     one client for both, and every namespace the project uses."""
     from datastore.backends.gateway import GatewayD1Database, GatewayKVStore
     from tests.cloudflare import local_api
+    from tests.datamodel.models import Note
 
     cloudflare_api.reset()
     url = "gateway+" + cloudflare_api.url.rstrip("/")
@@ -248,7 +249,7 @@ def test_gateway_urls(monkeypatch: pytest.MonkeyPatch, cloudflare_api) -> None:
     assert kv.client is sql.client and kv.client.url == cloudflare_api.url.rstrip("/")
     assert kv.client.limits.plan == "paid"
     assert kv.namespaces() == conf.project_namespaces()
-    assert {"NIMBUS_USERS", "NIMBUS_PAGES", "NIMBUS_NOTES"} <= set(kv.namespaces())
+    assert {"NIMBUS_USERS", "NIMBUS_PAGES", Note._meta.namespace} <= set(kv.namespaces())
     assert kv.status().healthy
 
     def app_code() -> object:

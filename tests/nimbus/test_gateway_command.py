@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import tomllib
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from nimbus import conf
+from datastore.routing import DEFAULT_CLASS_NAMESPACES
+from nimbus import conf, gateway
 from tests.datamodel.models import Note
 from tests.nimbus.test_conf import GATEWAY_SECRET, gateway_settings
+
+WORKER = Path(__file__).resolve().parents[2] / "worker"
 
 
 def run(*args: str) -> str:
@@ -154,3 +158,27 @@ def test_status_reports_unbound_namespaces_and_wrong_secrets(
 def test_status_needs_a_gateway() -> None:
     with pytest.raises(CommandError, match="neither the KV store nor the D1 database"):
         run("status")
+
+
+def test_the_example_is_what_config_prints_for_the_project() -> None:
+    """worker/wrangler.toml.example is ``manage.py nimbus_gateway config`` on the project's
+    settings (the tests declare more models, so the project's deployment is rebuilt here)."""
+    namespaces = dict.fromkeys(sorted(DEFAULT_CLASS_NAMESPACES.values()))
+    deploy = gateway.Deployment("nimbus-gateway", "paid", namespaces, "nimbus", None)
+    example = (WORKER / "wrangler.toml.example").read_text()
+    assert example == gateway.render_toml(deploy)
+    config = tomllib.loads(example)
+    assert config["vars"]["NIMBUS_KV_NAMESPACES"].split(",") == bindings(config)
+    assert (WORKER / config["main"]).is_file()
+
+
+def test_the_worker_package_pins_the_tests_miniflare() -> None:
+    tests_package = json.loads((WORKER.parent / "tests/cloudflare/package.json").read_text())
+    worker_package = json.loads((WORKER / "package.json").read_text())
+    pinned = tests_package["dependencies"]["miniflare"]
+    assert worker_package["devDependencies"]["miniflare"] == pinned
+    lock = json.loads((WORKER / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/miniflare"]["version"] == pinned
+    # wrangler brings its own miniflare unless it is the release built on the same one
+    wrangler = lock["packages"]["node_modules/wrangler"]
+    assert wrangler["dependencies"]["miniflare"] == pinned

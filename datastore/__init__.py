@@ -6,7 +6,13 @@ using one never requires another's client library.
 
 from . import codec, errors, keys
 from .adapters.base import StoredObject
-from .cache import CacheClient, RateLimiterClient, RateLimitResult, SessionCacheClient
+from .cache import (
+    CacheClient,
+    RateLimiterClient,
+    RateLimitResult,
+    SessionCacheClient,
+    StartedCheck,
+)
 from .contract import (
     DEFAULT_KV_LIMITS,
     DeleteItem,
@@ -76,6 +82,7 @@ __all__ = [
     "SQLDatabase",
     "ScopedDatastore",
     "SessionCacheClient",
+    "StartedCheck",
     "Status",
     "StoredObject",
     "TooLarge",

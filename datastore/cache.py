@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import codec
-from .contract import KVStore
+from .contract import KVCombined, KVStore
 from .errors import InvalidValue, Unavailable
 from .keys import (
     rate_limit_prefix,
@@ -48,8 +48,15 @@ from .keys import (
     validate_identifier,
     validate_kv_key,
 )
+from .pending import Pending
 
-__all__ = ["CacheClient", "RateLimitResult", "RateLimiterClient", "SessionCacheClient"]
+__all__ = [
+    "CacheClient",
+    "RateLimitResult",
+    "RateLimiterClient",
+    "SessionCacheClient",
+    "StartedCheck",
+]
 
 logger = logging.getLogger("datastore.cache")
 DEFAULT_KEY_PREFIX = "rl:api:"
@@ -340,6 +347,44 @@ class RateLimitResult:
         return 0 if self.allowed else max(1, math.ceil(self.reset_at - self.checked_at))
 
 
+class StartedCheck:
+    """A request counted (or about to be, with the rest of its ``combine()``) by
+    ``RateLimiterClient.start_check``; ``result(limit)`` decides it."""
+
+    def __init__(
+        self,
+        limiter: RateLimiterClient,
+        identifier: str,
+        count: Pending[int | Pending[int]],
+        reset_at: float,
+        checked_at: float,
+    ) -> None:
+        self.limiter = limiter
+        self.identifier = identifier
+        self.count = count
+        self.reset_at = reset_at
+        self.checked_at = checked_at
+
+    def result(self, limit: int) -> RateLimitResult:
+        """Whether the request is within ``limit`` in its window. While the store cannot
+        count, allowed (with a warning), or with ``fail_open=False`` ``Unavailable``."""
+        if limit < 1:
+            raise InvalidValue("limit and window must be at least 1")
+        try:
+            counted = self.count.result()
+            count = counted.result() if isinstance(counted, Pending) else counted
+        except Unavailable as exc:
+            if not self.limiter.fail_open:
+                raise
+            logger.warning(
+                "rate limiter unavailable (%s): letting %s through", exc, self.identifier
+            )
+            return RateLimitResult(True, limit, self.reset_at, limit, self.checked_at)
+        return RateLimitResult(
+            count <= limit, max(0, limit - count), self.reset_at, limit, self.checked_at
+        )
+
+
 class RateLimiterClient:
     """Fixed-window rate limits: ``check_limit("192.168.1.1", 5, 900, key_prefix="rl:login:")``
     counts this request under ``rl:login:192.168.1.1`` and says whether it is within 5 in the
@@ -371,19 +416,41 @@ class RateLimiterClient:
         self, identifier: str, limit: int, window: int, key_prefix: str = DEFAULT_KEY_PREFIX
     ) -> RateLimitResult:
         """Count one request for ``identifier`` and say whether it is allowed."""
-        if limit < 1 or window < 1:
+        if limit < 1:
+            raise InvalidValue("limit and window must be at least 1")
+        return self._check(identifier, window, key_prefix, self.kv.incr).result(limit)
+
+    def start_check(
+        self,
+        combined: KVCombined,
+        identifier: str,
+        window: int,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+    ) -> StartedCheck:
+        """Count one request for ``identifier`` as part of ``combined`` (a ``kv.combine()`` of
+        this limiter's store, gathering other calls), before its limit is known: the API
+        counts a request in the same round trip that reads the API key naming its limit.
+        ``result(limit)`` says whether it is allowed."""
+        return self._check(identifier, window, key_prefix, combined.incr)
+
+    def _check(
+        self,
+        identifier: str,
+        window: int,
+        key_prefix: str,
+        incr: Callable[..., int | Pending[int]],
+    ) -> StartedCheck:
+        if window < 1:
             raise InvalidValue("limit and window must be at least 1")
         key = self.key(identifier, key_prefix)
         now = self.clock()
         reset_at = float(int(now // window) * window + window)
-        try:
-            count = self.kv.incr(self.namespace, key, ttl=_ttl(self.kv, reset_at - now))
-        except Unavailable as exc:
-            if not self.fail_open:
-                raise
-            logger.warning("rate limiter unavailable (%s): letting %s through", exc, identifier)
-            return RateLimitResult(True, limit, reset_at, limit, now)
-        return RateLimitResult(count <= limit, max(0, limit - count), reset_at, limit, now)
+
+        def count() -> int | Pending[int]:
+            return incr(self.namespace, key, ttl=_ttl(self.kv, reset_at - now))
+
+        counted = Pending.run(count)  # now, or gathered to be sent with the rest
+        return StartedCheck(self, identifier, counted, reset_at, now)
 
     def reset(self, identifier: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> bool:
         """Forget the current count for ``identifier`` (the spec's ``reset(identifier,

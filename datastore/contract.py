@@ -46,6 +46,7 @@ __all__ = [
     "DeleteItem",
     "Entry",
     "Filter",
+    "KVCombined",
     "KVLimits",
     "KVStore",
     "KeyPage",
@@ -199,6 +200,35 @@ class RoundTripCounter:
         yield RoundTripDelta(self, self._value)
 
 
+class KVCombined(Protocol):
+    """Reads and counter increments gathered into one request where the store combines
+    requests (the gateway), else made one after the other. Each call returns a ``Pending``;
+    ``send()`` sends what was gathered, and so does the ``result()`` of any of them."""
+
+    store: KVStore
+
+    def get_entries(self, namespace: str, keys: Sequence[str]) -> Pending[dict[str, Entry]]:
+        """``store.get_entries``, gathered."""
+        ...
+
+    def get_entries_from(
+        self, source: Pending[dict[str, Entry]], namespace: str, template: str
+    ) -> Pending[dict[str, Entry]]:
+        """The entries whose keys ``template`` makes of the JSON values ``source`` read
+        (``keys.fill_key_template``): an API key, then its owner (``user:{user_id}``)."""
+        ...
+
+    def incr(
+        self, namespace: str, key: str, amount: int = 1, *, ttl: float | None = None
+    ) -> Pending[int]:
+        """``store.incr``, gathered."""
+        ...
+
+    def send(self) -> None:
+        """Send what was gathered (once); errors are kept for each pending's ``result()``."""
+        ...
+
+
 @runtime_checkable
 class KVStore(Protocol):
     """A key-value store with namespaces, versions, TTL and metadata."""
@@ -338,6 +368,11 @@ class KVStore(Protocol):
 
     def clear(self, namespace: str) -> int:
         """Delete every key of ``namespace``; returns how many."""
+        ...
+
+    def combine(self) -> KVCombined:
+        """A request builder: reads and increments gathered, sent together where the store
+        combines requests (one round trip on the gateway), else one after the other."""
         ...
 
     def select_entries(

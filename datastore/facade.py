@@ -32,7 +32,8 @@ from typing import Any, Literal
 from .adapters.base import ObjectAdapter, ObjectWrite, StoredObject
 from .adapters.kv import KVAdapter
 from .adapters.sql import SQLAdapter
-from .contract import KVStore, QueryResult, RoundTripCounter, SQLDatabase, Statement
+from .combined import CombinedReads
+from .contract import KVCombined, KVStore, QueryResult, RoundTripCounter, SQLDatabase, Statement
 from .errors import Conflict, InvalidValue
 from .keys import RESERVATION_PREFIX, composite_key, reservation_key, validate_id
 from .pending import Pending
@@ -119,6 +120,13 @@ class ScopedDatastore:
         return stored
 
     # -- objects -------------------------------------------------------------------------
+
+    def combine(self, kv: KVCombined | None = None) -> CombinedReads:
+        """Objects read together (and through ``.kv`` counters counted): one request where
+        the store combines requests, else one read after the other (``datastore.combined``).
+        Pass the ``kv.combine()`` of a store's own rate limiter to count in the same request
+        when it is this datastore's KV store."""
+        return CombinedReads(self._adapter, self._visible, kv)
 
     def get(self, class_name: str, object_id: str) -> dict[str, Any] | None:
         """The object, or ``None`` if it is missing or not visible to this scope."""

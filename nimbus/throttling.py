@@ -26,7 +26,7 @@ from datastore import RateLimiterClient, RateLimitResult, Unavailable
 
 from . import conf
 from .addresses import client_address
-from .api.authentication import NimbusUser
+from .api.authentication import API_KEY_PREFIX, API_WINDOW, NimbusUser, key_identifier
 
 __all__ = ["ApiKeyRateThrottle", "LoginRateLimitMiddleware", "login_name"]
 
@@ -74,23 +74,25 @@ class ApiKeyRateThrottle(BaseThrottle):
     ``Retry-After``. While the store is unavailable requests go through (a warning is
     logged), or with ``NIMBUS_API_THROTTLE_FAIL_OPEN = False`` are refused with 503."""
 
-    window = 60
+    window = API_WINDOW
+    result: RateLimitResult
 
     def allow_request(self, request: Request, view: Any) -> bool:
         user = request.user
         configured = limits()
         if isinstance(user, NimbusUser):
-            identifier = f"key_{user.key_id or user.user_id}"
+            identifier = key_identifier(user.key_id) if user.key_id else f"key_{user.user_id}"
             limit = user.rate_limit or configured["key"]
+            if user.throttle is not None:  # counted while the key was read
+                self.result = user.throttle.result(limit)
+                return self.result.allowed
         elif getattr(user, "is_authenticated", False):
             identifier, limit = str(user.pk), configured["session"]
         else:
             identifier, limit = f"ip_{_address(request)}", configured["anon"]
         fail_open = bool(getattr(settings, "NIMBUS_API_THROTTLE_FAIL_OPEN", True))
         limiter = RateLimiterClient(conf.kv_store(), fail_open=fail_open)
-        self.result: RateLimitResult = limiter.check_limit(
-            identifier, limit, self.window, key_prefix="rl:api:"
-        )
+        self.result = limiter.check_limit(identifier, limit, self.window, key_prefix=API_KEY_PREFIX)
         return self.result.allowed
 
     def wait(self) -> float | None:

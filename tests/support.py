@@ -197,6 +197,12 @@ class FaultyStore:
         self._inner = inner
         self.failing: set[str] = set()
 
+    def combine(self) -> Any:
+        """Calls gathered on the wrapper, so its failures apply to them too."""
+        from datastore.backends._combined import SequentialCombined
+
+        return SequentialCombined(self)
+
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
         if not callable(attribute):

@@ -8,7 +8,8 @@
 //
 //   POST /v1/run   body {"operations": [op, ...]}
 //     -> 200 {"results": [{"ok": true, "value": ...} | {"ok": false, "error": {type, message}}]}
-//   GET  /v1/status -> 200 {"version": 1, "plan", "limits", "namespaces": [...], "d1": bool}
+//   GET  /v1/status -> 200 {"version": 1, "plan", "limits", "namespaces": [bound KV bindings],
+//                           "unbound": [named in NIMBUS_KV_NAMESPACES but not bound], "d1": bool}
 //
 // Operations (`ns` names a KV binding listed in NIMBUS_KV_NAMESPACES; values travel as
 // {"text": "..."} or, for bytes that are not UTF-8, {"base64": "..."}):
@@ -561,7 +562,15 @@ async function run(request, env) {
   }
   const signature = await authenticate(request, env, body, now);
   if (url.pathname === "/v1/status" && request.method === "GET") {
-    return Response.json({ version: VERSION, limits, namespaces: namespaces(env), d1: Boolean(env.DB) });
+    const bound = namespaces(env).filter((name) => env[name] && typeof env[name].getWithMetadata === "function");
+    return Response.json({
+      version: VERSION,
+      plan: limits.plan,
+      limits,
+      namespaces: bound,
+      unbound: namespaces(env).filter((name) => !bound.includes(name)),
+      d1: Boolean(env.DB),
+    });
   }
   if (url.pathname !== "/v1/run" || request.method !== "POST") {
     throw new GatewayError(404, "not_found", `no route ${request.method} ${url.pathname} (protocol v${VERSION}: POST /v1/run)`);

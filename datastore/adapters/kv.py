@@ -17,6 +17,7 @@ from .. import codec
 from ..contract import (
     BatchItem,
     DeleteItem,
+    Entry,
     KVStore,
     PutItem,
     QueryResult,
@@ -29,7 +30,7 @@ from ..pending import Pending
 from ..routing import Routing
 from .base import ObjectWrite, StoredList, StoredObject
 
-__all__ = ["KVAdapter"]
+__all__ = ["KVAdapter", "decode_entry"]
 
 _LIST_RETRIES = 8
 
@@ -257,6 +258,11 @@ class KVAdapter:
 
     def clear_list(self, list_name: str, pointer: str, *, owner: str | None) -> bool:
         return bool(self._change_list(list_name, pointer, owner, "clear", None))
+
+
+def decode_entry(entry: Entry) -> StoredObject:
+    """The object an entry holds."""
+    return _decode(entry.value, entry.version)
 
 
 def _decode(value: bytes, version: int) -> StoredObject:

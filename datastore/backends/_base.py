@@ -29,6 +29,7 @@ from ..contract import (
 from ..errors import Conflict, InvalidValue, NotSupported
 from ..keys import fill_key_template, validate_namespace
 from ..pending import Pending
+from ._combined import SequentialCombined
 from ._query import QueryHit, matches, parse_filters, parse_sort, select
 from ._validation import PreparedItem, PreparedPut, prepare_put, prepare_puts
 
@@ -291,6 +292,11 @@ class BaseKVStore:
         self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
     ) -> Any:
         raise NotImplementedError
+
+    def combine(self) -> SequentialCombined:
+        """Reads and increments gathered and made one after the other on ``send()`` (see the
+        contract); a store that combines requests overrides it."""
+        return SequentialCombined(self)  # type: ignore[arg-type]
 
     def select_entries(
         self,

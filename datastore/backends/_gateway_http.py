@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -283,21 +283,33 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-_clients: dict[tuple[str, str, str], GatewayClient] = {}
+_clients: dict[tuple[str, str, str, int], GatewayClient] = {}
 _clients_lock = threading.Lock()
 
 
-def gateway_client(url: str, secret: str, plan: str = "paid", **options: Any) -> GatewayClient:
-    """The client for a gateway, one per (URL, secret, plan) in a process unless ``options``
-    are given: a KV store and a D1 database on one gateway share it, so they can combine
-    their operations into one request."""
+def gateway_client(
+    url: str,
+    secret: str,
+    plan: str = "paid",
+    max_body_bytes: int | None = None,
+    **options: Any,
+) -> GatewayClient:
+    """The client for a gateway, one per (URL, secret, plan, body limit) in a process unless
+    ``options`` are given: a KV store and a D1 database on one gateway share it, so they can
+    combine their operations into one request. ``max_body_bytes`` mirrors the Worker's
+    ``NIMBUS_GATEWAY_MAX_BODY_BYTES`` where a deployment lowers it."""
     if plan not in GATEWAY_PLANS:
         raise InvalidValue(f"gateway plan must be one of {sorted(GATEWAY_PLANS)}, not {plan!r}")
+    limits = GATEWAY_PLANS[plan]
+    if max_body_bytes is not None:
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise InvalidValue(f"max_body_bytes must be an int, not {max_body_bytes!r}")
+        limits = replace(limits, max_body_bytes=max_body_bytes)
     if options:
-        return GatewayClient(url, secret, limits=GATEWAY_PLANS[plan], **options)
-    key = (url.rstrip("/"), secret, plan)
+        return GatewayClient(url, secret, limits=limits, **options)
+    key = (url.rstrip("/"), secret, plan, limits.max_body_bytes)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = GatewayClient(url, secret, limits=GATEWAY_PLANS[plan])
+            client = _clients[key] = GatewayClient(url, secret, limits=limits)
         return client

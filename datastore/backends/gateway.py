@@ -65,13 +65,17 @@ Answers = list[Any]
 
 
 def _client(
-    client: GatewayClient | None, url: str | None, secret: str | None, plan: str
+    client: GatewayClient | None,
+    url: str | None,
+    secret: str | None,
+    plan: str,
+    max_body_bytes: int | None,
 ) -> GatewayClient:
     if client is not None:
         return client
     if not url or not secret:
         raise InvalidValue("the gateway backends need url= and secret= (or client=)")
-    return gateway_client(url, secret, plan)
+    return gateway_client(url, secret, plan, max_body_bytes)
 
 
 def _raise_first(values: Sequence[Any]) -> None:
@@ -157,6 +161,74 @@ def _query_result(item: Mapping[str, Any]) -> QueryResult:
     )
 
 
+class GatewayCombined:
+    """``KVStore.combine()`` on the gateway: every gathered call is an operation of one
+    request, sent by ``send()`` or the first ``result()``. Reads and increments do not depend
+    on one another (a failed read does not stop an increment), except a read whose keys come
+    from an earlier one."""
+
+    def __init__(self, store: GatewayKVStore) -> None:
+        self.store = store
+        self._request = _Request(store.client, store.round_trips, "combined request")
+        # id(an operation's pending) -> (that pending, kept alive; the operation's index)
+        self._indices: dict[int, tuple[Pending[Any], int]] = {}
+
+    def _gather(self, operation: dict[str, Any], idempotent: bool = True) -> Pending[Any]:
+        index = self._request.add(operation, idempotent=idempotent)
+        request = self._request
+
+        def answer() -> Any:
+            value = request.send()[index]
+            if isinstance(value, DatastoreError):
+                raise value
+            return value
+
+        pending: Pending[Any] = Pending(answer)
+        self._indices[id(pending)] = (pending, index)
+        return pending
+
+    def get_entries(self, namespace: str, keys: Sequence[str]) -> Pending[dict[str, Entry]]:
+        validate_keys(namespace, keys, self.store.limits, self.store.limits.max_batch_get)
+        operation = {"op": "kv.get", "ns": self.store._binding(namespace), "keys": list(keys)}
+        return self._gather({**operation, "requires": []}).then(_entries)
+
+    def get_entries_from(
+        self, source: Pending[dict[str, Entry]], namespace: str, template: str
+    ) -> Pending[dict[str, Entry]]:
+        origin = source._origin  # the operation's own pending, before ``then(_entries)``
+        gathered = self._indices.get(id(origin))
+        if origin is None or gathered is None or gathered[0] is not origin:
+            raise InvalidValue("get_entries_from takes a read gathered by this same request")
+        index = gathered[1]
+        operation = {
+            "op": "kv.get",
+            "ns": self.store._binding(namespace),
+            "keys_from": {"op": index, "template": template},
+            "requires": [index],
+        }
+        return self._gather(operation).then(_entries)
+
+    def incr(
+        self, namespace: str, key: str, amount: int = 1, *, ttl: float | None = None
+    ) -> Pending[int]:
+        check_amount(amount)
+        validate_keys(namespace, [key], self.store.limits, 1)
+        operation: dict[str, Any] = {
+            "op": "kv.incr",
+            "ns": self.store._binding(namespace),
+            "key": key,
+            "amount": amount,
+            "requires": [],
+        }
+        if ttl is not None:
+            operation["ttl"] = max(60, math.ceil(ttl))
+        return self._gather(operation, idempotent=False).then(lambda value: int(value["value"]))
+
+    def send(self) -> None:
+        if self._request.operations and self._request.results is None:
+            self._request.send()
+
+
 class GatewayKVStore(BaseKVStore):
     """``KVStore`` on Workers KV namespaces bound to the gateway Worker."""
 
@@ -173,13 +245,14 @@ class GatewayKVStore(BaseKVStore):
         namespaces: Sequence[str] = (),
         *,
         plan: str = "paid",
+        max_body_bytes: int | None = None,
         client: GatewayClient | None = None,
         limits: KVLimits = GATEWAY_KV_LIMITS,
     ) -> None:
         if isinstance(namespaces, (str, bytes)) or not namespaces:
             raise InvalidValue("namespaces must list the KV bindings of the gateway")
         self.namespace_names = sorted({validate_namespace(name) for name in namespaces})
-        self.client = _client(client, url, secret, plan)
+        self.client = _client(client, url, secret, plan, max_body_bytes)
         self.limits = limits
         self.round_trips = RoundTripCounter()
 
@@ -296,6 +369,10 @@ class GatewayKVStore(BaseKVStore):
         )
         _raise_first([rows, entries])
         return _query_results(rows), _entries(entries)
+
+    def combine(self) -> GatewayCombined:  # type: ignore[override]
+        """Reads and increments gathered into one gateway request."""
+        return GatewayCombined(self)
 
     def namespaces(self) -> Names:
         return list(self.namespace_names)
@@ -469,9 +546,10 @@ class GatewayD1Database:
         secret: str | None = None,
         *,
         plan: str = "paid",
+        max_body_bytes: int | None = None,
         client: GatewayClient | None = None,
     ) -> None:
-        self.client = _client(client, url, secret, plan)
+        self.client = _client(client, url, secret, plan, max_body_bytes)
         self.round_trips = RoundTripCounter()
         self.joined_idempotent = True  # metadata upserts are version-guarded
 

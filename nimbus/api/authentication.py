@@ -1,8 +1,10 @@
 """API-key authentication (``Authorization: Bearer sk_live_...``) and who is acting.
 
-Authenticating a request with a key is exactly two KV lookups: the key (``apikey:{hash}``, its
-SHA-256 is its id), then its owner (``user:{user_id}``), whose current status and admin flag
-decide on every request: a revoked or expired key, or a deleted owner, is 401; a suspended
+Authenticating a request with a key reads the key (``apikey:{hash}``, its SHA-256 is its id)
+and its owner (``user:{user_id}``), and counts the request against the key's rate limit
+(``rl:api:key_{hash}``): three calls gathered into one request where the store combines them
+(the gateway: one round trip), else one after the other. The owner's current status and admin
+flag decide on every request: a revoked or expired key, or a deleted owner, is 401; a suspended
 owner is 403; the key's ``admin`` permission counts only while its owner is an administrator,
 and an administrator's key has admin powers only with that permission. The key's usage
 counters are only recorded here, in memory, and written in batches after responses
@@ -17,16 +19,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from datamodel import clock
+from datastore import RateLimiterClient, StartedCheck
 
-from .. import key_usage
+from .. import conf, key_usage
 from ..accounts.models import Account
 from ..models import ApiKey, User, key_hash
 
-__all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user"]
+__all__ = ["ApiKeyAuthentication", "NimbusUser", "acting_user", "key_identifier"]
 
 _KEY_FORMAT = re.compile(r"sk_live_[0-9a-f]{32}")
 
@@ -45,6 +49,8 @@ class NimbusUser:
     rate_limit: int | None = None
     key_id: str | None = None  # the API key's hash, when authenticated by key
     expires_at: str | None = None  # the API key's expiry, if it has one
+    # the request counted against the key's limit while the key was read (``ApiKeyRateThrottle``)
+    throttle: StartedCheck | None = field(default=None, repr=False, compare=False)
 
     is_authenticated = True
     is_anonymous = False
@@ -81,7 +87,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not _KEY_FORMAT.fullmatch(token):
             raise exceptions.AuthenticationFailed("Invalid API key.")
         digest = key_hash(token)
-        stored = ApiKey.objects.system().get_or_none(digest, include_deleted=True)
+        stored, owner, throttle = _read_key(digest)
         # Look-up by hash is exact; the comparison is constant-time all the same.
         if stored is None or not hmac.compare_digest(str(stored.pk), digest):
             raise exceptions.AuthenticationFailed("Invalid API key.")
@@ -90,7 +96,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         expires_at = stored.get("expires_at")
         if expires_at is not None and expires_at <= clock.now_iso():
             raise exceptions.AuthenticationFailed("This API key has expired.")
-        owner = _owner(stored.get("user_id"))
+        owner = _owner(owner if owner is not None and owner.pk == stored.get("user_id") else None)
         is_admin = bool(owner.get("is_admin"))
         permissions = list(stored.get("permissions") or [])
         user = NimbusUser(
@@ -101,6 +107,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             rate_limit=stored.get("rate_limit"),
             key_id=digest,
             expires_at=expires_at,
+            throttle=throttle,
         )
         key_usage.record(digest)  # in memory: the write waits for a flush after the response
         return user, stored.get_data()
@@ -109,11 +116,47 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-def _owner(user_id: object) -> User:
-    """The key's owner as stored now (the second lookup), if they may use it."""
-    owner = None
-    if isinstance(user_id, str) and user_id:
-        owner = User.objects.system().get_or_none(user_id, include_deleted=True)
+API_WINDOW = 60  # seconds: NIMBUS_RATE_LIMITS are per minute
+API_KEY_PREFIX = "rl:api:"
+
+
+def key_identifier(key_id: str) -> str:
+    """The rate limiter's identifier for an API key (``rl:api:key_{hash}``)."""
+    return f"key_{key_id}"
+
+
+def _read_key(digest: str) -> tuple[ApiKey | None, User | None, StartedCheck | None]:
+    """The key, its owner and the request counted against the key's limit: gathered into one
+    request where the store combines them. The owner is read through the key's ``user_id``
+    whatever the key's state; the caller decides."""
+    keys = ApiKey.objects.system()
+    kv = conf.kv_store()
+    combined = kv.combine()
+    reads = keys.scope.store(ApiKey._meta).combine(combined)
+    key_read = reads.read(ApiKey._meta.kv_class, digest)
+    owner_read = reads.read_referenced(key_read, "user_id", User._meta.kv_class)
+    limiter = RateLimiterClient(
+        kv, fail_open=bool(getattr(settings, "NIMBUS_API_THROTTLE_FAIL_OPEN", True))
+    )
+    throttle = limiter.start_check(
+        combined, key_identifier(digest), API_WINDOW, key_prefix=API_KEY_PREFIX
+    )
+    reads.send()
+    found = key_read.result()
+    if found is None:
+        return None, None, None
+    key = ApiKey._from_stored(found.data, found.version, keys.scope)
+    owner_found = owner_read.result()
+    owner = (
+        User._from_stored(owner_found.data, owner_found.version, keys.scope)
+        if owner_found is not None
+        else None
+    )
+    return key, owner, throttle
+
+
+def _owner(owner: User | None) -> User:
+    """The key's owner as stored now, if they may use it."""
     if owner is None or owner.get("deleted_at"):
         raise exceptions.AuthenticationFailed(
             "The account that owns this API key no longer exists."

@@ -147,7 +147,12 @@ class PageViewSet(NimbusViewSet):
         responses=shapes.PageListItem(many=True),
     )
     def list(self, request: Request, project_id: str) -> Response:
-        self.project(project_id)
+        """The project's pages. A live page proves its project live and the caller's (a
+        project's delete cascades to its pages), so the project is read only for an empty
+        list, or when listing deleted pages."""
+        listing_deleted = bool(request.query_params.get("deleted"))
+        if listing_deleted:
+            self.project(project_id)
         query = Page.objects.bind(self.scope()).query().where("project_id", project_id)
         query = with_deleted(request, query)
         for name in ("status", "batch_id"):
@@ -157,7 +162,13 @@ class PageViewSet(NimbusViewSet):
                 except ValidationError as exc:  # named as the parameter, not the lookup
                     messages = [message for found in exc.errors.values() for message in found]
                     raise serializers.ValidationError({name: messages}) from exc
-        return listing(request, query, ("created_at", "priority", "source_path"), expandable=True)
+        return listing(
+            request,
+            query,
+            ("created_at", "priority", "source_path"),
+            expandable=True,
+            when_empty=None if listing_deleted else lambda: self.project(project_id),
+        )
 
     @extend_schema(
         request=bodies.PageSerializer,

@@ -4,6 +4,7 @@ parameters, and mapping model-layer errors to HTTP."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -51,12 +52,19 @@ def int_param(request: Request, name: str, default: int, minimum: int, maximum: 
 
 
 def listing(
-    request: Request, query: Query[Any], orderable: tuple[str, ...], *, expandable: bool = False
+    request: Request,
+    query: Query[Any],
+    orderable: tuple[str, ...],
+    *,
+    expandable: bool = False,
+    when_empty: Callable[[], object] | None = None,
 ) -> Response:
     """Apply ``limit``, ``page``, ``cursor`` and ``ordering`` and answer with the envelope.
 
     With ``expandable``, ``expand=objects`` lists the full objects instead of their metadata
     rows: the rows and their objects in one query (one request where the store combines them).
+    ``when_empty`` runs when nothing matches at all (``total`` 0): a project's children list
+    checks there that the project exists, since a live child proves it does.
     """
     meta = query.meta
     expand = request.query_params.get("expand")
@@ -83,6 +91,8 @@ def listing(
     else:
         result = query.list()
         rows = [public(row) for row in result.data]
+    if when_empty is not None and not result.pagination["total"]:
+        when_empty()
     return Response({"data": rows, "pagination": result.pagination})
 
 

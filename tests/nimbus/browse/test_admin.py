@@ -31,9 +31,9 @@ def seed_pages(count: int = 30) -> list[Page]:
     return pages
 
 
-@pytest.fixture(params=["sqlite", "d1"])
+@pytest.fixture(params=["sqlite", "d1", "gateway"])
 def backend(request, settings, tmp_path) -> str:
-    """Metadata on local SQLite, or on D1 through the local Cloudflare API."""
+    """Metadata on local SQLite, or on D1 through the local Cloudflare API or the gateway."""
     if request.param == "sqlite":
         settings.NIMBUS = {
             "KV": {
@@ -43,6 +43,17 @@ def backend(request, settings, tmp_path) -> str:
             "D1": {
                 "BACKEND": "datastore.backends.sqlite.SQLiteDatabase",
                 "OPTIONS": {"path": str(tmp_path / "meta.sqlite3")},
+            },
+        }
+    elif request.param == "gateway":
+        cloudflare = request.getfixturevalue("cloudflare_api")
+        cloudflare.reset()
+        options = cloudflare.gateway_options()
+        settings.NIMBUS = {
+            "KV": {"BACKEND": "datastore.backends.gateway.GatewayKVStore", "OPTIONS": options},
+            "D1": {
+                "BACKEND": "datastore.backends.gateway.GatewayD1Database",
+                "OPTIONS": {"url": options["url"], "secret": options["secret"]},
             },
         }
     else:

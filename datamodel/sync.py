@@ -251,7 +251,7 @@ def _write_rows(
     if answered:
         kv_answer()  # the store has answered already: no SQL write after a failed KV write
     else:
-        joined = pending.join(sql, statements)
+        joined = pending.join(sql, statements, idempotent=True)  # version-guarded upserts
         if joined is not None:  # one request: the KV write, then the rows if it landed
             answer = kv_answer()
             try:

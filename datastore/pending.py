@@ -56,14 +56,18 @@ class Pending(Generic[T]):
             return Pending.run(lambda: transform(self.result()))
         return Pending(lambda: transform(self.result()), origin=self)
 
-    def join(self, database: Any, statements: Sequence[Any]) -> Pending[Any] | None:
+    def join(
+        self, database: Any, statements: Sequence[Any], *, idempotent: bool = False
+    ) -> Pending[Any] | None:
         """Arrange for ``statements`` to run on ``database`` in the same request as this write,
         after it and only if it succeeds, and return their pending results; ``None`` where
         that is not possible (the write was sent already, or the store cannot combine its
-        requests with ``database``'s). ``result()`` of this pending sends the request."""
+        requests with ``database``'s). ``result()`` of this pending sends the request.
+        ``idempotent`` says the statements may run twice (as ``SQLDatabase.batch`` takes it),
+        so a request whose answer was lost may be sent again."""
         if self._done or self._origin is None:
             return None
-        return self._origin.join(database, statements)
+        return self._origin.join(database, statements, idempotent=idempotent)
 
     def _resolve(self) -> None:
         receive, self._receive = self._receive, None

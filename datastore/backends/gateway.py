@@ -128,7 +128,9 @@ class _PendingWrite(Pending[Versions]):
         _raise_first([results[i] for i in self._indices])
         return self._versions
 
-    def join(self, database: Any, statements: Sequence[Any]) -> Pending[Any] | None:
+    def join(
+        self, database: Any, statements: Sequence[Any], *, idempotent: bool = False
+    ) -> Pending[Any] | None:
         request = self._request
         if (
             self.done()
@@ -140,8 +142,7 @@ class _PendingWrite(Pending[Versions]):
         ):
             return None
         operation = database.operation(statements)
-        index = request.add(operation, idempotent=False)
-        request.idempotent = request.idempotent and database.joined_idempotent
+        index = request.add(operation, idempotent=idempotent)
         return Pending(lambda: _query_results(request.send()[index]))
 
 
@@ -551,7 +552,6 @@ class GatewayD1Database:
     ) -> None:
         self.client = _client(client, url, secret, plan, max_body_bytes)
         self.round_trips = RoundTripCounter()
-        self.joined_idempotent = True  # metadata upserts are version-guarded
 
     def operation(self, statements: Sequence[Statement]) -> dict[str, Any]:
         """The ``d1.batch`` operation of ``statements``, checked before anything is sent."""

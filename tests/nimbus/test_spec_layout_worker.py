@@ -54,21 +54,35 @@ def extraction(path: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def cloudflare(settings, cloudflare_api: LocalCloudflare) -> Iterator[LocalCloudflare]:
-    """The Django app on the local Cloudflare API (KV + D1), with the domain tables."""
+@pytest.fixture(params=["rest", "gateway"])
+def cloudflare(
+    request: pytest.FixtureRequest, settings, cloudflare_api: LocalCloudflare
+) -> Iterator[LocalCloudflare]:
+    """The Django app on Cloudflare KV + D1 (the local REST API, or the gateway Worker on the
+    same namespaces and database), with the domain tables."""
     cloudflare_api.reset()
-    settings.NIMBUS = {
-        "KV": {
-            "BACKEND": "datastore.backends.cloudflare.CloudflareKVStore",
-            "OPTIONS": cloudflare_api.kv_options(),
-        },
-        "D1": {
-            "BACKEND": "datastore.backends.cloudflare.CloudflareD1Database",
-            "OPTIONS": cloudflare_api.d1_options(),
-        },
-        "ADAPTER": "kv",
-    }
+    if request.param == "rest":
+        settings.NIMBUS = {
+            "KV": {
+                "BACKEND": "datastore.backends.cloudflare.CloudflareKVStore",
+                "OPTIONS": cloudflare_api.kv_options(),
+            },
+            "D1": {
+                "BACKEND": "datastore.backends.cloudflare.CloudflareD1Database",
+                "OPTIONS": cloudflare_api.d1_options(),
+            },
+            "ADAPTER": "kv",
+        }
+    else:
+        options = cloudflare_api.gateway_options()
+        settings.NIMBUS = {
+            "KV": {"BACKEND": "datastore.backends.gateway.GatewayKVStore", "OPTIONS": options},
+            "D1": {
+                "BACKEND": "datastore.backends.gateway.GatewayD1Database",
+                "OPTIONS": {"url": options["url"], "secret": options["secret"]},
+            },
+            "ADAPTER": "kv",
+        }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
     yield cloudflare_api

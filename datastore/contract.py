@@ -205,7 +205,10 @@ class KVCombined(Protocol):
     requests (the gateway), else made one after the other. Each call returns a ``Pending``;
     ``send()`` sends what was gathered, and so does the ``result()`` of any of them."""
 
-    store: KVStore
+    @property
+    def store(self) -> KVStore:
+        """The store the calls go to."""
+        ...
 
     def get_entries(self, namespace: str, keys: Sequence[str]) -> Pending[dict[str, Entry]]:
         """``store.get_entries``, gathered."""

@@ -151,7 +151,11 @@ async function refuseReplay(env, signature, now) {
   );
   if (!inserted.meta.changes) throw new GatewayError(401, "replayed", "this signature was used already");
   if (Math.random() < 0.01) {
-    await db.prepare("DELETE FROM _nimbus_gateway_replay WHERE expires_at < ?").bind(now).run();
+    // now and then, forget used signatures and counts of windows that have ended
+    await db.batch([
+      db.prepare("DELETE FROM _nimbus_gateway_replay WHERE expires_at < ?").bind(now),
+      db.prepare("DELETE FROM _nimbus_counters WHERE expires_at IS NOT NULL AND expires_at < ?").bind(now),
+    ]);
   }
 }
 

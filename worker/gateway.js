@@ -150,13 +150,16 @@ async function refuseReplay(env, signature, now, spare) {
       .run(),
   );
   if (!inserted.meta.changes) throw new GatewayError(401, "replayed", "this signature was used already");
+  let used = 1;
   if (spare >= 2 && Math.random() < 0.01) {
     // now and then (when the request leaves room in the D1 budget), forget used signatures and counts of windows that have ended
     await db.batch([
       db.prepare("DELETE FROM _nimbus_gateway_replay WHERE expires_at < ?").bind(now),
       db.prepare("DELETE FROM _nimbus_counters WHERE expires_at IS NOT NULL AND expires_at < ?").bind(now),
     ]);
+    used += 2;
   }
+  return used;
 }
 
 // -- values --------------------------------------------------------------------------------
@@ -586,9 +589,9 @@ async function run(request, env) {
     throw new GatewayError(400, "invalid", "the body is not JSON");
   }
   const { operations, spare } = checkOperations(parsed, limits);
-  await refuseReplay(env, signature, now, spare);
+  const used = await refuseReplay(env, signature, now, spare);
   const budget = new Budget(limits);
-  budget.spend("d1", 1, "the replay check");
+  budget.spend("d1", used, "the replay check");
   const results = [];
   for (const [index, op] of operations.entries()) {
     const required = op.requires ?? [...Array(index).keys()];

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from datastore import AccessDenied, InvalidValue, QueryError, TooLarge
+from datastore import AccessDenied, InvalidValue, PutItem, QueryError, TooLarge
 from datastore.backends._gateway_http import GatewayClient, sign
 from datastore.backends.gateway import GatewayD1Database, GatewayKVStore
 from tests.cloudflare.local_api import GATEWAY_PREVIOUS_SECRET, GATEWAY_SECRET, LocalCloudflare
@@ -226,3 +226,19 @@ def test_counters_are_atomic_and_readable_from_kv(gateway, kv) -> None:
     assert entry.expires_at == pytest.approx(time.time() + 60, abs=5)
     assert kv.delete(NS, "hits")
     assert kv.incr(NS, "hits") == 1  # a deleted counter starts again
+
+
+def test_the_client_mirrors_the_plan_and_splits_work_to_fit(gateway, kv) -> None:
+    free = GatewayD1Database(gateway.url, GATEWAY_SECRET, plan="free")
+    with free.round_trips.track() as trips, pytest.raises(TooLarge, match="free"):
+        free.batch([("SELECT 1", [])] * 50)  # 49 besides the replay check
+    assert trips.count == 0
+    assert len(free.batch([("SELECT 1", [])] * 49)) == 49
+    small = GatewayKVStore(
+        gateway.url, GATEWAY_SECRET, [NS], max_body_bytes=256 * 1024, plan="paid"
+    )
+    items = [PutItem(f"k{i}", b"x" * 20_000) for i in range(40)]  # ~1 MB: several requests
+    with small.round_trips.track() as trips:
+        small.put_many(NS, items)
+    assert trips.count > 1
+    assert len(kv.get_many(NS, [item.key for item in items])) == 40

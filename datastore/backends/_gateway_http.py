@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from ..contract import RoundTripCounter
+from ..contract import Entry, QueryResult, RoundTripCounter
 from ..errors import (
     AccessDenied,
     DatastoreError,
@@ -38,7 +38,15 @@ from ..errors import (
     Unavailable,
 )
 
-__all__ = ["GATEWAY_PLANS", "GatewayClient", "GatewayLimits", "OperationFailed", "gateway_client"]
+__all__ = [
+    "GATEWAY_PLANS",
+    "GatewayClient",
+    "GatewayLimits",
+    "OperationFailed",
+    "entries",
+    "gateway_client",
+    "query_results",
+]
 
 PROTOCOL = "v1"
 
@@ -108,6 +116,36 @@ def decode_value(value: Mapping[str, str]) -> bytes:
     if "base64" in value:
         return base64.b64decode(value["base64"])
     return value["text"].encode("utf-8")
+
+
+def query_results(value: Any) -> list[QueryResult]:
+    """The results of a ``d1.batch`` operation (raising its error, if it failed)."""
+    if isinstance(value, DatastoreError):
+        raise value
+    return [_query_result(item) for item in value["results"]]
+
+
+def _query_result(item: Mapping[str, Any]) -> QueryResult:
+    rows = [
+        {name: decode_value(cell) if isinstance(cell, dict) else cell for name, cell in row.items()}
+        for row in item["rows"]
+    ]
+    return QueryResult(
+        rows, changes=int(item.get("changes") or 0), last_row_id=item.get("last_row_id")
+    )
+
+
+def entries(value: Mapping[str, Any]) -> dict[str, Entry]:
+    """The entries a ``kv.get`` operation read."""
+    return {
+        key: Entry(
+            decode_value(item["value"]),
+            0,
+            item.get("metadata"),
+            float(item["expiration"]) if item.get("expiration") else None,
+        )
+        for key, item in value["entries"].items()
+    }
 
 
 def sign(secret: str, method: str, path: str, timestamp: str, body: bytes) -> str:

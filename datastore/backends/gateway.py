@@ -22,10 +22,9 @@ REAL in an expression or an untyped column; integers beyond 2**53 are refused.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..contract import (
@@ -33,201 +32,30 @@ from ..contract import (
     KeyPage,
     KVLimits,
     Names,
-    QueryResult,
     RoundTripCounter,
-    SQLColumn,
     SQLDatabase,
     Statement,
     Status,
     Versions,
 )
-from ..errors import DatastoreError, InvalidKey, InvalidValue, QueryError, TooLarge
+from ..errors import DatastoreError, InvalidKey, InvalidValue, TooLarge
 from ..keys import validate_namespace
 from ..pending import Pending
-from ._base import BaseKVStore, check_amount
+from ._base import BaseKVStore, Results, check_amount
 from ._cursor import decode_after_key, encode_after_key
-from ._d1_sql import has_second_statement
-from ._gateway_http import GatewayClient, decode_value, encode_value, gateway_client
-from ._introspection import table_info
+from ._gateway_d1 import GatewayD1Database, client_for
+from ._gateway_http import GatewayClient, encode_value, entries, query_results
+from ._gateway_requests import GatewayCombined, PendingWrite, Request, raise_first
 from ._validation import PreparedDelete, PreparedItem, PreparedPut, check_list_args, validate_keys
-from .cloudflare import MAX_STATEMENT_BYTES, is_idempotent
 
 __all__ = ["GATEWAY_KV_LIMITS", "GatewayD1Database", "GatewayKVStore"]
 
 # The gateway keeps a TTL'd key's expiry in its metadata (the binding's reads do not tell it).
 GATEWAY_KV_LIMITS = KVLimits(min_ttl_seconds=60, max_metadata_bytes=1024 - 48)
 READ_CHUNK = 1000  # keys per kv.get operation (10 of the Worker's KV operations)
-MAX_SAFE_INTEGER = 2**53 - 1
 # the store has a method called ``list``
-Results = list[QueryResult]
 Operations = list[dict[str, Any]]
 Answers = list[Any]
-
-
-def _client(
-    client: GatewayClient | None,
-    url: str | None,
-    secret: str | None,
-    plan: str,
-    max_body_bytes: int | None,
-) -> GatewayClient:
-    if client is not None:
-        return client
-    if not url or not secret:
-        raise InvalidValue("the gateway backends need url= and secret= (or client=)")
-    return gateway_client(url, secret, plan, max_body_bytes)
-
-
-def _raise_first(values: Sequence[Any]) -> None:
-    for value in values:
-        if isinstance(value, DatastoreError):
-            raise value
-
-
-class _Request:
-    """Operations gathered for one gateway request, sent once when an answer is needed."""
-
-    def __init__(self, client: GatewayClient, counter: RoundTripCounter, what: str) -> None:
-        self.client = client
-        self.counter = counter
-        self.what = what
-        self.operations: list[dict[str, Any]] = []
-        self.idempotent = True
-        self.results: list[Any] | None = None
-
-    def add(self, operation: dict[str, Any], *, idempotent: bool = True) -> int:
-        assert self.results is None, "the request was sent already"
-        self.operations.append(operation)
-        self.idempotent = self.idempotent and idempotent
-        return len(self.operations) - 1
-
-    def send(self) -> list[Any]:
-        if self.results is None:
-            self.results = self.client.run(
-                self.operations,
-                what=self.what,
-                idempotent=self.idempotent,
-                counter=self.counter,
-            )
-        return self.results
-
-
-class _PendingWrite(Pending[Versions]):
-    """A KV write gathered, not sent: ``join`` may add the statements that follow it."""
-
-    __slots__ = ("_indices", "_request", "_versions")
-
-    def __init__(self, request: _Request, indices: list[int], versions: Versions) -> None:
-        super().__init__(self._answer)
-        self._request = request
-        self._indices = indices
-        self._versions = versions
-
-    def _answer(self) -> Versions:
-        results = self._request.send()
-        _raise_first([results[i] for i in self._indices])
-        return self._versions
-
-    def join(
-        self, database: Any, statements: Sequence[Any], *, idempotent: bool = False
-    ) -> Pending[Any] | None:
-        request = self._request
-        if (
-            self.done()
-            or request.results is not None
-            or not isinstance(database, GatewayD1Database)
-            or database.client is not request.client
-            or not statements
-            or len(statements) + 1 > request.client.limits.d1_statements
-        ):
-            return None
-        operation = database.operation(statements)
-        index = request.add(operation, idempotent=idempotent)
-        return Pending(lambda: _query_results(request.send()[index]))
-
-
-def _query_results(value: Any) -> list[QueryResult]:
-    if isinstance(value, DatastoreError):
-        raise value
-    return [_query_result(item) for item in value["results"]]
-
-
-def _query_result(item: Mapping[str, Any]) -> QueryResult:
-    rows = [
-        {name: decode_value(cell) if isinstance(cell, dict) else cell for name, cell in row.items()}
-        for row in item["rows"]
-    ]
-    return QueryResult(
-        rows, changes=int(item.get("changes") or 0), last_row_id=item.get("last_row_id")
-    )
-
-
-class GatewayCombined:
-    """``KVStore.combine()`` on the gateway: every gathered call is an operation of one
-    request, sent by ``send()`` or the first ``result()``. Reads and increments do not depend
-    on one another (a failed read does not stop an increment), except a read whose keys come
-    from an earlier one."""
-
-    def __init__(self, store: GatewayKVStore) -> None:
-        self.store = store
-        self._request = _Request(store.client, store.round_trips, "combined request")
-        # id(an operation's pending) -> (that pending, kept alive; the operation's index)
-        self._indices: dict[int, tuple[Pending[Any], int]] = {}
-
-    def _gather(self, operation: dict[str, Any], idempotent: bool = True) -> Pending[Any]:
-        index = self._request.add(operation, idempotent=idempotent)
-        request = self._request
-
-        def answer() -> Any:
-            value = request.send()[index]
-            if isinstance(value, DatastoreError):
-                raise value
-            return value
-
-        pending: Pending[Any] = Pending(answer)
-        self._indices[id(pending)] = (pending, index)
-        return pending
-
-    def get_entries(self, namespace: str, keys: Sequence[str]) -> Pending[dict[str, Entry]]:
-        validate_keys(namespace, keys, self.store.limits, self.store.limits.max_batch_get)
-        operation = {"op": "kv.get", "ns": self.store._binding(namespace), "keys": list(keys)}
-        return self._gather({**operation, "requires": []}).then(_entries)
-
-    def get_entries_from(
-        self, source: Pending[dict[str, Entry]], namespace: str, template: str
-    ) -> Pending[dict[str, Entry]]:
-        origin = source._origin  # the operation's own pending, before ``then(_entries)``
-        gathered = self._indices.get(id(origin))
-        if origin is None or gathered is None or gathered[0] is not origin:
-            raise InvalidValue("get_entries_from takes a read gathered by this same request")
-        index = gathered[1]
-        operation = {
-            "op": "kv.get",
-            "ns": self.store._binding(namespace),
-            "keys_from": {"op": index, "template": template},
-            "requires": [index],
-        }
-        return self._gather(operation).then(_entries)
-
-    def incr(
-        self, namespace: str, key: str, amount: int = 1, *, ttl: float | None = None
-    ) -> Pending[int]:
-        check_amount(amount)
-        validate_keys(namespace, [key], self.store.limits, 1)
-        operation: dict[str, Any] = {
-            "op": "kv.incr",
-            "ns": self.store._binding(namespace),
-            "key": key,
-            "amount": amount,
-            "requires": [],
-        }
-        if ttl is not None:
-            operation["ttl"] = max(60, math.ceil(ttl))
-        return self._gather(operation, idempotent=False).then(lambda value: int(value["value"]))
-
-    def send(self) -> None:
-        if self._request.operations and self._request.results is None:
-            self._request.send()
 
 
 class GatewayKVStore(BaseKVStore):
@@ -253,7 +81,7 @@ class GatewayKVStore(BaseKVStore):
         if isinstance(namespaces, (str, bytes)) or not namespaces:
             raise InvalidValue("namespaces must list the KV bindings of the gateway")
         self.namespace_names = sorted({validate_namespace(name) for name in namespaces})
-        self.client = _client(client, url, secret, plan, max_body_bytes)
+        self.client = client_for(client, url, secret, plan, max_body_bytes)
         self.limits = limits
         self.round_trips = RoundTripCounter()
 
@@ -279,7 +107,7 @@ class GatewayKVStore(BaseKVStore):
         results = self.client.run(
             operations, what=what, idempotent=idempotent, counter=self.round_trips
         )
-        _raise_first(results)
+        raise_first(results)
         return results
 
     def _read(self, namespace: str, keys: Sequence[str]) -> dict[str, Entry]:
@@ -293,7 +121,7 @@ class GatewayKVStore(BaseKVStore):
                 "keys": unique[start : start + READ_CHUNK],
             }
             (value,) = self._run([operation], "KV get", idempotent=True)
-            found.update(_entries(value))
+            found.update(entries(value))
         return found
 
     # -- reads ---------------------------------------------------------------------------
@@ -362,14 +190,14 @@ class GatewayKVStore(BaseKVStore):
             "ns": self._binding(namespace),
             "keys_from": {"op": 0, "statement": statement, "template": template},
         }
-        rows, entries = self.client.run(
+        rows, read = self.client.run(
             [select, read],
             what="select with KV reads",
             idempotent=True,
             counter=database.round_trips,
         )
-        _raise_first([rows, entries])
-        return _query_results(rows), _entries(entries)
+        raise_first([rows, read])
+        return query_results(rows), entries(read)
 
     def combine(self) -> GatewayCombined:  # type: ignore[override]
         """Reads and increments gathered into one gateway request."""
@@ -411,9 +239,9 @@ class GatewayKVStore(BaseKVStore):
     def _start_apply(self, namespace: str, items: Sequence[PreparedItem]) -> Pending[Versions]:
         if not self._fits(items):
             return Pending.run(lambda: self._apply(namespace, items))
-        request = _Request(self.client, self.round_trips, "KV write")
+        request = Request(self.client, self.round_trips, "KV write")
         indices = [request.add(op) for op in self._operations(namespace, items)]
-        return _PendingWrite(request, indices, [0] * len(items))
+        return PendingWrite(request, indices, [0] * len(items))
 
     def _apply(self, namespace: str, items: Sequence[PreparedItem]) -> Versions:
         """The puts then the deletes, in as few requests as the gateway's limits allow (one
@@ -468,18 +296,6 @@ def _put(put: PreparedPut) -> dict[str, Any]:
     return item
 
 
-def _entries(value: Mapping[str, Any]) -> dict[str, Entry]:
-    return {
-        key: Entry(
-            decode_value(item["value"]),
-            0,
-            item.get("metadata"),
-            float(item["expiration"]) if item.get("expiration") else None,
-        )
-        for key, item in value["entries"].items()
-    }
-
-
 def _wire_size(item: PreparedItem) -> int:
     """An upper bound of an item's bytes in a request (base64, key, metadata, JSON)."""
     if isinstance(item, PreparedPut):
@@ -516,103 +332,3 @@ def _decode_cursor(cursor: str, prefix: str) -> str:
     if cursor_prefix != prefix or not isinstance(gateway_cursor, str):
         raise InvalidValue(f"list cursor {cursor!r} belongs to another prefix")
     return gateway_cursor
-
-
-def _param(value: Any, sql: str) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise InvalidValue(
-                f"integer parameter {value} is beyond 2**53, which the gateway (JavaScript) "
-                f"cannot carry exactly: {sql[:120]}"
-            )
-        return value
-    if value is None or isinstance(value, (str, float)):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
-    raise InvalidValue(f"unsupported parameter type {type(value).__name__} in: {sql[:120]}")
-
-
-class GatewayD1Database:
-    """``SQLDatabase`` on the D1 database bound to the gateway Worker (``DB``)."""
-
-    backend_name = "gateway"
-    max_bound_parameters: int | None = 100
-
-    def __init__(
-        self,
-        url: str | None = None,
-        secret: str | None = None,
-        *,
-        plan: str = "paid",
-        max_body_bytes: int | None = None,
-        client: GatewayClient | None = None,
-    ) -> None:
-        self.client = _client(client, url, secret, plan, max_body_bytes)
-        self.round_trips = RoundTripCounter()
-
-    def operation(self, statements: Sequence[Statement]) -> dict[str, Any]:
-        """The ``d1.batch`` operation of ``statements``, checked before anything is sent."""
-        body = []
-        for sql, params in statements:
-            if not isinstance(sql, str) or not sql.strip():
-                raise QueryError("sql must be a non-empty string")
-            if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
-                raise QueryError(f"params must be a sequence (list or tuple), not {type(params)}")
-            if has_second_statement(sql):
-                raise QueryError(f"one statement at a time: {sql[:120]}")
-            size = len(sql.encode("utf-8"))
-            if size > MAX_STATEMENT_BYTES:
-                raise TooLarge(
-                    f"statement is {size} bytes; D1 accepts at most {MAX_STATEMENT_BYTES}"
-                )
-            if len(params) > 100:
-                raise QueryError(
-                    f"statement binds {len(params)} parameters; D1 accepts at most 100 per "
-                    f"statement: {sql[:120]}"
-                )
-            body.append({"sql": sql, "params": [_param(value, sql) for value in params]})
-        return {"op": "d1.batch", "statements": body}
-
-    def execute(
-        self, sql: str, params: Sequence[Any] = (), *, idempotent: bool | None = None
-    ) -> QueryResult:
-        return self.batch([(sql, params)], idempotent=idempotent)[0]
-
-    def batch(
-        self,
-        statements: Sequence[Statement],
-        *,
-        idempotent: bool | None = None,
-        before_commit: Callable[[], object] | None = None,
-    ) -> list[QueryResult]:
-        """One request, one transaction. ``before_commit`` runs before sending (D1 holds no
-        transaction open across requests); a write joined to its statements (``Pending.join``)
-        needs none."""
-        if before_commit is not None:
-            before_commit()
-        if not statements:
-            return []
-        operation = self.operation(statements)
-        if idempotent is None:
-            idempotent = all(is_idempotent(sql) for sql, _ in statements)
-        if len(statements) + 1 > self.client.limits.d1_statements:
-            raise TooLarge(
-                f"{len(statements)} statements in one batch; the gateway's plan "
-                f"({self.client.limits.plan}) runs at most {self.client.limits.d1_statements - 1}"
-            )
-        (value,) = self.client.run(
-            [operation], what="D1 query", idempotent=idempotent, counter=self.round_trips
-        )
-        return _query_results(value)
-
-    def table_info(self, table: str) -> list[SQLColumn]:
-        return table_info(self, table)
-
-    def close(self) -> None:
-        """The client is shared by the stores of one gateway: it stays open."""
-
-    def __repr__(self) -> str:
-        return f"GatewayD1Database({self.client.url!r})"

@@ -344,6 +344,12 @@ class Collector:
         for batch in self.batches:
             for instance in batch.instances:
                 instance.hooks.run_before("before_delete", instance)
+        # what is deleted no longer stands as a live parent in the scopes that read it
+        self.scope.live.difference_update(self._planned)
+        for batch in self.batches:
+            for instance in batch.instances:
+                if instance.scope is not None:
+                    instance.scope.live.discard(_key(instance))
         run = _Run(self.scope, self._planned)
         for update in self.updates:
             instances = [

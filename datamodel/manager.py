@@ -138,8 +138,9 @@ class ScopedManager(Generic[M]):
         if stored is None:
             return None
         instance = self.model._from_stored(stored.data, stored.version, self.scope)
-        if not include_deleted and instance._values.get("deleted_at") is not None:
-            return None
+        if instance._values.get("deleted_at") is not None:
+            return instance if include_deleted else None  # type: ignore[return-value]
+        self.scope.live.add((self.meta.name, kv_id))
         return instance  # type: ignore[return-value]
 
     def get(

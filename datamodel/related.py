@@ -103,8 +103,8 @@ def dead_references(
             if field.on_delete in ignore:
                 continue
             target = field.related_model
-            if (target._meta.name, value) in live:
-                continue
+            if (target._meta.name, value) in live or (target._meta.name, value) in scope.live:
+                continue  # in the batch, or read live through this scope
             wanted.setdefault(target, set()).add(value)
             checks.append((instance, field, value))
     found = {target: _read_live(target, ids, scope) for target, ids in wanted.items()}

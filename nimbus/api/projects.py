@@ -65,7 +65,12 @@ class NimbusViewSet(viewsets.ViewSet):
         return self.request_bodies.get(self.action or "", serializers.Serializer)(*args, **kwargs)
 
     def scope(self) -> Scope:
-        return Scope(conf.get_connection(), acting_user(self.request).user_id)
+        """The request's scope: one per request, so a project read at its start stands for
+        the objects the request creates in it (``Scope.live``)."""
+        scope = getattr(self, "_scope", None)
+        if scope is None:
+            scope = self._scope = Scope(conf.get_connection(), acting_user(self.request).user_id)
+        return scope
 
     def project(self, project_id: str) -> Project:
         """The caller's project (one KV read), or 404."""

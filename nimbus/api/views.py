@@ -126,7 +126,12 @@ class ApiKeyViewSet(viewsets.ViewSet):
     serializer_class = bodies.ApiKeyCreateSerializer
 
     def scope(self) -> Scope:
-        return Scope(conf.get_connection(), acting_user(self.request).user_id)
+        """The request's scope: one per request, so a project read at its start stands for
+        the objects the request creates in it (``Scope.live``)."""
+        scope = getattr(self, "_scope", None)
+        if scope is None:
+            scope = self._scope = Scope(conf.get_connection(), acting_user(self.request).user_id)
+        return scope
 
     @extend_schema(responses=shapes.ApiKeyListItem(many=True))
     def list(self, request: Request) -> Response:

@@ -20,6 +20,7 @@ from datamodel import (
 )
 from datamodel.related import reference_field
 from datamodel.schema import index_name
+from datamodel.scope import Scope
 from tests.datamodel.models import Comment, Memo, Page, Task, Workspace
 from tests.datamodel.test_deletion import Counted, trips
 
@@ -150,6 +151,26 @@ def test_a_save_checks_new_and_changed_references_in_one_bulk_read(
         )
     assert counted.trips == trips(connection, 2, 1, combined=(2, 0))  # one read for every workspace
     assert len(made) == 3
+
+
+def test_a_parent_read_live_through_the_scope_is_not_read_again_until_deleted(
+    connection: Connection,
+) -> None:
+    created = Workspace.objects.auth("u1", using=connection).create(title="a")
+    scope = Scope(connection, "u1")  # one unit of work, as one API request
+    workspaces, tasks = Workspace.objects.bind(scope), Task.objects.bind(scope)
+    workspace = workspaces.get(created.pk)
+    with Counted(connection) as counted:
+        tasks.create(workspace=workspace.pk)
+    assert counted.trips == trips(connection, 1, 1, combined=(1, 0))  # no read of the workspace
+    workspaces.delete(workspace.pk)
+    with Counted(connection) as counted, pytest.raises(ValidationError, match="deleted"):
+        tasks.create(workspace=workspace.pk)
+    assert counted.trips == trips(connection, 1, 0)  # read again once deleted: refused
+    # another scope read nothing: it checks
+    with Counted(connection) as counted, pytest.raises(ValidationError, match="deleted"):
+        Task.objects.auth("u1", using=connection).create(workspace=workspace.pk)
+    assert counted.trips == trips(connection, 1, 0)
 
 
 def test_a_missing_deleted_or_invisible_reference_is_refused(connection: Connection) -> None:

@@ -13,6 +13,7 @@ from .common import write_json
 RUNS = {
     "load": "bench.api_load",
     "api": "bench.api",
+    "cloudflare": "bench.cloudflare",
     "ops": "bench.ops",
     "scale": "bench.scale",
 }

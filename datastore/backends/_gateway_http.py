@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import random
 import secrets
 import threading
@@ -187,11 +188,27 @@ class GatewayClient:
         self.sleep = sleep
         self.clock = clock
         self.requests = RoundTripCounter()  # every request sent, whoever sent it
-        self._client = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        self._transport = transport
+        self._pid = -1
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+
+    @property
+    def _client(self) -> httpx.Client:
+        """The connection pool of this process: a forked child (a server's worker) opens its
+        own, never reusing its parent's connections."""
+        http = self._http
+        if http is None or self._pid != os.getpid():
+            with self._http_lock:
+                if self._http is None or self._pid != os.getpid():
+                    self._http = httpx.Client(
+                        transport=self._transport,
+                        timeout=httpx.Timeout(self.timeout, connect=5.0),
+                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                    )
+                    self._pid = os.getpid()
+                http = self._http
+        return http
 
     def _signed(self, method: str, path: str, body: bytes) -> dict[str, str]:
         timestamp = str(int(self.clock()))
@@ -311,7 +328,9 @@ class GatewayClient:
         return dict(response.json())
 
     def close(self) -> None:
-        self._client.close()
+        if self._http is not None and self._pid == os.getpid():
+            self._http.close()
+        self._http = None
 
 
 def _float(value: str | None) -> float | None:

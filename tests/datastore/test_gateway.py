@@ -6,6 +6,7 @@ Every refused request gets a 4xx with a JSON error and writes nothing."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import secrets
 import time
 from collections.abc import Iterator
@@ -242,3 +243,20 @@ def test_the_client_mirrors_the_plan_and_splits_work_to_fit(gateway, kv) -> None
         small.put_many(NS, items)
     assert trips.count > 1
     assert len(kv.get_many(NS, [item.key for item in items])) == 40
+
+
+def _read_in_child(kv: GatewayKVStore, parent_pool: int, answers: Any) -> None:
+    value = kv.get(NS, "a")
+    answers.put((value, id(kv.client._client) != parent_pool))  # type: ignore[attr-defined]
+
+
+def test_a_forked_child_opens_its_own_connections(gateway, kv) -> None:
+    kv.put(NS, "a", b"1")
+    parent_pool = id(kv.client._client)  # type: ignore[attr-defined]
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_read_in_child, args=(kv, parent_pool, answers))
+    child.start()
+    child.join(30)
+    assert answers.get(timeout=5) == (b"1", True)
+    assert kv.get(NS, "a") == b"1"  # the parent's pool still works

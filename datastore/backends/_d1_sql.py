@@ -7,9 +7,38 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import InvalidValue
+from ..errors import InvalidValue, QueryError, TooLarge
 
-__all__ = ["bind_as_strings", "has_second_statement"]
+__all__ = [
+    "MAX_BOUND_PARAMETERS",
+    "MAX_STATEMENT_BYTES",
+    "bind_as_strings",
+    "check_statement",
+    "has_second_statement",
+]
+
+MAX_STATEMENT_BYTES = 100_000  # D1's limit on one statement's SQL
+MAX_BOUND_PARAMETERS = 100  # and on its parameters
+
+
+def check_statement(sql: object, params: object) -> tuple[str, Sequence[Any]]:
+    """One statement as D1 takes it (over REST or a binding), checked before anything is sent:
+    non-empty SQL, a sequence of parameters, one statement, D1's size and parameter limits."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise QueryError("sql must be a non-empty string")
+    if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
+        raise QueryError(f"params must be a sequence (list or tuple), not {type(params)}")
+    if has_second_statement(sql):
+        raise QueryError(f"one statement at a time: {sql[:120]}")
+    size = len(sql.encode("utf-8"))
+    if size > MAX_STATEMENT_BYTES:
+        raise TooLarge(f"statement is {size} bytes; D1 accepts at most {MAX_STATEMENT_BYTES}")
+    if len(params) > MAX_BOUND_PARAMETERS:
+        raise QueryError(
+            f"statement binds {len(params)} parameters; D1 accepts at most "
+            f"{MAX_BOUND_PARAMETERS} per statement: {sql[:120]}"
+        )
+    return sql, params
 
 
 def _code(sql: str) -> Iterator[tuple[int, str]]:

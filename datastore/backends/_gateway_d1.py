@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..contract import QueryResult, RoundTripCounter, SQLColumn, Statement
-from ..errors import InvalidValue, QueryError, TooLarge
-from ._d1_sql import has_second_statement
+from ..errors import InvalidValue, TooLarge
+from ._d1_sql import check_statement
 from ._gateway_http import GatewayClient, gateway_client, query_results
 from ._introspection import table_info
-from .cloudflare import MAX_STATEMENT_BYTES, is_idempotent
+from .cloudflare import is_idempotent
 
 __all__ = ["GatewayD1Database", "client_for"]
 
@@ -73,23 +73,8 @@ class GatewayD1Database:
     def operation(self, statements: Sequence[Statement]) -> dict[str, Any]:
         """The ``d1.batch`` operation of ``statements``, checked before anything is sent."""
         body = []
-        for sql, params in statements:
-            if not isinstance(sql, str) or not sql.strip():
-                raise QueryError("sql must be a non-empty string")
-            if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
-                raise QueryError(f"params must be a sequence (list or tuple), not {type(params)}")
-            if has_second_statement(sql):
-                raise QueryError(f"one statement at a time: {sql[:120]}")
-            size = len(sql.encode("utf-8"))
-            if size > MAX_STATEMENT_BYTES:
-                raise TooLarge(
-                    f"statement is {size} bytes; D1 accepts at most {MAX_STATEMENT_BYTES}"
-                )
-            if len(params) > 100:
-                raise QueryError(
-                    f"statement binds {len(params)} parameters; D1 accepts at most 100 per "
-                    f"statement: {sql[:120]}"
-                )
+        for statement, arguments in statements:
+            sql, params = check_statement(statement, arguments)
             body.append({"sql": sql, "params": [_param(value, sql) for value in params]})
         return {"op": "d1.batch", "statements": body}
 

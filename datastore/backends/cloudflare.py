@@ -40,7 +40,6 @@ other calls idempotent (``idempotent=True``), e.g. version-guarded upserts that 
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 import time
@@ -62,7 +61,7 @@ from ..contract import (
     Status,
     Versions,
 )
-from ..errors import DatastoreError, InvalidKey, InvalidValue, QueryError, TooLarge, Unavailable
+from ..errors import DatastoreError, InvalidKey, InvalidValue, TooLarge, Unavailable
 from ..keys import validate_kv_key, validate_namespace
 from ._base import BaseKVStore
 from ._cloudflare_budget import (
@@ -74,8 +73,13 @@ from ._cloudflare_budget import (
     budget_for,
 )
 from ._cloudflare_http import DEFAULT_BASE_URL, CloudflareHTTP
-from ._cursor import decode_after_key, encode_after_key
-from ._d1_sql import bind_as_strings, has_second_statement
+from ._cursor import decode_store_cursor, encode_store_cursor
+from ._d1_sql import (
+    MAX_BOUND_PARAMETERS,
+    MAX_STATEMENT_BYTES,
+    bind_as_strings,
+    check_statement,
+)
 from ._introspection import table_info
 from ._validation import (
     PreparedDelete,
@@ -97,8 +101,6 @@ __all__ = [
 CLOUDFLARE_KV_LIMITS = KVLimits(min_ttl_seconds=60, min_list_limit=10)
 BULK_GET_CHUNK = 100
 BULK_WRITE_BYTES = 90 * 1024 * 1024  # Cloudflare takes bulk writes under 100 MB
-MAX_STATEMENT_BYTES = 100_000
-MAX_BOUND_PARAMETERS = 100
 
 _READ_ONLY = re.compile(
     r"\s*(SELECT|EXPLAIN|PRAGMA\s+(table_info|table_xinfo|table_list|index_list|index_info)\b)",
@@ -325,11 +327,9 @@ class CloudflareKVStore(BaseKVStore):
     ) -> KeyPage:
         check_list_args(namespace, prefix, limit, self.limits)
         names, next_cursor = self._list_names(
-            namespace, prefix, _decode_cursor(cursor, prefix) if cursor else None, limit
+            namespace, prefix, decode_store_cursor(cursor, prefix) if cursor else None, limit
         )
-        return KeyPage(
-            names, encode_after_key(json.dumps([prefix, next_cursor])) if next_cursor else None
-        )
+        return KeyPage(names, encode_store_cursor(prefix, next_cursor))
 
     def _list_names(
         self, namespace: str, prefix: str, cursor: str | None, limit: int
@@ -492,17 +492,6 @@ def _common_prefix(keys: Sequence[str]) -> str:
     return first[:length]
 
 
-def _decode_cursor(cursor: str, prefix: str) -> str:
-    """Our cursor wraps Cloudflare's with the prefix it belongs to, so misuse is caught here."""
-    try:
-        cursor_prefix, cloudflare_cursor = json.loads(decode_after_key(cursor) or "")
-    except (ValueError, TypeError) as exc:
-        raise InvalidValue(f"invalid list cursor {cursor!r}") from exc
-    if cursor_prefix != prefix or not isinstance(cloudflare_cursor, str):
-        raise InvalidValue(f"list cursor {cursor!r} belongs to another prefix")
-    return cloudflare_cursor
-
-
 def _size_chunks(puts: Sequence[PreparedPut]) -> list[list[PreparedPut]]:
     """Split a batch so each request stays under Cloudflare's bulk size limit."""
     chunks: list[list[PreparedPut]] = [[]]
@@ -562,20 +551,7 @@ class CloudflareD1Database:
         )
 
     def _prepare(self, sql: str, params: Sequence[Any]) -> dict[str, Any]:
-        if not isinstance(sql, str) or not sql.strip():
-            raise QueryError("sql must be a non-empty string")
-        if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
-            raise QueryError(f"params must be a sequence (list or tuple), not {type(params)}")
-        if has_second_statement(sql):
-            raise QueryError(f"one statement at a time: {sql[:120]}")
-        size = len(sql.encode("utf-8"))
-        if size > MAX_STATEMENT_BYTES:
-            raise TooLarge(f"statement is {size} bytes; D1 accepts at most {MAX_STATEMENT_BYTES}")
-        if len(params) > MAX_BOUND_PARAMETERS:
-            raise QueryError(
-                f"statement binds {len(params)} parameters; D1 accepts at most "
-                f"{MAX_BOUND_PARAMETERS} per statement: {sql[:120]}"
-            )
+        sql, params = check_statement(sql, params)
         sql, texts = bind_as_strings(sql, params)
         size = len(sql.encode("utf-8"))
         if size > MAX_STATEMENT_BYTES:

@@ -22,7 +22,6 @@ REAL in an expression or an untyped column; integers beyond 2**53 are refused.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -42,7 +41,7 @@ from ..errors import DatastoreError, InvalidKey, InvalidValue, TooLarge
 from ..keys import validate_namespace
 from ..pending import Pending
 from ._base import BaseKVStore, Results, check_amount
-from ._cursor import decode_after_key, encode_after_key
+from ._cursor import decode_store_cursor, encode_store_cursor
 from ._gateway_d1 import GatewayD1Database, client_for
 from ._gateway_http import GatewayClient, encode_value, entries, query_results
 from ._gateway_requests import GatewayCombined, PendingWrite, Request, raise_first
@@ -161,12 +160,12 @@ class GatewayKVStore(BaseKVStore):
             "limit": limit,
         }
         if cursor:
-            operation["cursor"] = _decode_cursor(cursor, prefix)
+            operation["cursor"] = decode_store_cursor(cursor, prefix)
         (value,) = self._run([operation], "KV list", idempotent=True)
         next_cursor = value.get("cursor")
         return KeyPage(
             list(value["keys"]),
-            encode_after_key(json.dumps([prefix, next_cursor])) if next_cursor else None,
+            encode_store_cursor(prefix, next_cursor),
         )
 
     def select_entries(
@@ -322,13 +321,3 @@ def _chunks(items: Sequence[PreparedItem], limits: Any) -> list[list[PreparedIte
         chunks[-1].append(item)
         size += cost
     return chunks
-
-
-def _decode_cursor(cursor: str, prefix: str) -> str:
-    try:
-        cursor_prefix, gateway_cursor = json.loads(decode_after_key(cursor) or "")
-    except (ValueError, TypeError) as exc:
-        raise InvalidValue(f"invalid list cursor {cursor!r}") from exc
-    if cursor_prefix != prefix or not isinstance(gateway_cursor, str):
-        raise InvalidValue(f"list cursor {cursor!r} belongs to another prefix")
-    return gateway_cursor

@@ -141,6 +141,27 @@ class LocalCloudflare:
             **overrides,
         }
 
+    def nimbus_settings(self, path: str = "rest") -> dict[str, Any]:
+        """``settings.NIMBUS`` for the app on this Cloudflare: through the REST API (``rest``)
+        or the gateway Worker (``gateway``), objects on the KV adapter."""
+        if path == "rest":
+            kv = {
+                "BACKEND": "datastore.backends.cloudflare.CloudflareKVStore",
+                "OPTIONS": self.kv_options(),
+            }
+            d1 = {
+                "BACKEND": "datastore.backends.cloudflare.CloudflareD1Database",
+                "OPTIONS": self.d1_options(),
+            }
+        else:
+            options = self.gateway_options()
+            kv = {"BACKEND": "datastore.backends.gateway.GatewayKVStore", "OPTIONS": options}
+            d1 = {
+                "BACKEND": "datastore.backends.gateway.GatewayD1Database",
+                "OPTIONS": {"url": options["url"], "secret": options["secret"]},
+            }
+        return {"KV": kv, "D1": d1, "ADAPTER": "kv"}
+
     def reset(self) -> None:
         """Empty every namespace and the database, and clear queued faults."""
         self.http.post("__test/reset").raise_for_status()

@@ -18,14 +18,7 @@ from tests.nimbus.api_support import ApiUser, api_user, make_project
 @pytest.fixture
 def gateway(settings, cloudflare_api: LocalCloudflare) -> Iterator[None]:
     cloudflare_api.reset()
-    options = cloudflare_api.gateway_options()
-    settings.NIMBUS = {
-        "KV": {"BACKEND": "datastore.backends.gateway.GatewayKVStore", "OPTIONS": options},
-        "D1": {
-            "BACKEND": "datastore.backends.gateway.GatewayD1Database",
-            "OPTIONS": {"url": options["url"], "secret": options["secret"]},
-        },
-    }
+    settings.NIMBUS = cloudflare_api.nimbus_settings("gateway")
     initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
     yield
 

@@ -61,28 +61,7 @@ def cloudflare(
     """The Django app on Cloudflare KV + D1 (the local REST API, or the gateway Worker on the
     same namespaces and database), with the domain tables."""
     cloudflare_api.reset()
-    if request.param == "rest":
-        settings.NIMBUS = {
-            "KV": {
-                "BACKEND": "datastore.backends.cloudflare.CloudflareKVStore",
-                "OPTIONS": cloudflare_api.kv_options(),
-            },
-            "D1": {
-                "BACKEND": "datastore.backends.cloudflare.CloudflareD1Database",
-                "OPTIONS": cloudflare_api.d1_options(),
-            },
-            "ADAPTER": "kv",
-        }
-    else:
-        options = cloudflare_api.gateway_options()
-        settings.NIMBUS = {
-            "KV": {"BACKEND": "datastore.backends.gateway.GatewayKVStore", "OPTIONS": options},
-            "D1": {
-                "BACKEND": "datastore.backends.gateway.GatewayD1Database",
-                "OPTIONS": {"url": options["url"], "secret": options["secret"]},
-            },
-            "ADAPTER": "kv",
-        }
+    settings.NIMBUS = cloudflare_api.nimbus_settings(request.param)
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
     yield cloudflare_api

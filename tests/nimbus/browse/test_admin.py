@@ -45,30 +45,10 @@ def backend(request, settings, tmp_path) -> str:
                 "OPTIONS": {"path": str(tmp_path / "meta.sqlite3")},
             },
         }
-    elif request.param == "gateway":
-        cloudflare = request.getfixturevalue("cloudflare_api")
-        cloudflare.reset()
-        options = cloudflare.gateway_options()
-        settings.NIMBUS = {
-            "KV": {"BACKEND": "datastore.backends.gateway.GatewayKVStore", "OPTIONS": options},
-            "D1": {
-                "BACKEND": "datastore.backends.gateway.GatewayD1Database",
-                "OPTIONS": {"url": options["url"], "secret": options["secret"]},
-            },
-        }
     else:
         cloudflare = request.getfixturevalue("cloudflare_api")
         cloudflare.reset()
-        settings.NIMBUS = {
-            "KV": {
-                "BACKEND": "datastore.backends.cloudflare.CloudflareKVStore",
-                "OPTIONS": cloudflare.kv_options(),
-            },
-            "D1": {
-                "BACKEND": "datastore.backends.cloudflare.CloudflareD1Database",
-                "OPTIONS": cloudflare.d1_options(),
-            },
-        }
+        settings.NIMBUS = cloudflare.nimbus_settings("rest" if request.param == "d1" else "gateway")
     initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
     return request.param
 

@@ -65,3 +65,14 @@ def test_concurrent_increments_are_all_counted(kv: KVStore) -> None:
     for worker in workers:
         worker.join()
     assert kv.get(NS, "shared") == str(threads * per_thread).encode()
+
+
+def test_incr_over_the_rest_api_is_one_read_and_one_write(kv: KVStore) -> None:
+    if kv.backend_name != "cloudflare":
+        pytest.skip("the REST API's read-then-write increment")
+    for expected in (1, 2):
+        with kv.round_trips.track() as delta:
+            assert kv.incr(NS, "hits", ttl=120) == expected
+        assert delta.count == 2  # value and expiry in one bulk read, then the write
+    entry = kv.get_entry(NS, "hits")
+    assert entry is not None and entry.expires_at is not None

@@ -14,7 +14,7 @@ from nimbus import conf
 from tests.support import make_kv, needs_cloudflare
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "cloudflare"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "cloudflare", "gateway"])
 def cache(request, settings, tmp_path, monkeypatch):
     name = request.param
     cloudflare = request.getfixturevalue("cloudflare_api") if needs_cloudflare(name) else None

@@ -386,7 +386,7 @@ async function kvDelete(env, op, budget, where) {
   const existed = [];
   for (let start = 0; start < keys.length; start += BULK_GET) {
     const chunk = keys.slice(start, start + BULK_GET);
-    budget.spend("kv", 1, where);
+    budget.spend("kv", chunk.length, where);
     // Which keys exist, without reading values: a list of each key's own prefix finds it.
     const pages = await Promise.all(
       chunk.map((key) => kv.list({ prefix: key, limit: 10 }).then((page) => page.keys.some((item) => item.name === key))),
@@ -434,9 +434,19 @@ async function kvIncr(env, op, budget, where, now) {
       .first();
   let row = await withSchema(db, bump);
   if (!row) {
-    // First use (or a new window): start from what KV holds, then count atomically from there.
-    budget.spend("kv", 1, where);
-    const stored = await kv.get(op.key, { type: "text" });
+    // A new window starts from 0; a first use from what KV holds (a value put there), and
+    // both count atomically from there. The KV copy of an ended window may outlive it (KV
+    // keeps a key at least 60 s), so only a counter D1 has never held is seeded from KV.
+    budget.spend("d1", 1, where);
+    const ended = await db
+      .prepare("SELECT 1 AS found FROM _nimbus_counters WHERE namespace = ? AND key = ?")
+      .bind(op.ns, op.key)
+      .first();
+    let stored = null;
+    if (!ended) {
+      budget.spend("kv", 1, where);
+      stored = await kv.get(op.key, { type: "text" });
+    }
     let seed = 0;
     if (stored !== null) {
       if (!/^\s*-?\d+\s*$/.test(stored)) throw new OperationError("invalid", `${JSON.stringify(op.key)} does not hold an integer`);
@@ -542,7 +552,7 @@ function checkOperations(body, limits) {
     }
     if (op.op === "d1.batch") d1 += Array.isArray(op.statements) ? op.statements.length : 0;
     if (op.op === "kv.put") kv += Array.isArray(op.items) ? op.items.length : 0;
-    if (op.op === "kv.delete") kv += Array.isArray(op.keys) ? op.keys.length : 0;
+    if (op.op === "kv.delete") kv += Array.isArray(op.keys) ? 2 * op.keys.length : 0; // a list and a delete each
     if (op.op === "kv.get" && Array.isArray(op.keys)) kv += Math.ceil(op.keys.length / BULK_GET);
   });
   if (kv > limits.kv_operations || d1 + 1 > limits.d1_statements) {

@@ -260,3 +260,14 @@ def test_a_forked_child_opens_its_own_connections(gateway, kv) -> None:
     child.join(30)
     assert answers.get(timeout=5) == (b"1", True)
     assert kv.get(NS, "a") == b"1"  # the parent's pool still works
+
+
+def test_a_new_window_counts_from_zero_though_kv_still_holds_the_last_count(gateway, kv) -> None:
+    assert [kv.incr(NS, "window", ttl=60) for _ in range(3)] == [1, 2, 3]
+    # the window ends in D1; KV keeps its copy of the count a while longer (60 s at least)
+    GatewayD1Database(client=kv.client).execute(
+        "UPDATE _nimbus_counters SET expires_at = 0 WHERE key = ?", ["window"]
+    )
+    assert kv.get(NS, "window") == b"3"
+    assert kv.incr(NS, "window", ttl=60) == 1
+    assert kv.get(NS, "window") == b"1"

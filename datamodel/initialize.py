@@ -287,9 +287,14 @@ class _Migration:
         for change in changes:
             self.report._record(change)
         if changes and not self.dry_run:
-            statements: list[Statement] = [(change.sql, ()) for change in changes]
-            statements += [self._log(change) for change in changes]
-            self.connection.sql.batch(statements)  # the changes and their log entries together
+            # Each change after its log entry, in one batch: one transaction where the database
+            # has them. Where a batch may stop part way (D1 over the REST API), a change is
+            # then never applied unlogged (its column would never be backfilled); one logged
+            # but not applied is applied, and logged again, by the next run.
+            statements: list[Statement] = []
+            for change in changes:
+                statements += [self._log(change), (change.sql, ())]
+            self.connection.sql.batch(statements)
 
     def _log(self, change: Change) -> Statement:
         return _log_statement(self.plan.model, change, self.plan.schema_hash, self.stamp)

@@ -20,7 +20,7 @@ from datamodel import (
     registry,
 )
 from datamodel.schema import MIGRATIONS_TABLE, find_duplicates, schema_hash
-from datastore import IntegrityError
+from datastore import IntegrityError, Unavailable
 from tests.datamodel.conftest import MODEL_BACKENDS, make_connection
 from tests.datamodel.models import (
     ALL_TEST_MODELS,
@@ -549,3 +549,55 @@ def test_a_retyped_field_is_reported_with_what_to_run(bare_connection, redeclare
     [row] = connection.sql.execute("SELECT member_id, seat FROM member_meta")
     # the value KV holds, as text now (D1 binds every number as a REAL: "7.0")
     assert row["member_id"] == member.pk and row["seat"] in ("7", "7.0")
+
+
+class PartialBatches:
+    """A SQL database whose batches, like D1's over the REST API, are not promised to be one
+    transaction: each statement commits on its own. While ``stop_at`` is set, the first batch
+    that changes the schema stops with an error after ``stop_at`` of its statements committed
+    (the rest never run)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.stop_at: int | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def batch(self, statements: Any, **options: Any) -> list[Any]:
+        stop_at = self.stop_at
+        if stop_at is not None and any("ALTER TABLE" in sql for sql, _ in statements):
+            self.stop_at = None  # once
+        else:
+            stop_at = None
+        results = []
+        for index, statement in enumerate(statements):
+            if index == stop_at:
+                raise Unavailable("the batch stopped part way (its first statements committed)")
+            results.append(self.inner.execute(*statement))
+        return results
+
+    def execute(self, sql: str, params: Any = (), **options: Any) -> Any:
+        return self.batch([(sql, params)])[0]
+
+
+@pytest.mark.parametrize("commit", [0, 1, 2, 3])
+def test_schema_changes_stopped_part_way_are_completed_by_the_next_run(
+    memory_connection: Connection, redeclare, commit: int
+) -> None:
+    """Over D1's REST API a batch may commit its first statements and not the rest: whatever
+    part of a change and its log entries landed, the next run completes the change, and the
+    new column is backfilled (the log says a column was added before the column is)."""
+    sql = PartialBatches(memory_connection.sql)
+    connection = Connection(memory_connection.datastore, sql)  # type: ignore[arg-type]
+    before = redeclare()
+    initialize(connection, [before])
+    member = before.objects.auth("u1", using=connection).create(team_id="t", email="a@e.com")
+    after = redeclare({"sync_fields": ["email", "handle"]})  # two columns, two log entries
+    sql.stop_at = commit
+    with pytest.raises(Unavailable, match="part way"):
+        initialize(connection, [after])
+    initialize(connection, [after])
+    assert emails(connection) == {member.pk: "a@e.com"}  # added and backfilled
+    assert {"email", "handle"} <= {column.name for column in sql.table_info("member_meta")}
+    assert initialize(connection, [after]).changed is False

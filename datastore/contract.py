@@ -474,6 +474,9 @@ class SQLDatabase(Protocol):
 
     backend_name: str
     max_bound_parameters: int | None
+    # ``batch`` is one transaction: every statement or none. D1 over the REST API does not
+    # promise it (a batch may commit its first statements and not the rest).
+    atomic_batches: bool
     round_trips: RoundTripCounter
 
     def execute(

@@ -34,7 +34,7 @@ from .adapters.kv import KVAdapter
 from .adapters.sql import SQLAdapter
 from .combined import CombinedReads
 from .contract import KVCombined, KVStore, QueryResult, RoundTripCounter, SQLDatabase, Statement
-from .errors import Conflict, InvalidValue
+from .errors import Conflict, InvalidValue, NotSupported
 from .keys import RESERVATION_PREFIX, composite_key, reservation_key, validate_id
 from .pending import Pending
 from .routing import Routing
@@ -70,6 +70,13 @@ class Datastore:
         elif adapter == "sql":
             if sql is None:
                 raise InvalidValue("the 'sql' adapter needs a SQL database (sql=...)")
+            if not sql.atomic_batches:
+                raise NotSupported(
+                    f"the 'sql' adapter writes an object with its version guard, unique values "
+                    f"and lists in one batch that must be one transaction, which {sql!r} does "
+                    "not promise (D1 over the REST API): keep objects in KV (the 'kv' adapter) "
+                    "or reach D1 through the gateway Worker"
+                )
             self.adapter = SQLAdapter(sql, self.routing, clock=clock)
         else:
             raise InvalidValue(f"unknown adapter {adapter!r}: use 'kv' or 'sql'")

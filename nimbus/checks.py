@@ -26,7 +26,7 @@ INSECURE_PREFIX = "django-insecure-"  # Django's mark of a key not to deploy wit
 
 @register(Tags.compatibility, "nimbus")
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """nimbus.E001-E003: NIMBUS settings and environment URLs."""
+    """nimbus.E001-E003, E011: NIMBUS settings and environment URLs."""
     try:
         settings = conf.load_settings()
     except ImproperlyConfigured as exc:
@@ -40,13 +40,29 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     errors: list[CheckMessage] = []
     for role, spec in (("KV", settings.kv), ("D1", settings.d1)):
         try:
-            import_string(spec.backend)
+            backend = import_string(spec.backend)
         except ImportError as exc:
             errors.append(
                 Error(
                     f"NIMBUS[{role!r}] backend {spec.backend!r} cannot be imported: {exc}",
                     hint="Use a class from datastore.backends (memory, sqlite, redis, cloudflare).",
                     id="nimbus.E002",
+                )
+            )
+            continue
+        if (
+            role == "D1"
+            and settings.adapter == "sql"
+            and not getattr(backend, "atomic_batches", True)
+        ):
+            errors.append(
+                Error(
+                    f"the 'sql' adapter keeps objects in {spec.backend}, whose batches are not "
+                    "promised to be one transaction (D1 over the REST API): an object, its "
+                    "version guard and its unique values would not land together",
+                    hint="Keep objects in KV (ADAPTER 'kv', the default), or reach D1 through "
+                    "the gateway Worker (gateway+https://...).",
+                    id="nimbus.E011",
                 )
             )
     namespaces = settings.kv.options.get("namespaces")

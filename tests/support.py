@@ -135,7 +135,6 @@ FACADE_BACKENDS = [
     "kv-gateway",
     "sql-memory",
     "sql-sqlite",
-    "sql-d1",
     "sql-gateway",
 ]
 SQL_BACKENDS = ["memory", "sqlite", "d1", "gateway"]

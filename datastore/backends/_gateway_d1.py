@@ -57,6 +57,7 @@ class GatewayD1Database:
 
     backend_name = "gateway"
     max_bound_parameters: int | None = 100
+    atomic_batches = True  # env.DB.batch
 
     def __init__(
         self,

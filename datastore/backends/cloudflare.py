@@ -522,6 +522,7 @@ class CloudflareD1Database:
 
     backend_name = "d1"
     max_bound_parameters: int | None = MAX_BOUND_PARAMETERS
+    atomic_batches = False  # Cloudflare does not promise that a REST batch is one transaction
 
     def __init__(
         self,

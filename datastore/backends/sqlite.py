@@ -60,6 +60,7 @@ class SQLiteDatabase:
 
     backend_name = "sqlite"
     max_bound_parameters: int | None = None
+    atomic_batches = True
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = str(path)

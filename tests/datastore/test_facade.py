@@ -320,3 +320,17 @@ def test_scan_streams_every_visible_object(ds: Datastore) -> None:
     assert found == {f"p:{i:03d}": i for i in range(35)}
     everything = [oid for batch in ds.system().scan("PAGE", batch_size=10) for oid in batch]
     assert sorted(everything) == sorted([*found, "theirs"])
+
+
+def test_the_sql_adapter_is_refused_on_batches_that_are_not_one_transaction(
+    cloudflare_api,
+) -> None:
+    from datastore import NotSupported
+    from datastore.backends.cloudflare import CloudflareD1Database
+
+    cloudflare_api.reset()
+    rest = CloudflareD1Database(**cloudflare_api.d1_options())
+    assert rest.atomic_batches is False
+    with rest.round_trips.track() as trips, pytest.raises(NotSupported, match="one transaction"):
+        Datastore(sql=rest, adapter="sql")
+    assert trips.count == 0

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from datastore import NotSupported
 from datastore.backends.memory import MemoryKVStore, MemorySQLDatabase
 from datastore.backends.redis import RedisKVStore
 from datastore.backends.sqlite import SQLiteDatabase, SQLiteKVStore
@@ -108,7 +109,7 @@ def test_bad_settings_are_clear_errors(settings, nimbus: dict, message: str) -> 
 def test_sql_adapter_is_chosen_by_configuration(settings) -> None:
     """The same calling code runs on the D1 objects/lists tables."""
 
-    def app_code() -> object:
+    def app_code() -> tuple[Any, Any]:
         db = conf.get_datastore().auth("user_123")
         db.put("PROJECT", "proj_456", {"name": "My Project"})
         db.list_add("projects", "user_123", "proj_456")
@@ -144,17 +145,19 @@ def test_cloudflare_urls(monkeypatch: pytest.MonkeyPatch, cloudflare_api) -> Non
     assert isinstance(conf.sql_database(), CloudflareD1Database)
     assert conf.kv_store().status().healthy
 
-    def app_code() -> object:
+    def app_code() -> tuple[Any, Any]:
         db = conf.get_datastore().auth("user_123")
         db.put("PROJECT", "proj_456", {"name": "My Project"})
         db.list_add("projects", "user_123", "proj_456")
         return db.get("PROJECT", "proj_456"), db.get_list("projects", "user_123")
 
-    on_kv = app_code()
+    project, listed = app_code()
+    assert project["name"] == "My Project" and listed == ["proj_456"]
+    # objects in D1 need batches that are one transaction, which REST D1 does not promise
     monkeypatch.setenv(conf.ADAPTER_ENV, "sql")
     conf.reset()
-    assert app_code() == on_kv
-    assert conf.sql_database().execute("SELECT id FROM objects") == [{"id": "proj_456"}]
+    with pytest.raises(NotSupported, match="one transaction"):
+        conf.get_datastore()
 
 
 def test_cloudflare_urls_configure_the_request_budget(
@@ -252,7 +255,7 @@ def test_gateway_urls(monkeypatch: pytest.MonkeyPatch, cloudflare_api) -> None:
     assert {"NIMBUS_USERS", "NIMBUS_PAGES", Note._meta.namespace} <= set(kv.namespaces())
     assert kv.status().healthy
 
-    def app_code() -> object:
+    def app_code() -> tuple[Any, Any]:
         db = conf.get_datastore().auth("user_123")
         db.put("PROJECT", "proj_456", {"name": "My Project"})
         db.list_add("projects", "user_123", "proj_456")
@@ -380,3 +383,19 @@ def test_gateway_checks(settings, monkeypatch: pytest.MonkeyPatch) -> None:
         errors
     )
     assert not any("NIMBUS_USERS" in e or "NIMBUS_PAGES" in e for e in errors)
+
+
+def test_the_sql_adapter_on_rest_d1_is_a_check_error(settings, monkeypatch) -> None:
+    from nimbus.checks import check_configuration
+
+    settings.NIMBUS = {
+        "KV": {"BACKEND": "datastore.backends.memory.MemoryKVStore"},
+        "D1": {
+            "BACKEND": "datastore.backends.cloudflare.CloudflareD1Database",
+            "OPTIONS": {"account_id": "a", "api_token": "t", "database_id": "d"},
+        },
+        "ADAPTER": "sql",
+    }
+    assert [message.id for message in check_configuration()] == ["nimbus.E011"]
+    settings.NIMBUS = {**settings.NIMBUS, "ADAPTER": "kv"}
+    assert check_configuration() == []

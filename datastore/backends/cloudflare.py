@@ -23,10 +23,11 @@ bound parameters and 100,000 bytes per statement are accepted; BLOB parameters c
 over the JSON API. Parameters travel as strings (Cloudflare's schema) with their placeholders
 wrapped to keep their SQLite types (``bind_as_strings``). Cloudflare's published API does not
 promise that a REST batch is one transaction (a Worker's ``db.batch()`` is; the REST form runs
-statements "as a batch"), so callers must not rely on a batch's atomicity over REST: the
-version-guarded upserts of the metadata sync, backfills and repairs are safe without it (a
-partial batch is completed by the next run); the ``sql`` adapter's guarded object writes and
-reservation changes, and schema changes with their log entries, are not (see the README).
+statements "as a batch"), so it says ``atomic_batches = False`` and callers must not rely on a
+batch's atomicity over REST: the version-guarded upserts of the metadata sync, backfills and
+repairs are safe without it (a partial batch is completed by the next run), schema changes go
+after their log entries, and the ``sql`` adapter, which needs one transaction, refuses this
+database (see the README).
 
 Every request takes a unit of the API token's request budget first (``_cloudflare_budget``:
 ``budget_limit`` per ``budget_period`` seconds, ``budget_max_wait``, ``budget_store`` to share

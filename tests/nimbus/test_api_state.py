@@ -485,14 +485,27 @@ class ApiState(RuleBasedStateMachine):
 
 @pytest.fixture
 def backend(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> Iterator[str]:
-    """The stores the machine runs on: the in-memory default, SQLite, or KV on Redis (under a
-    key prefix of its own, removed afterwards) with SQL on SQLite."""
+    """The stores the machine runs on: the in-memory default, SQLite, KV on Redis (under a
+    key prefix of its own, removed afterwards) with SQL on SQLite, or Cloudflare KV and D1
+    through the gateway Worker (in Miniflare)."""
     name: str = request.param
+    if name == "gateway":
+        from datamodel import initialize
+        from nimbus import conf
+        from nimbus.models import DOMAIN_MODELS
+
+        cloudflare = request.getfixturevalue("cloudflare_api")
+        cloudflare.reset()
+        settings.NIMBUS = cloudflare.nimbus_settings("gateway")
+        initialize(conf.get_connection(), DOMAIN_MODELS, seeds=False)
+        yield name
+        cloudflare.reset()
+        return
     with stores_for(name, settings, tmp_path, f"apistate{uuid.uuid4().hex[:8]}:"):
         yield name
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"], indirect=True)
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis", "gateway"], indirect=True)
 def test_projects_batches_pages_and_keys_hold_through_the_api(backend: str) -> None:
     run_state_machine_as_test(
         ApiState,

@@ -373,6 +373,19 @@ class KVStore(Protocol):
         """Delete every key of ``namespace``; returns how many."""
         ...
 
+    def edit_list(
+        self,
+        namespace: str,
+        key: str,
+        change: Literal["add", "remove", "clear"],
+        item: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> bool | None:
+        """Add or remove ``item`` in the list under ``key``, or clear it (the spec's layout: a
+        JSON array, its owners in the metadata's ``_auth``); ``None`` if ``owner`` may not."""
+        ...
+
     def combine(self) -> KVCombined:
         """A request builder: reads and increments gathered, sent together where the store
         combines requests (one round trip on the gateway), else one after the other."""

@@ -20,6 +20,8 @@
 //   {"op": "kv.delete", "ns", "keys": [...]} -> {"existed": [keys that held a value]}
 //   {"op": "kv.list", "ns", "prefix"?, "cursor"?, "limit"?} -> {"keys": [...], "cursor"}
 //   {"op": "kv.incr", "ns", "key", "amount"?, "ttl"?} -> {"value", "expiration"}
+//   {"op": "kv.list_edit", "ns", "key", "change": "add"|"remove"|"clear", "item"?, "owner"?}
+//       -> {"changed": true | false | null}   (a JSON array of strings, owners in _auth)
 //   {"op": "d1.batch", "statements": [{"sql", "params"}]}
 //       -> {"results": [{"rows": [...], "changes", "last_row_id"}]}   (one transaction)
 //
@@ -54,7 +56,7 @@ const PLANS = {
   free: { kv_operations: 1000, d1_statements: 50 },
   paid: { kv_operations: 1000, d1_statements: 1000 },
 };
-const OPERATIONS = new Set(["kv.get", "kv.put", "kv.delete", "kv.list", "kv.incr", "d1.batch"]);
+const OPERATIONS = new Set(["kv.get", "kv.put", "kv.delete", "kv.list", "kv.incr", "kv.list_edit", "d1.batch"]);
 const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS _nimbus_counters (namespace TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL, expires_at REAL, PRIMARY KEY (namespace, key))",
   "CREATE TABLE IF NOT EXISTS _nimbus_gateway_replay (signature TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
@@ -474,6 +476,50 @@ async function kvIncr(env, op, budget, where, now) {
   return { value: row.value, expiration: row.expires_at };
 }
 
+async function kvListEdit(env, op, budget, where) {
+  // The spec's list layout: a JSON array of strings, its owners in the metadata's _auth. A list
+  // with items belongs to its owners; an empty one to whoever adds first. A read then a write
+  // in one invocation (KV has no compare-and-set: the last writer wins, as over REST).
+  const kv = binding(env, op.ns, where);
+  checkKeys([op.key], where);
+  if (!["add", "remove", "clear"].includes(op.change)) throw new OperationError("invalid", `${where}: change is add, remove or clear`);
+  if (op.change !== "clear" && typeof op.item !== "string") throw new OperationError("invalid", `${where}: item must be a string`);
+  const owner = op.owner ?? null;
+  budget.spend("kv", 1, where);
+  const { value, metadata } = await kv.getWithMetadata(op.key, { type: "text" });
+  let before = [];
+  if (value !== null) {
+    let parsed;
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      parsed = null;
+    }
+    if (!Array.isArray(parsed)) throw new OperationError("invalid", `${JSON.stringify(op.key)} does not hold a list`);
+    before = parsed.map(String);
+  }
+  const owners = before.length && metadata && Array.isArray(metadata._auth) ? metadata._auth : [];
+  if (before.length && owner !== null && !owners.includes(owner)) return { changed: null };
+  if (op.change === "clear") {
+    if (value === null) return { changed: false };
+    budget.spend("kv", 1, where);
+    await kv.delete(op.key);
+    return { changed: true };
+  }
+  let items;
+  if (op.change === "add") {
+    if (before.includes(op.item)) return { changed: false };
+    items = [...before, op.item];
+  } else {
+    if (!before.includes(op.item)) return { changed: false };
+    items = before.filter((existing) => existing !== op.item);
+  }
+  const auth = before.length ? owners : owner !== null ? [owner] : [];
+  budget.spend("kv", 1, where);
+  await kv.put(op.key, JSON.stringify(items), { metadata: { _auth: auth } });
+  return { changed: true };
+}
+
 async function d1Batch(env, op, budget, where) {
   if (!Array.isArray(op.statements) || !op.statements.length) {
     throw new OperationError("invalid", `${where}: statements must be a non-empty list`);
@@ -525,6 +571,8 @@ async function runOperation(env, op, results, index, budget, now) {
       return kvList(env, op, budget, where);
     case "kv.incr":
       return kvIncr(env, op, budget, where, now);
+    case "kv.list_edit":
+      return kvListEdit(env, op, budget, where);
     case "d1.batch":
       return d1Batch(env, op, budget, where);
   }

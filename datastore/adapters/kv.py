@@ -12,6 +12,7 @@ supports it (retried on a concurrent change); without CAS the last writer wins.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from .. import codec
 from ..contract import (
@@ -24,15 +25,13 @@ from ..contract import (
     SQLDatabase,
     Statement,
 )
-from ..errors import Conflict, InvalidValue, TooLarge
+from ..errors import InvalidValue, TooLarge
 from ..keys import list_key, object_key, reservation_key
 from ..pending import Pending
 from ..routing import Routing
 from .base import ObjectWrite, StoredList, StoredObject
 
 __all__ = ["KVAdapter", "decode_entry"]
-
-_LIST_RETRIES = 8
 
 
 class KVAdapter:
@@ -208,43 +207,18 @@ class KVAdapter:
         return StoredList([str(item) for item in items], list(auth), entry.version)
 
     def _change_list(
-        self, list_name: str, pointer: str, owner: str | None, change: str, item: str | None
+        self,
+        list_name: str,
+        pointer: str,
+        owner: str | None,
+        change: Literal["add", "remove", "clear"],
+        item: str | None,
     ) -> bool | None:
-        """Apply ``change`` (add/remove/clear) with compare-and-set, retrying on a race.
-
-        An empty list has no owner: anyone may add to it and so become its owner.
-        """
+        """Apply ``change`` (add/remove/clear): ``KVStore.edit_list`` (compare-and-set, retried
+        on a race; one request on the gateway). An empty list has no owner: anyone may add to
+        it and so become its owner."""
         namespace, key = self._list_location(list_name, pointer)
-        for _ in range(_LIST_RETRIES):
-            current = self.read_list(list_name, pointer)
-            before = current.items if current is not None else []
-            owners = current.auth if current is not None and before else []
-            if before and owner is not None and owner not in owners:
-                return None
-            if change == "clear":
-                return self.kv.delete(namespace, key)
-            if change == "add":
-                if item in before:
-                    return False
-                items = [*before, str(item)]
-            else:
-                if item not in before:
-                    return False
-                items = [existing for existing in before if existing != item]
-            auth = owners if before else ([owner] if owner else [])
-            expected = (current.version if current else 0) if self.kv.supports_cas else None
-            try:
-                self.kv.put(
-                    namespace,
-                    key,
-                    codec.dumps(items),
-                    metadata={"_auth": auth},
-                    if_version=expected,
-                )
-            except Conflict:
-                continue
-            return True
-        raise Conflict(f"list {key!r} kept changing; gave up after {_LIST_RETRIES} attempts")
+        return self.kv.edit_list(namespace, key, change, item, owner=owner)
 
     def add_to_list(
         self, list_name: str, pointer: str, item: str, *, owner: str | None

@@ -36,6 +36,7 @@ from ._validation import PreparedItem, PreparedPut, prepare_put, prepare_puts
 __all__ = ["BaseKVStore", "check_amount", "parse_counter"]
 
 _INCR_RETRIES = 50
+_LIST_RETRIES = 8
 Results = list[QueryResult]  # the class has a method called ``list``
 
 
@@ -60,6 +61,13 @@ def parse_counter(value: bytes | None, key: str) -> int:
         return int(value)
     except ValueError:
         raise InvalidValue(f"{key!r} does not hold an integer") from None
+
+
+def _list_items(entry: Entry, key: str) -> list[str]:
+    items = codec.loads(entry.value)
+    if not isinstance(items, list):
+        raise InvalidValue(f"{key!r} does not hold a list")
+    return [str(item) for item in items]
 
 
 def _first(versions: Versions) -> int:
@@ -292,6 +300,52 @@ class BaseKVStore:
         self, namespace: str, prefix: str = "", cursor: str | None = None, limit: int = 1000
     ) -> Any:
         raise NotImplementedError
+
+    def edit_list(
+        self,
+        namespace: str,
+        key: str,
+        change: Literal["add", "remove", "clear"],
+        item: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> bool | None:
+        """Change the list under ``key`` (the spec's layout: a JSON array of strings, its owners
+        in the metadata's ``_auth``): ``add``/``remove`` ``item`` or ``clear`` it. ``True`` if it
+        changed, ``False`` if there was nothing to do, ``None`` if ``owner`` may not change it
+        (a list with items belongs to its ``_auth``; an empty one to whoever adds first).
+        A read then a write with compare-and-set, retried on a race; without compare-and-set
+        the last writer wins. A store that can do it in one request overrides it."""
+        for _ in range(_LIST_RETRIES):
+            entry = self.get_entries(namespace, [key]).get(key)
+            before = _list_items(entry, key) if entry is not None else []
+            owners = list((entry.metadata or {}).get("_auth", [])) if entry and before else []
+            if before and owner is not None and owner not in owners:
+                return None
+            if change == "clear":
+                return self.delete(namespace, key)
+            if change == "add":
+                if item in before:
+                    return False
+                items = [*before, str(item)]
+            else:
+                if item not in before:
+                    return False
+                items = [existing for existing in before if existing != item]
+            auth = owners if before else ([owner] if owner else [])
+            expected = (entry.version if entry else 0) if self.supports_cas else None
+            try:
+                self.put(
+                    namespace,
+                    key,
+                    codec.dumps(items),
+                    metadata={"_auth": auth},
+                    if_version=expected,
+                )
+            except Conflict:
+                continue
+            return True
+        raise Conflict(f"list {key!r} kept changing; gave up after {_LIST_RETRIES} attempts")
 
     def combine(self) -> SequentialCombined:
         """Reads and increments gathered and made one after the other on ``send()`` (see the

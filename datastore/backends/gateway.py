@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ..contract import (
     Entry,
@@ -197,6 +197,31 @@ class GatewayKVStore(BaseKVStore):
         )
         raise_first([rows, read])
         return query_results(rows), entries(read)
+
+    def edit_list(
+        self,
+        namespace: str,
+        key: str,
+        change: Literal["add", "remove", "clear"],
+        item: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> bool | None:
+        """One request: the gateway reads and writes the list in one invocation (no
+        compare-and-set: the last writer wins, as over the REST API)."""
+        validate_keys(namespace, [key], self.limits, 1)
+        operation: dict[str, Any] = {
+            "op": "kv.list_edit",
+            "ns": self._binding(namespace),
+            "key": key,
+            "change": change,
+            "owner": owner,
+        }
+        if item is not None:
+            operation["item"] = str(item)
+        (value,) = self._run([operation], "KV list edit", idempotent=False)
+        changed = value["changed"]
+        return None if changed is None else bool(changed)
 
     def combine(self) -> GatewayCombined:  # type: ignore[override]
         """Reads and increments gathered into one gateway request."""

@@ -213,10 +213,13 @@ function column(value) {
 // metadata: {"__expires": <unix seconds>} when the write had no metadata of its own, or its
 // metadata plus "__expires" and "__metadata": 1. Reads take them out again.
 
-function writeOptions(metadata, expires) {
-  if (expires === null) return metadata === null ? {} : { metadata };
+function writeOptions(metadata, ttl, now) {
+  // KV takes the TTL relative (an absolute expiration must be 60 s ahead of its own clock);
+  // the metadata keeps the expiry it means, for reads.
+  if (ttl === null) return metadata === null ? {} : { metadata };
+  const expires = Math.round(now) + ttl;
   const stored = metadata === null ? { __expires: expires } : { ...metadata, __expires: expires, __metadata: 1 };
-  return { expiration: expires, metadata: stored };
+  return { expirationTtl: ttl, metadata: stored };
 }
 
 function readMetadata(stored) {
@@ -367,12 +370,12 @@ async function kvPut(env, op, budget, where, now) {
   const writes = op.items.map((item, i) => {
     const at = `${where}, item ${i}`;
     checkKeys([item && item.key], at);
-    let expires = null;
+    let ttl = null;
     if (item.ttl !== undefined && item.ttl !== null) {
       if (!Number.isInteger(item.ttl) || item.ttl < 60) throw new OperationError("invalid", `${at}: ttl must be whole seconds, at least 60`);
-      expires = Math.floor(now) + item.ttl;
+      ttl = item.ttl;
     }
-    return [item.key, fromWire(item.value, at), writeOptions(item.metadata ?? null, expires)];
+    return [item.key, fromWire(item.value, at), writeOptions(item.metadata ?? null, ttl, now)];
   });
   budget.spend("kv", writes.length, where);
   for (let start = 0; start < writes.length; start += 50) {
@@ -466,10 +469,10 @@ async function kvIncr(env, op, budget, where, now) {
       .bind(op.ns, op.key, seed + amount, ttl === null ? null : now + ttl, now, amount)
       .first();
   }
-  const expires = row.expires_at === null ? null : Math.max(Math.ceil(row.expires_at), Math.ceil(now) + 60);
+  const left = row.expires_at === null ? null : Math.max(60, Math.ceil(row.expires_at - now));
   budget.spend("kv", 1, where);
   try {
-    await kv.put(op.key, String(row.value), writeOptions(null, expires));
+    await kv.put(op.key, String(row.value), writeOptions(null, left, now));
   } catch {
     // KV takes one write per second per key: the count in D1 stays the truth
   }

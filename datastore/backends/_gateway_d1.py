@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..contract import QueryResult, RoundTripCounter, SQLColumn, Statement
-from ..errors import InvalidValue, TooLarge
-from ._d1_sql import check_statement
+from ..errors import InvalidValue
+from ._d1_sql import MAX_BOUND_PARAMETERS, check_statement
 from ._gateway_http import GatewayClient, gateway_client, query_results
 from ._introspection import table_info
 from .cloudflare import is_idempotent
@@ -56,7 +56,7 @@ class GatewayD1Database:
     """``SQLDatabase`` on the D1 database bound to the gateway Worker (``DB``)."""
 
     backend_name = "gateway"
-    max_bound_parameters: int | None = 100
+    max_bound_parameters: int | None = MAX_BOUND_PARAMETERS
     atomic_batches = True  # env.DB.batch
 
     def __init__(
@@ -101,11 +101,6 @@ class GatewayD1Database:
         operation = self.operation(statements)
         if idempotent is None:
             idempotent = all(is_idempotent(sql) for sql, _ in statements)
-        if len(statements) + 1 > self.client.limits.d1_statements:
-            raise TooLarge(
-                f"{len(statements)} statements in one batch; the gateway's plan "
-                f"({self.client.limits.plan}) runs at most {self.client.limits.d1_statements - 1}"
-            )
         (value,) = self.client.run(
             [operation], what="D1 query", idempotent=idempotent, counter=self.round_trips
         )

@@ -43,7 +43,6 @@ __all__ = [
     "GATEWAY_PLANS",
     "GatewayClient",
     "GatewayLimits",
-    "OperationFailed",
     "entries",
     "gateway_client",
     "query_results",
@@ -73,10 +72,6 @@ GATEWAY_PLANS = {
     "free": GatewayLimits(plan="free", d1_statements=50),
     "paid": GatewayLimits(plan="paid"),
 }
-
-
-class OperationFailed(DatastoreError):
-    """An operation of a gateway request failed; ``error`` is the mapped datastore error."""
 
 
 _ERRORS: dict[str, type[DatastoreError]] = {
@@ -159,7 +154,7 @@ class GatewayClient:
     """Signed requests to one gateway, counted, limited and retried.
 
     ``run(operations)`` sends one request and returns one entry per operation: its value, or
-    the mapped error (an ``OperationFailed``-free list: the caller raises what it needs).
+    the mapped ``DatastoreError`` (returned, not raised: the caller raises what it needs).
     """
 
     def __init__(
